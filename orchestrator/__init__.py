@@ -1,0 +1,1 @@
+"""The control plane: identity, sessions, audit, dispatch, API and CLI of liveresponse."""

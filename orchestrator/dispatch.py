@@ -1,0 +1,181 @@
+"""The dispatch pipeline: check, audit, enqueue by name to the device's queue, wait, record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
+
+from orchestrator.audit import digest
+from orchestrator.identity import User
+from orchestrator.plane import ControlPlane
+from orchestrator.policies.isolation import check_isolation
+from orchestrator.policies.rbac import require
+from orchestrator.records import CommandRecord
+from tasks import clock
+from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, ErrorInfo
+from tasks.errors import CommandNotFoundError, LiveResponseError
+from tasks.parsing import parse_line
+from tasks.queues import queue_for
+
+log = logging.getLogger(__name__)
+
+#: Seconds we keep command records.
+RECORD_TTL_S = 7 * 24 * 60 * 60
+#: Extra seconds to wait for an agent's answer past a command's own limits.
+WAIT_GRACE_S = 5.0
+
+
+def new_command_id() -> str:
+    """A fresh command id (also the Celery task id)."""
+    return uuid.uuid4().hex
+
+
+class Dispatcher:
+    """Turns analyst command lines into audited, addressed, time-bounded Celery tasks."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+
+    def submit(self, user: User, session_id: str, line: str) -> CommandRecord:
+        """Run every check, audit the request and enqueue; raise the first denial."""
+        p = self.plane
+        command_id = new_command_id()
+        try:
+            session = p.sessions.check_usable(session_id, user.name)
+            spec, args = parse_line(line)
+            require(user.name, user.roles, spec.permission)
+            device = p.devices.get(session.device_id)
+            check_isolation(device, spec)
+        except LiveResponseError as exc:
+            p.audit.append(user.name, "command.denied", session_id, "denied",
+                           session=session_id, command_id=command_id, line=line,
+                           reason=exc.code, message=exc.message)
+            raise
+        now = clock.now()
+        envelope = CommandEnvelope(
+            command_id=command_id, device_id=device.id, session_id=session.id, user=user.name,
+            command=spec.name, args=args.model_dump(mode="json"), cwd=session.cwd,
+            issued_at=now, expires_at=now + p.settings.command_expiry_s,
+        )
+        record = CommandRecord(
+            command_id=command_id, session_id=session.id, device_id=device.id, user=user.name,
+            command=spec.name, line=line, status=CommandStatus.QUEUED, created_at=now,
+            expires_at=envelope.expires_at,
+        )
+        pipe = p.client.pipeline(transaction=False)
+        pipe.hset(p.keys.command(command_id), mapping=_record_fields(record))
+        pipe.expire(p.keys.command(command_id), RECORD_TTL_S)
+        pipe.rpush(p.keys.session_commands(session.id), command_id)
+        pipe.execute()
+        p.audit.append(user.name, "command.requested", device.id, "allowed",
+                       session=session.id, device=device.id, command_id=command_id,
+                       command=spec.name, line=line)
+        p.sessions.touch(session.id)
+        p.celery.send_task(
+            spec.task_name, args=[envelope.model_dump(mode="json")], task_id=command_id,
+            queue=queue_for(device.id), expires=p.settings.command_expiry_s,
+            # Flower shows argsrepr: name the command, never its arguments.
+            argsrepr=f"<{spec.name} {command_id}>", kwargsrepr="{}",
+        )
+        return record
+
+    def wait(self, record: CommandRecord) -> CommandRecord:
+        """Block until the command ends (completed, failed, expired...) and record the outcome."""
+        p = self.plane
+        result = AsyncResult(record.command_id, app=p.celery)
+        queued_for = max((record.expires_at or clock.now()) - clock.now(), 0.0) + 1.0
+        outcome = self._get(result, queued_for)
+        if outcome is None:
+            moved, _ = p.states.transition(record.command_id, CommandStatus.EXPIRED,
+                                           [CommandStatus.QUEUED],
+                                           {"finished_at": repr(clock.now())})
+            if moved:
+                result.revoke()
+                return self._finish(record, _error_outcome(
+                    record, CommandStatus.EXPIRED, "expired",
+                    f"no agent started the command within {p.settings.command_expiry_s:g} s; "
+                    f"device {record.device_id!r} may be offline",
+                    "check 'lr devices' and that lr-agent runs on the endpoint"))
+            outcome = self._get(result, p.settings.command_time_limit_s + 2 * WAIT_GRACE_S)
+        if outcome is None:
+            p.states.transition(record.command_id, CommandStatus.FAILED,
+                                [CommandStatus.RUNNING, CommandStatus.QUEUED])
+            outcome = _error_outcome(record, CommandStatus.FAILED, "agent_silent",
+                                     "the agent started the command but never answered",
+                                     "see the agent's log on the endpoint")
+        return self._finish(record, outcome)
+
+    def run(self, user: User, session_id: str, line: str) -> CommandRecord:
+        """Submit and wait."""
+        return self.wait(self.submit(user, session_id, line))
+
+    def get(self, command_id: str) -> CommandRecord:
+        """A command's stored record (CommandNotFoundError when unknown)."""
+        raw = self.plane.states.get(command_id)
+        if not raw:
+            raise CommandNotFoundError(f"unknown command id {command_id!r}")
+        return record_from_fields(raw)
+
+    def _get(self, result: AsyncResult, timeout_s: float) -> CommandOutcome | None:
+        try:
+            value = result.get(timeout=timeout_s, propagate=False, disable_sync_subtasks=False)
+        except CeleryTimeout:
+            return None
+        if isinstance(value, dict):
+            return CommandOutcome.model_validate(value)
+        # The task itself raised (e.g. killed at the hard time limit): report, never hang.
+        return CommandOutcome(
+            command_id=result.id, device_id="", command="", status=CommandStatus.FAILED,
+            error=ErrorInfo(code="agent_error", message=f"the agent task failed: {value!r}"),
+        )
+
+    def _finish(self, record: CommandRecord, outcome: CommandOutcome) -> CommandRecord:
+        p = self.plane
+        done = record.model_copy(update={
+            "status": outcome.status, "result": outcome.result, "error": outcome.error,
+            "truncated": outcome.truncated, "started_at": outcome.started_at,
+            "finished_at": outcome.finished_at or clock.now(),
+        })
+        if done.command == "cd" and done.status is CommandStatus.COMPLETED and done.result:
+            p.sessions.set_cwd(done.session_id, str(done.result["cwd"]))
+        p.client.hset(p.keys.command(done.command_id), mapping=_record_fields(done))
+        p.audit.append(
+            done.user, f"command.{done.status.value}", done.device_id, done.status.value,
+            session=done.session_id, device=done.device_id, command_id=done.command_id,
+            command=done.command, result_digest=digest(json.dumps(done.result, sort_keys=True)),
+            error=done.error.code if done.error else None,
+        )
+        return done
+
+
+def _error_outcome(record: CommandRecord, status: CommandStatus, code: str, message: str,
+                   hint: str | None = None) -> CommandOutcome:
+    return CommandOutcome(command_id=record.command_id, device_id=record.device_id,
+                          command=record.command, status=status,
+                          error=ErrorInfo(code=code, message=message, hint=hint),
+                          finished_at=clock.now())
+
+
+def _record_fields(record: CommandRecord) -> dict[str, str]:
+    data: dict[str, Any] = record.model_dump(mode="json")
+    out = {k: json.dumps(v) for k, v in data.items() if k not in ("status",)}
+    out["state"] = record.status.value
+    return out
+
+
+def record_from_fields(raw: dict[str, str]) -> CommandRecord:
+    """Rebuild a record from its Redis hash (state is the live field the agent moves)."""
+    data: dict[str, Any] = {}
+    for name in CommandRecord.model_fields:
+        if name in raw and name != "status":
+            try:
+                data[name] = json.loads(raw[name])
+            except json.JSONDecodeError:
+                data[name] = raw[name]
+    data["status"] = raw["state"]
+    return CommandRecord.model_validate(data)

@@ -1,0 +1,48 @@
+"""Arguments and results of the process commands: processes, kill."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tasks.commands.base import CommandArgs, CommandResult
+
+
+class ProcessesArgs(CommandArgs):
+    pid: int | None = Field(default=None, ge=0)
+    tree: bool = False
+
+
+class ProcessInfo(CommandResult):
+    pid: int
+    ppid: int | None
+    name: str
+    user: str | None
+    cmdline: list[str]
+    exe: str | None
+    started_at: float | None
+    cpu_percent: float | None
+    rss_bytes: int | None
+    open_files: int | None
+    connections: int | None
+    status: str | None
+    #: Depth in the tree (0 for roots) when `--tree` was asked, else 0.
+    depth: int = 0
+    #: Fields the agent could not read for this process (access denied).
+    denied: list[str] = Field(default_factory=list)
+
+
+class ProcessesResult(CommandResult):
+    processes: list[ProcessInfo]
+    #: Processes that vanished while being read.
+    vanished: int = 0
+
+
+class KillArgs(CommandArgs):
+    pid: int = Field(ge=1)
+
+
+class KillResult(CommandResult):
+    pid: int
+    name: str
+    signal: str
+    ended: bool

@@ -1,0 +1,183 @@
+"""One exception tree for liveresponse: each class says when it is raised and how it surfaces.
+
+`code` is the stable machine name (also used in agent results), `http_status` what the API
+answers, `exit_code` what the CLI exits with.
+"""
+
+from __future__ import annotations
+
+
+class LiveResponseError(Exception):
+    """Raised when anything in liveresponse fails in a way a user should be told about."""
+
+    code = "error"
+    http_status = 500
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict[str, str]:
+        """The error as it travels in JSON: code, message and (if any) what to do."""
+        out = {"code": self.code, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+class ConfigurationError(LiveResponseError):
+    """Raised when settings or the environment make it impossible to start."""
+
+    code = "configuration"
+    exit_code = 10
+
+
+class UsageError(LiveResponseError):
+    """Raised when a command line or its arguments do not parse."""
+
+    code = "usage"
+    http_status = 400
+    exit_code = 2
+
+
+class UnknownCommandError(UsageError):
+    """Raised when a command name is not in the registry."""
+
+    code = "unknown_command"
+
+
+class InvalidDeviceIdError(UsageError):
+    """Raised when a device id is not 1-64 characters of [A-Za-z0-9._-]."""
+
+    code = "invalid_device_id"
+
+
+class AuthenticationError(LiveResponseError):
+    """Raised when a request carries no token, or one that is unknown or revoked."""
+
+    code = "unauthenticated"
+    http_status = 401
+    exit_code = 3
+
+
+class PermissionDeniedError(LiveResponseError):
+    """Raised when an authenticated user lacks the permission an action needs."""
+
+    code = "permission_denied"
+    http_status = 403
+    exit_code = 4
+
+
+class NotFoundError(LiveResponseError):
+    """Raised when a named object (device, session, command, user) does not exist."""
+
+    code = "not_found"
+    http_status = 404
+    exit_code = 5
+
+
+class UnknownDeviceError(NotFoundError):
+    """Raised when a device id has never registered with the orchestrator."""
+
+    code = "unknown_device"
+
+
+class SessionNotFoundError(NotFoundError):
+    """Raised when a session id does not exist."""
+
+    code = "unknown_session"
+
+
+class CommandNotFoundError(NotFoundError):
+    """Raised when a command id does not exist."""
+
+    code = "unknown_command_id"
+
+
+class SessionStateError(LiveResponseError):
+    """Raised when a session exists but cannot take commands."""
+
+    code = "session_unusable"
+    http_status = 409
+    exit_code = 6
+
+
+class SessionClosedError(SessionStateError):
+    """Raised when a session was closed by its owner or an admin."""
+
+    code = "session_closed"
+
+
+class SessionExpiredError(SessionStateError):
+    """Raised when a session passed its idle timeout or its maximum length."""
+
+    code = "session_expired"
+
+
+class CommandExpiredError(LiveResponseError):
+    """Raised when no agent started a command before its expiry (device offline or busy)."""
+
+    code = "expired"
+    http_status = 504
+    exit_code = 7
+
+
+class CommandFailedError(LiveResponseError):
+    """Raised on the agent when a command ran but could not do what was asked."""
+
+    code = "failed"
+    http_status = 200
+    exit_code = 8
+
+
+class PathNotFoundError(CommandFailedError):
+    """Raised when a path named in a command does not exist on the endpoint."""
+
+    code = "path_not_found"
+
+
+class NotADirectoryError_(CommandFailedError):
+    """Raised when a command that needs a directory is given something else."""
+
+    code = "not_a_directory"
+
+
+class NotAFileError(CommandFailedError):
+    """Raised when a command that reads file content is given a directory or special file."""
+
+    code = "not_a_file"
+
+
+class EndpointPermissionError(CommandFailedError):
+    """Raised when the agent's own OS account may not read or act on the target."""
+
+    code = "endpoint_permission_denied"
+
+
+class ProcessNotFoundError(CommandFailedError):
+    """Raised when a pid does not name a running process."""
+
+    code = "process_not_found"
+
+
+class ProtectedProcessError(CommandFailedError):
+    """Raised when a command would end pid 1, the agent itself or its parent."""
+
+    code = "protected_process"
+
+
+class CommandTimeoutError(CommandFailedError):
+    """Raised when a command ran past its time limit and was stopped."""
+
+    code = "timeout"
+
+
+class CommandRejectedError(LiveResponseError):
+    """Raised on the agent when it refuses to run a task at all (replayed, cancelled, expired,
+    addressed to another device, or unknown)."""
+
+    code = "rejected"
+    http_status = 409
+    exit_code = 9

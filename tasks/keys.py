@@ -1,0 +1,65 @@
+"""Names of the Redis keys both sides use; one `Keys` per key prefix (tests use their own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix (default `lr`)."""
+
+    prefix: str = "lr"
+
+    def device(self, device_id: str) -> str:
+        """Hash: platform, hostname, agent version, last heartbeat, isolation state."""
+        return f"{self.prefix}:device:{device_id}"
+
+    @property
+    def devices(self) -> str:
+        """Set of every registered device id."""
+        return f"{self.prefix}:devices"
+
+    def session(self, session_id: str) -> str:
+        """Hash: one live-response session."""
+        return f"{self.prefix}:session:{session_id}"
+
+    @property
+    def sessions(self) -> str:
+        """Sorted set of session ids by creation time."""
+        return f"{self.prefix}:sessions"
+
+    def command(self, command_id: str) -> str:
+        """Hash: one command's state, owner and outcome digest."""
+        return f"{self.prefix}:cmd:{command_id}"
+
+    def session_commands(self, session_id: str) -> str:
+        """List of the command ids of one session, in order."""
+        return f"{self.prefix}:session:{session_id}:cmds"
+
+    def ledger(self, device_id: str, command_id: str) -> str:
+        """Marker an agent sets when it starts a command, so it never starts it twice."""
+        return f"{self.prefix}:ledger:{device_id}:{command_id}"
+
+    @property
+    def audit(self) -> str:
+        """Stream: the hash-chained audit log."""
+        return f"{self.prefix}:audit"
+
+    @property
+    def audit_head(self) -> str:
+        """String: hash of the newest audit entry (the chain's head)."""
+        return f"{self.prefix}:audit:head"
+
+    def user(self, name: str) -> str:
+        """Hash: one user (roles, created)."""
+        return f"{self.prefix}:user:{name}"
+
+    @property
+    def users(self) -> str:
+        """Set of user names."""
+        return f"{self.prefix}:users"
+
+    def token(self, token_hash: str) -> str:
+        """String: the user a token (by its sha256) belongs to."""
+        return f"{self.prefix}:token:{token_hash}"

@@ -1,0 +1,168 @@
+"""The command registry: every command declared once, checked when the registry is built."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from tasks.commands import filesystem as fs
+from tasks.commands import network as net
+from tasks.commands import processes as proc
+from tasks.commands.base import CommandArgs, CommandResult
+
+#: Prefix of the Celery task name of each command (`lr.command.dir`, ...).
+TASK_PREFIX = "lr.command."
+
+#: Permission of read-only commands.
+PERM_READ = "live.read"
+#: Permission of commands that copy data off the endpoint.
+PERM_COLLECT = "live.collect"
+#: Permission of commands that write to the endpoint or run code there.
+PERM_EXECUTE = "live.execute"
+#: Permission of commands that end processes or remove files.
+PERM_REMEDIATE = "live.remediate"
+#: Permission of network containment.
+PERM_ISOLATE = "live.isolate"
+
+
+@dataclass(frozen=True)
+class Option:
+    """A `--flag` of a command line mapped to an argument field."""
+
+    flag: str
+    field: str
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command: its models, who may run it, and how its line is written."""
+
+    name: str
+    summary: str
+    args_model: type[CommandArgs]
+    result_model: type[CommandResult]
+    permission: str
+    destructive: bool = False
+    allowed_while_isolated: bool = True
+    platforms: frozenset[str] = frozenset({"linux", "darwin", "windows"})
+    positionals: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
+    #: Positionals that may be omitted (they must be last).
+    optional_positionals: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def task_name(self) -> str:
+        """The Celery task name the agent registers and the orchestrator sends."""
+        return TASK_PREFIX + self.name
+
+    @property
+    def usage(self) -> str:
+        """One line: how to write this command."""
+        parts = [self.name]
+        for pos in self.positionals:
+            parts.append(f"[{pos.upper()}]" if pos in self.optional_positionals else pos.upper())
+        for opt in self.options:
+            is_flag = self.args_model.model_fields[opt.field].annotation in (bool, "bool")
+            parts.append(f"[{opt.flag}]" if is_flag else f"[{opt.flag} {opt.field.upper()}]")
+        return " ".join(parts)
+
+
+class Registry(Mapping[str, CommandSpec]):
+    """Read-only map of command name to spec, validated on construction."""
+
+    def __init__(self, specs: Iterable[CommandSpec]) -> None:
+        self._specs: dict[str, CommandSpec] = {}
+        for spec in specs:
+            _check_spec(spec)
+            if spec.name in self._specs:
+                raise ValueError(f"command {spec.name!r} declared twice")
+            self._specs[spec.name] = spec
+
+    def __getitem__(self, name: str) -> CommandSpec:
+        return self._specs[name]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+def _check_spec(spec: CommandSpec) -> None:
+    fields = spec.args_model.model_fields
+    named = list(spec.positionals) + [o.field for o in spec.options]
+    unknown = [n for n in named if n not in fields]
+    if unknown:
+        raise ValueError(f"{spec.name}: line names unknown fields {unknown}")
+    if len(set(named)) != len(named):
+        raise ValueError(f"{spec.name}: a field is named twice on the line")
+    missing = [n for n, f in fields.items() if f.is_required() and n not in named]
+    if missing:
+        raise ValueError(f"{spec.name}: required fields not on the line: {missing}")
+    seen_optional = False
+    for pos in spec.positionals:
+        if pos in spec.optional_positionals:
+            seen_optional = True
+        elif seen_optional:
+            raise ValueError(f"{spec.name}: required positional {pos!r} after an optional one")
+    for opt in spec.options:
+        if not opt.flag.startswith("--"):
+            raise ValueError(f"{spec.name}: option {opt.flag!r} must start with --")
+    if not spec.args_model.model_config.get("frozen") or spec.args_model.model_config.get(
+        "extra"
+    ) != "forbid":
+        raise ValueError(f"{spec.name}: argument model must be frozen and forbid extras")
+
+
+def build_registry() -> Registry:
+    """Every command liveresponse knows, in the order `help` lists them."""
+    return Registry(
+        [
+            CommandSpec(
+                "dir", "List a directory (symlinks shown, not followed)",
+                fs.DirArgs, fs.DirResult, PERM_READ,
+                positionals=("path",), optional_positionals=frozenset({"path"}),
+            ),
+            CommandSpec(
+                "cd", "Change the session's working directory",
+                fs.CdArgs, fs.CdResult, PERM_READ, positionals=("path",),
+            ),
+            CommandSpec(
+                "fileinfo", "Stat a file and hash it (sha256, sha1, md5)",
+                fs.FileInfoArgs, fs.FileInfoResult, PERM_READ, positionals=("path",),
+            ),
+            CommandSpec(
+                "findfile", "Find files whose name matches a glob, bounded",
+                fs.FindFileArgs, fs.FindFileResult, PERM_READ,
+                positionals=("name",),
+                options=(Option("--path", "path", "directory to search from"),
+                         Option("--max", "max", "stop after this many matches")),
+            ),
+            CommandSpec(
+                "getfilehash", "Hash a file (streamed)",
+                fs.GetFileHashArgs, fs.GetFileHashResult, PERM_READ,
+                positionals=("path",),
+                options=(Option("--algo", "algo", "sha256, sha1, md5 or all"),),
+            ),
+            CommandSpec(
+                "processes", "List processes",
+                proc.ProcessesArgs, proc.ProcessesResult, PERM_READ,
+                options=(Option("--pid", "pid", "only this process"),
+                         Option("--tree", "tree", "show as a tree")),
+            ),
+            CommandSpec(
+                "netstat", "List network connections and listening sockets",
+                net.NetstatArgs, net.NetstatResult, PERM_READ,
+            ),
+            CommandSpec(
+                "kill", "End a process (never pid 1, the agent or its parent)",
+                proc.KillArgs, proc.KillResult, PERM_REMEDIATE,
+                destructive=True, allowed_while_isolated=True, positionals=("pid",),
+            ),
+        ]
+    )
+
+
+#: The registry both sides use.
+REGISTRY = build_registry()

@@ -1,0 +1,90 @@
+"""A live liveresponse stack for tests: control plane, API in a thread, real agent processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from config import Settings
+from orchestrator.agents import LocalAgent
+from orchestrator.identity import create_user, issue_token
+from orchestrator.plane import ControlPlane
+from orchestrator.server import ServerThread
+
+
+@dataclass
+class Stack:
+    """What a test drives: the plane, the API's URL, an admin token and running agents."""
+
+    plane: ControlPlane
+    url: str
+    token: str
+    agents: dict[str, LocalAgent] = field(default_factory=dict)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        """An HTTP client of the API, authenticated as `token` (default: the admin)."""
+        return httpx.Client(base_url=self.url, timeout=120,
+                            headers={"Authorization": f"Bearer {token or self.token}"})
+
+    def open_session(self, device_id: str, token: str | None = None) -> str:
+        with self.client(token) as http:
+            resp = http.post("/sessions", json={"device_id": device_id})
+            assert resp.status_code == 201, resp.text
+            return str(resp.json()["id"])
+
+    def run(self, session_id: str, line: str, token: str | None = None) -> dict[str, Any]:
+        """POST a command line and return the JSON body (errors included)."""
+        with self.client(token) as http:
+            body: dict[str, Any] = http.post(f"/sessions/{session_id}/commands",
+                                             json={"line": line}).json()
+            return body
+
+    def user(self, name: str, roles: list[str]) -> str:
+        """Create a user and return a fresh token of theirs."""
+        user = create_user(self.plane.client, self.plane.keys, name, roles)
+        return issue_token(self.plane.client, self.plane.keys, user)
+
+
+def new_device_id(tag: str = "dev") -> str:
+    """A device id no other test uses."""
+    return f"{tag}-{uuid.uuid4().hex[:8]}"
+
+
+@contextmanager
+def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Path,
+               **settings: Any) -> Iterator[Stack]:
+    """Start the API and one agent per device id; stop everything on exit, even on failure."""
+    cfg = Settings(redis_url=redis_url, key_prefix=key_prefix, **settings)
+    with ExitStack() as stack:
+        plane = ControlPlane.from_settings(cfg)
+        stack.callback(plane.close)
+        server = stack.enter_context(ServerThread(plane))
+        admin = create_user(plane.client, plane.keys, "admin", ["admin"])
+        token = issue_token(plane.client, plane.keys, admin)
+        agents: dict[str, LocalAgent] = {}
+        env = {k: str(v) for k, v in _agent_env(settings).items()}
+        for device_id in devices:
+            agent = LocalAgent(device_id, redis_url, key_prefix=key_prefix,
+                               log_path=log_dir / f"agent-{device_id}.log", env=env)
+            stack.enter_context(agent)
+            agents[device_id] = agent
+        yield Stack(plane=plane, url=server.url, token=token, agents=agents)
+        for agent in agents.values():
+            purge_device_queue(plane, agent.device_id)
+
+
+def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:
+    names = ("command_time_limit_s", "output_max_bytes", "heartbeat_interval_s")
+    return {f"LR_{n.upper()}": settings[n] for n in names if n in settings}
+
+
+def purge_device_queue(plane: ControlPlane, device_id: str) -> None:
+    """Delete a test device's queue keys so nothing is left in the shared Redis."""
+    for key in plane.client.scan_iter(match=f"lr.device.{device_id}*"):
+        plane.client.delete(key)

@@ -1,0 +1,101 @@
+"""Build an agent's Celery app: one task per registry command, all run by the one executor."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Celery, bootsteps
+
+from config import Settings
+from tasks.app import make_celery_app
+from tasks.keys import Keys
+from tasks.queues import validate_device_id
+from tasks.registry import REGISTRY, CommandSpec, Registry
+from worker_agent.executor import Executor
+from worker_agent.handlers import HANDLERS, check_handlers
+from worker_agent.registration import beat, mark_stopped, register_device
+
+log = logging.getLogger(__name__)
+
+#: Seconds between the soft time limit (the command is told to stop) and the hard one (killed).
+HARD_LIMIT_GRACE_S = 5.0
+
+
+@dataclass
+class AgentRuntime:
+    """What the worker's bootsteps need: which device, where its state lives, how often to beat."""
+
+    device_id: str
+    client: redis.Redis
+    keys: Keys
+    heartbeat_interval_s: float
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """Register the device when the worker starts and refresh `last_seen` on a timer."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.tref: Any = None
+
+    def start(self, worker: Any) -> None:
+        rt: AgentRuntime = worker.app.lr_agent
+        register_device(rt.client, rt.keys, rt.device_id)
+        self.tref = worker.timer.call_repeatedly(rt.heartbeat_interval_s, self._beat, (rt,))
+
+    def stop(self, worker: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+        rt: AgentRuntime = worker.app.lr_agent
+        try:
+            mark_stopped(rt.client, rt.keys, rt.device_id)
+        except redis.RedisError:
+            log.warning("could not mark device %s stopped", rt.device_id)
+
+    @staticmethod
+    def _beat(rt: AgentRuntime) -> None:
+        try:
+            beat(rt.client, rt.keys, rt.device_id)
+        except redis.RedisError as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+
+def build_agent_app(device_id: str, settings: Settings, registry: Registry = REGISTRY) -> Celery:
+    """A Celery app whose tasks are this device's commands, ready for `worker_main`."""
+    validate_device_id(device_id)
+    if not settings.redis_url:
+        raise ValueError("the agent needs LR_REDIS_URL: the broker its orchestrator uses")
+    check_handlers(registry)
+    app = make_celery_app(settings.redis_url, name=f"lr-agent-{device_id}")
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = Keys(settings.key_prefix)
+    executor = Executor(
+        device_id=device_id, client=client, keys=keys, registry=registry,
+        handlers=dict(HANDLERS), output_max_bytes=settings.output_max_bytes,
+        agent_pid=os.getpid(),
+    )
+    for spec in registry.values():
+        _register_task(app, spec, executor, settings.command_time_limit_s)
+    app.lr_agent = AgentRuntime(device_id, client, keys, settings.heartbeat_interval_s)  # type: ignore[attr-defined]
+    app.steps["worker"].add(HeartbeatStep)
+    return app
+
+
+def _register_task(app: Celery, spec: CommandSpec, executor: Executor, limit_s: float) -> None:
+    def run(envelope: dict[str, Any]) -> dict[str, Any]:
+        return executor.execute(spec, envelope)
+
+    run.__name__ = f"command_{spec.name}"
+    app.task(
+        name=spec.task_name,
+        soft_time_limit=limit_s,
+        time_limit=limit_s + HARD_LIMIT_GRACE_S,
+        acks_late=False,
+        ignore_result=False,
+    )(run)

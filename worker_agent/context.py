@@ -1,0 +1,26 @@
+"""What a command handler gets besides its arguments: where it runs and who it must not harm."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Per-command facts a handler may use; handlers never reach for globals."""
+
+    device_id: str
+    #: The session's working directory; relative paths resolve against it.
+    cwd: str | None = None
+    #: Pids a handler must never end: the agent's own processes and its parent.
+    protected_pids: frozenset[int] = field(default_factory=frozenset)
+    #: Largest result we return; handlers that list things stop early past it.
+    output_max_bytes: int = 4 * 1024 * 1024
+
+    def resolve(self, path: str) -> Path:
+        """`path` made absolute against the session cwd (no symlink resolution, no I/O)."""
+        expanded = os.path.expanduser(path)
+        base = self.cwd or os.getcwd()
+        return Path(os.path.normpath(os.path.join(base, expanded)))

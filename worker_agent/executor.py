@@ -1,0 +1,162 @@
+"""The one executor: every command passes the same checks before and after its handler runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+from pydantic import ValidationError
+
+from tasks import clock
+from tasks.commands.base import CommandArgs, CommandResult
+from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, ErrorInfo
+from tasks.errors import CommandFailedError, CommandTimeoutError, LiveResponseError
+from tasks.keys import Keys
+from tasks.registry import CommandSpec, Registry
+from tasks.state import CommandStateStore
+from worker_agent.context import CommandContext
+from worker_agent.limits import truncate_result
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[CommandArgs, CommandContext], CommandResult]
+
+#: How long the ledger remembers a started command id (far beyond any redelivery).
+LEDGER_TTL_S = 7 * 24 * 60 * 60
+
+
+@dataclass
+class Executor:
+    """Runs envelopes for one device: check, mark started once, run, pack the outcome."""
+
+    device_id: str
+    client: redis.Redis
+    keys: Keys
+    registry: Registry
+    handlers: dict[str, Handler]
+    output_max_bytes: int
+    #: The agent's main process pid, fixed when the agent starts.
+    agent_pid: int
+
+    def __post_init__(self) -> None:
+        self.states = CommandStateStore(self.client, self.keys)
+
+    def execute(self, spec: CommandSpec, raw: object) -> dict[str, object]:
+        """Run one task's payload and return a CommandOutcome as JSON-able dict."""
+        started = clock.now()
+        try:
+            envelope = CommandEnvelope.model_validate(raw)
+        except ValidationError:
+            log.warning("rejected a malformed envelope for %s", spec.name)
+            return self._outcome_raw(spec, raw, CommandStatus.REJECTED, "malformed_envelope",
+                                     "the task's envelope is malformed")
+        refusal = self._refuse(spec, envelope)
+        if refusal is not None:
+            status, code, message = refusal
+            log.warning("refused %s %s: %s", envelope.command, envelope.command_id, message)
+            return self._outcome(envelope, status, error=ErrorInfo(code=code, message=message))
+        try:
+            args = spec.args_model.model_validate(envelope.args)
+            result = self.handlers[spec.name](args, self._context(envelope))
+            body, truncated = truncate_result(result.model_dump(mode="json"),
+                                              self.output_max_bytes)
+            return self._finish(envelope, CommandStatus.COMPLETED, started,
+                                result=body, truncated=truncated)
+        except SoftTimeLimitExceeded:
+            err = CommandTimeoutError(f"{spec.name} ran past its time limit and was stopped")
+            return self._finish(envelope, CommandStatus.FAILED, started, error=err)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            err = CommandFailedError(f"{spec.name}: bad argument {first['loc']}: {first['msg']}")
+            return self._finish(envelope, CommandStatus.FAILED, started, error=err)
+        except LiveResponseError as exc:
+            return self._finish(envelope, CommandStatus.FAILED, started, error=exc)
+        except Exception:  # a handler bug must still answer, never leave the analyst waiting
+            log.exception("handler %s crashed on %s", spec.name, envelope.command_id)
+            err = CommandFailedError(f"{spec.name} failed on the agent with an internal error",
+                                     hint="the agent's log has the details")
+            return self._finish(envelope, CommandStatus.FAILED, started, error=err)
+
+    def _refuse(
+        self, spec: CommandSpec, env: CommandEnvelope
+    ) -> tuple[CommandStatus, str, str] | None:
+        """Why this envelope must not run, or None. Marks it started when it may run."""
+        if env.device_id != self.device_id:
+            return (CommandStatus.REJECTED, "wrong_device",
+                    f"addressed to device {env.device_id!r}, this is {self.device_id!r}")
+        if env.command != spec.name:
+            return (CommandStatus.REJECTED, "wrong_task",
+                    f"envelope for {env.command!r} arrived as task {spec.name!r}")
+        if clock.now() > env.expires_at:
+            self.states.transition(env.command_id, CommandStatus.EXPIRED,
+                                   [CommandStatus.QUEUED])
+            return (CommandStatus.EXPIRED, "expired",
+                    "the command expired before the agent could start it")
+        if not self.client.set(self.keys.ledger(self.device_id, env.command_id), "1",
+                               nx=True, ex=LEDGER_TTL_S):
+            return (CommandStatus.REJECTED, "replayed",
+                    f"command {env.command_id} was already started once; never run twice")
+        moved, before = self.states.transition(
+            env.command_id, CommandStatus.RUNNING, [CommandStatus.QUEUED],
+            {"started_at": repr(clock.now())},
+        )
+        if not moved:
+            if before is None:
+                return (CommandStatus.REJECTED, "unknown_command_id",
+                        "the orchestrator has no record of this command")
+            return (before if before.final else CommandStatus.REJECTED, f"not_runnable",
+                    f"the command is {before.value}, not queued; dropped")
+        return None
+
+    def _context(self, env: CommandEnvelope) -> CommandContext:
+        return CommandContext(
+            device_id=self.device_id,
+            cwd=env.cwd,
+            protected_pids=frozenset(self._protected_pids()),
+            output_max_bytes=self.output_max_bytes,
+        )
+
+    def _protected_pids(self) -> set[int]:
+        """Pid 1, the agent's main process, its parent, and its pool processes."""
+        pids = {1, os.getpid(), self.agent_pid}
+        try:
+            main = psutil.Process(self.agent_pid)
+            pids.add(main.ppid())
+            pids.update(child.pid for child in main.children(recursive=True))
+        except psutil.Error:
+            pass
+        return pids
+
+    def _finish(
+        self,
+        env: CommandEnvelope,
+        status: CommandStatus,
+        started: float,
+        *,
+        result: dict[str, object] | None = None,
+        truncated: bool = False,
+        error: LiveResponseError | None = None,
+    ) -> dict[str, object]:
+        finished = clock.now()
+        self.states.transition(env.command_id, status, [CommandStatus.RUNNING],
+                               {"finished_at": repr(finished)})
+        info = ErrorInfo(**error.to_dict()) if error else None
+        return self._outcome(env, status, result=result, error=info, truncated=truncated,
+                             started_at=started, finished_at=finished)
+
+    def _outcome(self, env: CommandEnvelope, status: CommandStatus, **fields: object) -> dict:
+        return CommandOutcome(command_id=env.command_id, device_id=self.device_id,
+                              command=env.command, status=status,
+                              **fields).model_dump(mode="json")  # type: ignore[arg-type]
+
+    def _outcome_raw(self, spec: CommandSpec, raw: object, status: CommandStatus,
+                     code: str, message: str) -> dict:
+        command_id = raw.get("command_id", "") if isinstance(raw, dict) else ""
+        return CommandOutcome(command_id=str(command_id), device_id=self.device_id,
+                              command=spec.name, status=status,
+                              error=ErrorInfo(code=code, message=message)).model_dump(mode="json")

@@ -1,0 +1,61 @@
+"""The agent's explicit map from command name to the handler that runs it."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tasks.commands.base import CommandResult
+from tasks.registry import CommandSpec
+from worker_agent.context import CommandContext
+from worker_agent.filesystem import run_cd, run_dir, run_fileinfo, run_findfile, run_getfilehash
+from worker_agent.network import run_netstat
+from worker_agent.processes import run_kill, run_processes
+
+# Each handler takes its own argument model (DirArgs, KillArgs, ...), which a
+# Callable[[CommandArgs, ...]] cannot express; check_handlers compares the annotations with
+# the registry's models instead, once, when the agent starts.
+Handler = Callable[[Any, CommandContext], CommandResult]
+
+#: Command name → handler. Add a line here when a command is added to the registry.
+HANDLERS: dict[str, Handler] = {
+    "dir": run_dir,
+    "cd": run_cd,
+    "fileinfo": run_fileinfo,
+    "findfile": run_findfile,
+    "getfilehash": run_getfilehash,
+    "processes": run_processes,
+    "netstat": run_netstat,
+    "kill": run_kill,
+}
+
+
+def check_handlers(
+    registry: Mapping[str, CommandSpec], handlers: Mapping[str, Handler] = HANDLERS
+) -> None:
+    """Raise ValueError unless commands and handlers match one to one, models included."""
+    missing = sorted(set(registry) - set(handlers))
+    if missing:
+        raise ValueError(f"commands without a handler on the agent: {missing}")
+    unknown = sorted(set(handlers) - set(registry))
+    if unknown:
+        raise ValueError(f"handlers for commands the registry does not know: {unknown}")
+    for name, spec in registry.items():
+        check_signature(spec, handlers[name])
+
+
+def check_signature(spec: CommandSpec, handler: Handler) -> None:
+    """Raise ValueError unless `handler` takes the spec's argument model and returns its result."""
+    hints = typing.get_type_hints(handler)
+    params = [h for key, h in hints.items() if key != "return"]
+    takes = params[0] if params else None
+    if takes is not spec.args_model:
+        raise ValueError(
+            f"handler of {spec.name!r} takes {takes!r}, the registry sends {spec.args_model!r}"
+        )
+    if hints.get("return") is not spec.result_model:
+        raise ValueError(
+            f"handler of {spec.name!r} returns {hints.get('return')!r},"
+            f" the registry expects {spec.result_model!r}"
+        )

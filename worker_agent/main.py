@@ -1,0 +1,50 @@
+"""`lr-agent`: start the agent worker for one device, consuming only that device's queue."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from config import get_settings
+from tasks.errors import LiveResponseError
+from tasks.queues import queue_for
+from worker_agent.app import build_agent_app
+
+
+def worker_argv(device_id: str, concurrency: int, loglevel: str) -> list[str]:
+    """The Celery worker command line of an agent (see DESIGN: prefork, no gossip or mingle)."""
+    return [
+        "worker",
+        "--queues", queue_for(device_id),
+        "--pool", "prefork",
+        "--concurrency", str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--task-events",
+        "--hostname", f"lr-agent-{device_id}@%h",
+        "--loglevel", loglevel,
+    ]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--device-id", required=True, help="This endpoint's device id ([A-Za-z0-9._-]{1,64}).")
+@click.option("--redis-url", envvar="LR_REDIS_URL", help="Broker and state (default LR_REDIS_URL).")
+@click.option("--concurrency", type=int, default=None, help="Worker processes (default 2).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def main(device_id: str, redis_url: str | None, concurrency: int | None, loglevel: str) -> None:
+    """Run the liveresponse agent for DEVICE_ID."""
+    overrides: dict[str, object] = {}
+    if redis_url:
+        overrides["redis_url"] = redis_url
+    settings = get_settings(**overrides)
+    try:
+        app = build_agent_app(device_id, settings)
+    except (LiveResponseError, ValueError) as exc:
+        click.echo(f"lr-agent: {exc}", err=True)
+        sys.exit(2)
+    app.worker_main(worker_argv(device_id, concurrency or settings.agent_concurrency, loglevel))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Handlers of the process commands: processes (list or tree) and kill."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import psutil
+
+from tasks.commands.processes import (
+    KillArgs,
+    KillResult,
+    ProcessesArgs,
+    ProcessesResult,
+    ProcessInfo,
+)
+from tasks.errors import EndpointPermissionError, ProcessNotFoundError, ProtectedProcessError
+from worker_agent.context import CommandContext
+
+#: Seconds a process gets to end after SIGTERM before it is sent SIGKILL.
+TERM_GRACE_S = 3.0
+#: Seconds we wait for the kernel to remove a process after SIGKILL.
+KILL_WAIT_S = 2.0
+#: Seconds between checks while waiting for a process to end.
+POLL_INTERVAL_S = 0.05
+
+T = TypeVar("T")
+
+
+@dataclass
+class ListingTally:
+    """What a process listing could not report, filled in while it runs."""
+
+    #: Processes that ended between being listed and being read.
+    vanished: int = 0
+
+
+class _FieldReader:
+    """Reads one process's fields, turning psutil's per-field failures into data."""
+
+    def __init__(self, proc: psutil.Process) -> None:
+        self.proc = proc
+        self.denied: list[str] = []
+
+    def read(self, field: str, getter: Callable[[], T]) -> T | None:
+        try:
+            return getter()
+        except psutil.ZombieProcess:
+            # A zombie still exists (it is listed) but has no memory, fds or cmdline left.
+            return None
+        except psutil.AccessDenied:
+            self.denied.append(field)
+            return None
+        # NoSuchProcess propagates: the whole process is gone, not just this field.
+
+
+def read_process(proc: psutil.Process) -> ProcessInfo:
+    """Describe one process; unreadable fields are None and named in `denied`.
+
+    Raises psutil.NoSuchProcess if the process ended meanwhile.
+    """
+    reader = _FieldReader(proc)
+    with proc.oneshot():
+        name = reader.read("name", proc.name)
+        cmdline = reader.read("cmdline", proc.cmdline)
+        open_files = reader.read("open_files", proc.open_files)
+        connections = reader.read("connections", proc.net_connections)
+        memory = reader.read("rss_bytes", proc.memory_info)
+        info = ProcessInfo(
+            pid=proc.pid,
+            ppid=reader.read("ppid", proc.ppid),
+            name=name or "",
+            user=reader.read("user", proc.username),
+            cmdline=cmdline or [],
+            exe=reader.read("exe", proc.exe) or None,
+            started_at=reader.read("started_at", proc.create_time),
+            cpu_percent=reader.read("cpu_percent", lambda: proc.cpu_percent(interval=None)),
+            rss_bytes=memory.rss if memory is not None else None,
+            open_files=len(open_files) if open_files is not None else None,
+            connections=len(connections) if connections is not None else None,
+            status=reader.read("status", proc.status),
+            denied=reader.denied,
+        )
+    return info
+
+
+def collect_processes(
+    args: ProcessesArgs, tally: ListingTally | None = None
+) -> Iterator[ProcessInfo]:
+    """Every readable process (or only `args.pid`), in pid order; vanished ones are counted.
+
+    Raises ProcessNotFoundError when `args.pid` names no running process.
+    """
+    tally = tally if tally is not None else ListingTally()
+    if args.pid is not None:
+        try:
+            yield read_process(psutil.Process(args.pid))
+        except psutil.NoSuchProcess:
+            raise ProcessNotFoundError(
+                f"no process with pid {args.pid}", hint="list them with 'processes'"
+            ) from None
+        return
+    for pid in sorted(psutil.pids()):
+        try:
+            yield read_process(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            tally.vanished += 1
+
+
+def order_as_tree(processes: Iterable[ProcessInfo]) -> list[ProcessInfo]:
+    """Processes depth-first under their parents (children by pid), each with its depth.
+
+    Roots are processes whose parent is not in the list (or unknown).
+    """
+    by_pid = {p.pid: p for p in processes}
+    children: dict[int, list[int]] = {}
+    roots: list[int] = []
+    for proc in by_pid.values():
+        if proc.ppid is None or proc.ppid == proc.pid or proc.ppid not in by_pid:
+            roots.append(proc.pid)
+        else:
+            children.setdefault(proc.ppid, []).append(proc.pid)
+    ordered: list[ProcessInfo] = []
+    seen: set[int] = set()
+    stack = [(pid, 0) for pid in sorted(roots, reverse=True)]
+    while stack:
+        pid, depth = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        ordered.append(by_pid[pid].model_copy(update={"depth": depth}))
+        stack.extend((child, depth + 1) for child in sorted(children.get(pid, ()), reverse=True))
+    # A parent cycle (pid reuse caught mid-listing) has no root: keep its members at depth 0.
+    ordered.extend(by_pid[pid] for pid in sorted(by_pid) if pid not in seen)
+    return ordered
+
+
+def run_processes(args: ProcessesArgs, ctx: CommandContext) -> ProcessesResult:
+    """List processes, flat by pid or (with `tree`) depth-first under their parents."""
+    tally = ListingTally()
+    processes = list(collect_processes(args, tally))
+    if args.tree:
+        processes = order_as_tree(processes)
+    return ProcessesResult(processes=processes, vanished=tally.vanished)
+
+
+def run_kill(
+    args: KillArgs, ctx: CommandContext, *, grace_s: float = TERM_GRACE_S
+) -> KillResult:
+    """End a process: SIGTERM, then SIGKILL if it is still there after `grace_s` seconds."""
+    check_killable(args.pid, ctx)
+    try:
+        proc = psutil.Process(args.pid)
+    except psutil.NoSuchProcess:
+        raise _not_found(args.pid) from None
+    try:
+        name = proc.name()
+    except psutil.NoSuchProcess:
+        raise _not_found(args.pid) from None
+    except psutil.AccessDenied:
+        name = ""
+    signal_name = "SIGTERM"
+    _send(proc, proc.terminate)
+    ended = wait_ended(proc, grace_s)
+    if not ended:
+        signal_name = "SIGKILL"
+        _send(proc, proc.kill)
+        ended = wait_ended(proc, KILL_WAIT_S)
+    return KillResult(pid=args.pid, name=name, signal=signal_name, ended=ended)
+
+
+def check_killable(pid: int, ctx: CommandContext) -> None:
+    """Raise ProtectedProcessError for pid 1, the agent's own processes and its parent."""
+    if pid == 1:
+        raise ProtectedProcessError(
+            "refusing to end pid 1 (init): the endpoint would go down",
+            hint="end the offending process itself",
+        )
+    # The context names the agent's processes; our own pid and parent are added in case
+    # the handler runs in a pool child the context did not know about.
+    if pid in ctx.protected_pids or pid in (os.getpid(), os.getppid()):
+        raise ProtectedProcessError(
+            f"refusing to end pid {pid}: it is the agent or its parent",
+            hint="stop the agent through its service manager instead",
+        )
+
+
+def wait_ended(proc: psutil.Process, timeout_s: float) -> bool:
+    """Whether the process ended within `timeout_s` (a zombie counts as ended).
+
+    Polls instead of psutil's wait(): wait() reaps our own children, which would take the exit
+    status from whoever started them.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        except psutil.AccessDenied:
+            pass  # still there, just not readable
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL_S)
+
+
+def _send(proc: psutil.Process, signal_fn: Callable[[], None]) -> None:
+    try:
+        signal_fn()
+    except psutil.NoSuchProcess:
+        pass  # it ended on its own just before the signal: wait_ended reports it
+    except psutil.AccessDenied:
+        raise EndpointPermissionError(
+            f"permission denied ending pid {proc.pid}",
+            hint="the agent's OS account may not signal this process",
+        ) from None
+
+
+def _not_found(pid: int) -> ProcessNotFoundError:
+    return ProcessNotFoundError(f"no process with pid {pid}", hint="list them with 'processes'")
