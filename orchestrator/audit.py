@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel, ConfigDict
@@ -79,8 +79,9 @@ def digest(data: bytes | str) -> str:
 
 def to_canonical_json(value: Any) -> str:
     """Sorted, compact, ASCII-only JSON: one byte string per value, so hashes are stable."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def compute_hash(prev: str, body: Mapping[str, Any]) -> str:
@@ -119,8 +120,9 @@ class AuditLog:
         self.keys = keys
         self._append = client.register_script(_APPEND_LUA)
 
-    def append(self, actor: str, action: str, target: str, decision: str,
-               **details: Any) -> AuditEntry:
+    def append(
+        self, actor: str, action: str, target: str, decision: str, **details: Any
+    ) -> AuditEntry:
         """Add one entry at the head of the chain; retries if another writer got there first."""
         details_json = check_details(details)
         details_obj = json.loads(details_json)
@@ -128,19 +130,23 @@ class AuditLog:
         for _ in range(MAX_APPEND_ATTEMPTS):
             # The time is taken per attempt so a retried entry is not stamped before its prev.
             ts = float(clock.now())
-            body = {"ts": ts, "actor": actor, "action": action, "target": target,
-                    "decision": decision, "details": details_obj, "prev": prev}
+            body = {
+                "ts": ts,
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "decision": decision,
+                "details": details_obj,
+                "prev": prev,
+            }
             entry_hash = compute_hash(prev, body)
             fields = {**body, "ts": repr(ts), "details": details_json, "hash": entry_hash}
             argv: list[str] = [prev, entry_hash]
             for name in ENTRY_FIELDS:
                 argv += [name, str(fields[name])]
-            status, value = self._append(keys=[self.keys.audit, self.keys.audit_head],
-                                         args=argv)
+            status, value = self._append(keys=[self.keys.audit, self.keys.audit_head], args=argv)
             if status == 1:
-                return AuditEntry(id=_text(value), ts=ts, actor=actor, action=action,
-                                  target=target, decision=decision, details=details_obj,
-                                  prev=prev, hash=entry_hash)
+                return AuditEntry(id=_text(value), **body, hash=entry_hash)
             if status == -1:
                 raise LiveResponseError(
                     f"audit head {self.keys.audit_head} is missing while the stream has entries",
@@ -152,21 +158,31 @@ class AuditLog:
             hint="too many concurrent writers; retry the action",
         )
 
-    def read(self, *, session: str | None = None, device: str | None = None,
-             actor: str | None = None, command: str | None = None,
-             since: float | None = None, until: float | None = None,
-             limit: int | None = None) -> list[AuditEntry]:
+    def read(
+        self,
+        *,
+        session: str | None = None,
+        device: str | None = None,
+        actor: str | None = None,
+        command: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
         """Entries matching every given filter, oldest first; `limit` keeps the newest ones.
 
         `since` and `until` bound `ts` inclusively; `command` matches details["command_id"].
         """
+
         def matches(e: AuditEntry) -> bool:
-            return ((session is None or e.details.get("session") == session)
-                    and (device is None or e.details.get("device") == device)
-                    and (actor is None or e.actor == actor)
-                    and (command is None or e.details.get("command_id") == command)
-                    and (since is None or e.ts >= since)
-                    and (until is None or e.ts <= until))
+            return (
+                (session is None or e.details.get("session") == session)
+                and (device is None or e.details.get("device") == device)
+                and (actor is None or e.actor == actor)
+                and (command is None or e.details.get("command_id") == command)
+                and (since is None or e.ts >= since)
+                and (until is None or e.ts <= until)
+            )
 
         if limit is not None and limit <= 0:
             return []
@@ -189,8 +205,9 @@ class AuditLog:
         last_id: str | None = None
 
         def fail(problem: str, entry_id: str | None) -> AuditVerdict:
-            return AuditVerdict(ok=False, entries=count, head=stored_head or "",
-                                problem=problem, entry_id=entry_id)
+            return AuditVerdict(
+                ok=False, entries=count, head=stored_head or "", problem=problem, entry_id=entry_id
+            )
 
         for entry_id, fields in self._scan(reverse=False):
             count += 1
@@ -201,14 +218,19 @@ class AuditLog:
             last_id = entry_id
         if last_id is None:
             if stored_head and stored_head != GENESIS:
-                return fail(f"stream is empty but the head is {stored_head[:16]}…: "
-                            "every entry was deleted", None)
+                return fail(
+                    f"stream is empty but the head is {stored_head[:16]}…: every entry was deleted",
+                    None,
+                )
             return AuditVerdict(ok=True, entries=0, head=stored_head or GENESIS)
         if not stored_head:
             return fail("head key is missing (deleted)", last_id)
         if stored_head != expected_prev:
-            return fail(f"entry {last_id}: the newest entry's hash does not match the head "
-                        "(newest entries deleted, or the head replaced)", last_id)
+            return fail(
+                f"entry {last_id}: the newest entry's hash does not match the head "
+                "(newest entries deleted, or the head replaced)",
+                last_id,
+            )
         return AuditVerdict(ok=True, entries=count, head=stored_head)
 
     def _scan(self, *, reverse: bool) -> Iterator[tuple[str, dict[str, str]]]:
@@ -216,11 +238,12 @@ class AuditLog:
         cursor = "+" if reverse else "-"
         while True:
             if reverse:
-                batch = self.client.xrevrange(self.keys.audit, max=cursor, min="-",
-                                              count=SCAN_BATCH)
+                reply = self.client.xrevrange(
+                    self.keys.audit, max=cursor, min="-", count=SCAN_BATCH
+                )
             else:
-                batch = self.client.xrange(self.keys.audit, min=cursor, max="+",
-                                           count=SCAN_BATCH)
+                reply = self.client.xrange(self.keys.audit, min=cursor, max="+", count=SCAN_BATCH)
+            batch = cast(list[tuple[bytes, dict[bytes, bytes]]], reply or [])
             for raw_id, raw_fields in batch:
                 yield _text(raw_id), {_text(k): _text(v) for k, v in raw_fields.items()}
             if len(batch) < SCAN_BATCH:
@@ -229,8 +252,9 @@ class AuditLog:
             cursor = "(" + _text(batch[-1][0])
 
 
-def _check_entry(entry_id: str, fields: dict[str, str], expected_prev: str,
-                 *, first: bool) -> str | None:
+def _check_entry(
+    entry_id: str, fields: dict[str, str], expected_prev: str, *, first: bool
+) -> str | None:
     """The problem with one stored entry given the hash before it, or None when it is sound."""
     missing = [name for name in ENTRY_FIELDS if name not in fields]
     extra = sorted(set(fields) - set(ENTRY_FIELDS))
@@ -239,24 +263,32 @@ def _check_entry(entry_id: str, fields: dict[str, str], expected_prev: str,
     try:
         ts = float(fields["ts"])
         details = json.loads(fields["details"])
-        canonical = (repr(ts) == fields["ts"]
-                     and isinstance(details, dict)
-                     and to_canonical_json(details) == fields["details"])
+        canonical = (
+            repr(ts) == fields["ts"]
+            and isinstance(details, dict)
+            and to_canonical_json(details) == fields["details"]
+        )
     except ValueError:
         canonical = False
     if not canonical:
         return f"entry {entry_id}: ts or details are not in canonical form (altered)"
-    body = {"ts": ts, "actor": fields["actor"], "action": fields["action"],
-            "target": fields["target"], "decision": fields["decision"],
-            "details": details, "prev": fields["prev"]}
+    body = {
+        **{name: fields[name] for name in ENTRY_FIELDS if name != "hash"},
+        "ts": ts,
+        "details": details,
+    }
     if compute_hash(fields["prev"], body) != fields["hash"]:
         return f"entry {entry_id}: hash does not match its content (altered)"
     if fields["prev"] != expected_prev:
         if first:
-            return (f"entry {entry_id}: prev mismatch: the oldest entry does not start the "
-                    "chain (entries before it deleted)")
-        return (f"entry {entry_id}: prev mismatch: prev is not the hash of the entry before "
-                "it (an entry deleted or reordered)")
+            return (
+                f"entry {entry_id}: prev mismatch: the oldest entry does not start the "
+                "chain (entries before it deleted)"
+            )
+        return (
+            f"entry {entry_id}: prev mismatch: prev is not the hash of the entry before "
+            "it (an entry deleted or reordered)"
+        )
     return None
 
 
@@ -264,11 +296,9 @@ def _parse_entry(entry_id: str, fields: dict[str, str]) -> AuditEntry | None:
     """A stored entry as a model; None when it is too damaged to read (verify reports it)."""
     try:
         details = json.loads(fields["details"])
-        return AuditEntry(id=entry_id, ts=float(fields["ts"]), actor=fields["actor"],
-                          action=fields["action"], target=fields["target"],
-                          decision=fields["decision"],
-                          details=details if isinstance(details, dict) else {},
-                          prev=fields["prev"], hash=fields["hash"])
+        body: dict[str, Any] = {name: fields[name] for name in ENTRY_FIELDS}
+        body.update(ts=float(fields["ts"]), details=details if isinstance(details, dict) else {})
+        return AuditEntry(id=entry_id, **body)
     except (KeyError, ValueError):
         return None
 

@@ -56,14 +56,21 @@ def create_user(client: redis.Redis, keys: Keys, name: str, roles: list[str]) ->
     validate_user_name(name)
     for role in roles:
         if not isinstance(role, str) or not ROLE_NAME_RE.fullmatch(role):
-            raise UsageError(f"invalid role name {role!r}",
-                             hint="use 1-64 characters of [a-z0-9._-]")
+            raise UsageError(
+                f"invalid role name {role!r}", hint="use 1-64 characters of [a-z0-9._-]"
+            )
     # SADD is the atomic claim on the name: of two concurrent creators only one gets 1.
     if not client.sadd(keys.users, name):
         raise UsageError(f"user {name!r} already exists")
     user = User(name=name, roles=sorted(set(roles)), created_at=float(clock.now()))
-    client.hset(keys.user(name), mapping={"name": user.name, "roles": json.dumps(user.roles),
-                                          "created_at": repr(user.created_at)})
+    client.hset(
+        keys.user(name),
+        mapping={
+            "name": user.name,
+            "roles": json.dumps(user.roles),
+            "created_at": repr(user.created_at),
+        },
+    )
     return user
 
 
@@ -73,8 +80,11 @@ def get_user(client: redis.Redis, keys: Keys, name: str) -> User:
     if not raw:
         raise NotFoundError(f"no user named {name!r}", hint="list users with `lr user list`")
     fields = {_text(k): _text(v) for k, v in raw.items()}
-    return User(name=fields["name"], roles=json.loads(fields["roles"]),
-                created_at=float(fields["created_at"]))
+    return User(
+        name=fields["name"],
+        roles=json.loads(fields["roles"]),
+        created_at=float(fields["created_at"]),
+    )
 
 
 def list_users(client: redis.Redis, keys: Keys) -> list[User]:
@@ -107,7 +117,7 @@ def issue_token(client: redis.Redis, keys: Keys, user: User | str) -> str:
 
 
 def authenticate(client: redis.Redis, keys: Keys, token: str | None) -> User:
-    """The user a token belongs to; AuthenticationError if missing, malformed, unknown or revoked."""
+    """The user `token` belongs to; AuthenticationError if missing, malformed, unknown, revoked."""
     if not token:
         raise AuthenticationError("no API token given", hint=TOKEN_HINT)
     if not isinstance(token, str) or not TOKEN_RE.fullmatch(token.strip()):
@@ -118,13 +128,13 @@ def authenticate(client: redis.Redis, keys: Keys, token: str | None) -> User:
         )
     name = client.get(keys.token(hash_token(token.strip())))
     if name is None:
-        raise AuthenticationError("unknown API token (never issued, or revoked)",
-                                  hint=TOKEN_HINT)
+        raise AuthenticationError("unknown API token (never issued, or revoked)", hint=TOKEN_HINT)
     try:
         return get_user(client, keys, _text(name))
     except NotFoundError:
-        raise AuthenticationError("the API token's user no longer exists",
-                                  hint=TOKEN_HINT) from None
+        raise AuthenticationError(
+            "the API token's user no longer exists", hint=TOKEN_HINT
+        ) from None
 
 
 def revoke_token(client: redis.Redis, keys: Keys, token: str) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import builtins
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import redis
 from pydantic import BaseModel, ConfigDict
@@ -95,8 +97,14 @@ class SessionStore:
         # Old ids in the index whose hashes have expired away: drop them as we go.
         self.client.zremrangebyscore(self.keys.sessions, "-inf", now - self.key_ttl_s)
         while True:
-            session = Session(id="S" + secrets.token_hex(4), user=user, device_id=device_id,
-                              state=SessionState.OPEN, created_at=now, last_active=now)
+            session = Session(
+                id="S" + secrets.token_hex(4),
+                user=user,
+                device_id=device_id,
+                state=SessionState.OPEN,
+                created_at=now,
+                last_active=now,
+            )
             argv: list[str | int] = [self.key_ttl_s]
             for name, value in _to_fields(session).items():
                 argv += [name, value]
@@ -126,8 +134,9 @@ class SessionStore:
         session = self.get(session_id)
         _raise_if_unusable(session)
         now = float(clock.now())
-        if not self._write(session_id, SessionState.OPEN, {"last_active": repr(now)},
-                           ttl_s=self.key_ttl_s):
+        if not self._write(
+            session_id, SessionState.OPEN, {"last_active": repr(now)}, ttl_s=self.key_ttl_s
+        ):
             _raise_if_unusable(self.get(session_id))
         return session.model_copy(update={"last_active": now})
 
@@ -142,10 +151,15 @@ class SessionStore:
         session = self.get(session_id)
         if session.state is SessionState.OPEN:
             now = float(clock.now())
-            self._write(session_id, SessionState.OPEN, {
-                "state": SessionState.CLOSED.value, "closed_at": repr(now),
-                "close_reason": reason,
-            })
+            self._write(
+                session_id,
+                SessionState.OPEN,
+                {
+                    "state": SessionState.CLOSED.value,
+                    "closed_at": repr(now),
+                    "close_reason": reason,
+                },
+            )
         return self._load(session_id)
 
     def list(self, user: str | None = None, include_closed: bool = False) -> builtins.list[Session]:
@@ -176,8 +190,9 @@ class SessionStore:
             raise _not_found(session_id)
         return _from_fields(raw)
 
-    def _write(self, session_id: str, required: SessionState | str, fields: dict[str, str],
-               ttl_s: int = 0) -> bool:
+    def _write(
+        self, session_id: str, required: SessionState | str, fields: dict[str, str], ttl_s: int = 0
+    ) -> bool:
         """Set `fields` if the session is in state `required` ('*': any); True if written."""
         argv: builtins.list[str | int] = [str(required), ttl_s]
         for name, value in fields.items():
@@ -194,12 +209,18 @@ class SessionStore:
         if float(clock.now()) <= min(idle_end, max_end):
             return session
         # Whichever limit came first is the one that ended the session.
-        ended_at, reason = (idle_end, REASON_IDLE) if idle_end <= max_end else (
-            max_end, REASON_MAX_LENGTH)
-        self._write(session.id, SessionState.OPEN, {
-            "state": SessionState.EXPIRED.value, "closed_at": repr(ended_at),
-            "close_reason": reason,
-        })
+        ended_at, reason = (
+            (idle_end, REASON_IDLE) if idle_end <= max_end else (max_end, REASON_MAX_LENGTH)
+        )
+        self._write(
+            session.id,
+            SessionState.OPEN,
+            {
+                "state": SessionState.EXPIRED.value,
+                "closed_at": repr(ended_at),
+                "close_reason": reason,
+            },
+        )
         return self._load(session.id)
 
 
@@ -209,23 +230,29 @@ def _raise_if_unusable(session: Session) -> None:
     ended = _format_time(session.closed_at)
     if session.state is SessionState.CLOSED:
         raise SessionClosedError(
-            f"session {session.id} was closed at {ended} ({session.close_reason})", hint=hint)
+            f"session {session.id} was closed at {ended} ({session.close_reason})", hint=hint
+        )
     if session.state is SessionState.EXPIRED:
         ended_at = session.closed_at or 0.0
         if session.close_reason == REASON_MAX_LENGTH:
             limit = _format_duration(ended_at - session.created_at)
             raise SessionExpiredError(
                 f"session {session.id} expired: it reached its maximum length of {limit} "
-                f"(opened {_format_time(session.created_at)}, expired {ended})", hint=hint)
+                f"(opened {_format_time(session.created_at)}, expired {ended})",
+                hint=hint,
+            )
         limit = _format_duration(ended_at - session.last_active)
         raise SessionExpiredError(
             f"session {session.id} expired: idle for longer than the idle timeout of {limit} "
-            f"(last activity {_format_time(session.last_active)}, expired {ended})", hint=hint)
+            f"(last activity {_format_time(session.last_active)}, expired {ended})",
+            hint=hint,
+        )
 
 
 def _not_found(session_id: object) -> SessionNotFoundError:
-    return SessionNotFoundError(f"no session {session_id!r}",
-                                hint="list your sessions with `lr session list`")
+    return SessionNotFoundError(
+        f"no session {session_id!r}", hint="list your sessions with `lr session list`"
+    )
 
 
 def _to_fields(session: Session) -> dict[str, str]:
@@ -241,14 +268,18 @@ def _to_fields(session: Session) -> dict[str, str]:
     return out
 
 
-def _from_fields(raw: dict[bytes, bytes] | dict[str, str]) -> Session:
+def _from_fields(raw: Mapping[Any, Any]) -> Session:
     fields = {_text(k): _text(v) for k, v in raw.items()}
     return Session(
-        id=fields["id"], user=fields["user"], device_id=fields["device_id"],
-        state=SessionState(fields["state"]), created_at=float(fields["created_at"]),
+        id=fields["id"],
+        user=fields["user"],
+        device_id=fields["device_id"],
+        state=SessionState(fields["state"]),
+        created_at=float(fields["created_at"]),
         last_active=float(fields["last_active"]),
         closed_at=float(fields["closed_at"]) if fields.get("closed_at") else None,
-        cwd=fields.get("cwd") or None, close_reason=fields.get("close_reason") or None,
+        cwd=fields.get("cwd") or None,
+        close_reason=fields.get("close_reason") or None,
     )
 
 
@@ -263,10 +294,13 @@ def _format_duration(seconds: float) -> str:
     total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "",
-             f"{secs}s" if secs else ""]
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
     return "".join(parts) or "0s"
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,25 +9,11 @@ import itertools
 import os
 import pwd
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.commands.filesystem import (
-    CdArgs,
-    CdResult,
-    DirArgs,
-    DirEntry,
-    DirResult,
-    EntryType,
-    FileInfoArgs,
-    FileInfoResult,
-    FindFileArgs,
-    FindFileResult,
-    FoundFile,
-    GetFileHashArgs,
-    GetFileHashResult,
-)
+from tasks.commands import filesystem as fs
 from tasks.errors import (
     CommandFailedError,
     EndpointPermissionError,
@@ -61,7 +47,7 @@ def oserrors_mapped(path: Path | str) -> Iterator[None]:
         raise map_oserror(exc, path) from exc
 
 
-def entry_type(mode: int) -> EntryType:
+def entry_type(mode: int) -> fs.EntryType:
     """The kind of filesystem entry a st_mode describes."""
     if stat.S_ISREG(mode):
         return "file"
@@ -87,26 +73,24 @@ class IdNames:
     """
 
     def __init__(self) -> None:
-        self._users: dict[int, str] = {}
-        self._groups: dict[int, str] = {}
+        self._names: dict[tuple[str, int], str] = {}
 
     def user(self, uid: int) -> str:
         """The account name of `uid`, or the number as text when the system does not know it."""
-        if uid not in self._users:
-            try:
-                self._users[uid] = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                self._users[uid] = str(uid)
-        return self._users[uid]
+        return self._lookup("user", uid, lambda: pwd.getpwuid(uid).pw_name)
 
     def group(self, gid: int) -> str:
         """The group name of `gid`, or the number as text when the system does not know it."""
-        if gid not in self._groups:
+        return self._lookup("group", gid, lambda: grp.getgrgid(gid).gr_name)
+
+    def _lookup(self, kind: str, number: int, find: Callable[[], str]) -> str:
+        key = (kind, number)
+        if key not in self._names:
             try:
-                self._groups[gid] = grp.getgrgid(gid).gr_name
+                self._names[key] = find()
             except KeyError:
-                self._groups[gid] = str(gid)
-        return self._groups[gid]
+                self._names[key] = str(number)
+        return self._names[key]
 
 
 def read_link(path: Path | str) -> str | None:
@@ -117,14 +101,14 @@ def read_link(path: Path | str) -> str | None:
         return None
 
 
-def read_dir_entry(entry: os.DirEntry[str], names: IdNames) -> DirEntry | None:
+def read_dir_entry(entry: os.DirEntry[str], names: IdNames) -> fs.DirEntry | None:
     """One listed entry, described without following symlinks; None if it vanished."""
     try:
         st = entry.stat(follow_symlinks=False)
     except OSError:
         return None
     kind = entry_type(st.st_mode)
-    return DirEntry(
+    return fs.DirEntry(
         name=entry.name,
         type=kind,
         size_bytes=st.st_size,
@@ -144,12 +128,12 @@ def require_directory(path: Path) -> None:
         raise NotADirectoryError_(f"not a directory: {path}", hint="use fileinfo for files")
 
 
-def run_dir(args: DirArgs, ctx: CommandContext) -> DirResult:
+def run_dir(args: fs.DirArgs, ctx: CommandContext) -> fs.DirResult:
     """List one directory, sorted by name; symlinks are described, never followed."""
     path = ctx.resolve(args.path)
     require_directory(path)
     names = IdNames()
-    entries: list[DirEntry] = []
+    entries: list[fs.DirEntry] = []
     unreadable = 0
     with oserrors_mapped(path), os.scandir(path) as listing:
         for entry in listing:
@@ -159,19 +143,19 @@ def run_dir(args: DirArgs, ctx: CommandContext) -> DirResult:
             else:
                 entries.append(described)
     entries.sort(key=lambda e: e.name)
-    return DirResult(path=str(path), entries=entries, unreadable=unreadable)
+    return fs.DirResult(path=str(path), entries=entries, unreadable=unreadable)
 
 
-def run_cd(args: CdArgs, ctx: CommandContext) -> CdResult:
+def run_cd(args: fs.CdArgs, ctx: CommandContext) -> fs.CdResult:
     """The session's new working directory, once it is known to exist and be enterable."""
     path = ctx.resolve(args.path)
     require_directory(path)
     if not os.access(path, os.X_OK):
         raise EndpointPermissionError(f"permission denied: {path}", hint=_PERMISSION_HINT)
-    return CdResult(cwd=str(path))
+    return fs.CdResult(cwd=str(path))
 
 
-def run_fileinfo(args: FileInfoArgs, ctx: CommandContext) -> FileInfoResult:
+def run_fileinfo(args: fs.FileInfoArgs, ctx: CommandContext) -> fs.FileInfoResult:
     """Stat a path without following it and, for a regular file, hash it in one pass."""
     path = ctx.resolve(args.path)
     with oserrors_mapped(path):
@@ -182,7 +166,7 @@ def run_fileinfo(args: FileInfoArgs, ctx: CommandContext) -> FileInfoResult:
         with oserrors_mapped(path):
             digests = hash_file(path, ALGOS, follow_symlinks=False).hexdigests
     names = IdNames()
-    return FileInfoResult(
+    return fs.FileInfoResult(
         path=str(path),
         type=kind,
         size_bytes=st.st_size,
@@ -204,11 +188,11 @@ def run_fileinfo(args: FileInfoArgs, ctx: CommandContext) -> FileInfoResult:
     )
 
 
-def run_findfile(args: FindFileArgs, ctx: CommandContext) -> FindFileResult:
+def run_findfile(args: fs.FindFileArgs, ctx: CommandContext) -> fs.FindFileResult:
     """Walk from a directory (symlinked dirs not entered) collecting names matching a glob."""
     root = ctx.resolve(args.path)
     require_directory(root)
-    matches: list[FoundFile] = []
+    matches: list[fs.FoundFile] = []
     truncated = False
     walk = DirWalk(root)
     candidates = itertools.chain(
@@ -221,7 +205,7 @@ def run_findfile(args: FindFileArgs, ctx: CommandContext) -> FindFileResult:
             truncated = True
             break
         matches.append(found)
-    return FindFileResult(
+    return fs.FindFileResult(
         root=str(root),
         pattern=args.name,
         matches=matches,
@@ -268,7 +252,7 @@ def _is_real_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _matching_entries(walk: DirWalk, pattern: str) -> Iterator[FoundFile | None]:
+def _matching_entries(walk: DirWalk, pattern: str) -> Iterator[fs.FoundFile | None]:
     for entry in walk:
         if not fnmatch.fnmatchcase(entry.name, pattern):
             continue
@@ -277,7 +261,7 @@ def _matching_entries(walk: DirWalk, pattern: str) -> Iterator[FoundFile | None]
         except OSError:
             yield None  # vanished between listing and stat
             continue
-        yield FoundFile(
+        yield fs.FoundFile(
             path=entry.path,
             type=entry_type(st.st_mode),
             size_bytes=st.st_size,
@@ -285,7 +269,7 @@ def _matching_entries(walk: DirWalk, pattern: str) -> Iterator[FoundFile | None]
         )
 
 
-def _root_if_matching(root: Path, pattern: str) -> Iterator[FoundFile | None]:
+def _root_if_matching(root: Path, pattern: str) -> Iterator[fs.FoundFile | None]:
     # Like `find ROOT -name PATTERN`, the root itself is a candidate too.
     if not fnmatch.fnmatchcase(root.name, pattern):
         return
@@ -294,12 +278,12 @@ def _root_if_matching(root: Path, pattern: str) -> Iterator[FoundFile | None]:
     except OSError:
         yield None
         return
-    yield FoundFile(
+    yield fs.FoundFile(
         path=str(root), type=entry_type(st.st_mode), size_bytes=st.st_size, mtime=st.st_mtime
     )
 
 
-def run_getfilehash(args: GetFileHashArgs, ctx: CommandContext) -> GetFileHashResult:
+def run_getfilehash(args: fs.GetFileHashArgs, ctx: CommandContext) -> fs.GetFileHashResult:
     """Hash a regular file (symlinks followed) in 1 MiB chunks; refuse dirs and special files."""
     path = ctx.resolve(args.path)
     with oserrors_mapped(path):
@@ -313,7 +297,7 @@ def run_getfilehash(args: GetFileHashArgs, ctx: CommandContext) -> GetFileHashRe
     algos = ALGOS if args.algo == "all" else (args.algo,)
     with oserrors_mapped(path):
         digests = hash_file(path, algos, follow_symlinks=True)
-    return GetFileHashResult(
+    return fs.GetFileHashResult(
         path=str(path),
         size_bytes=digests.size_bytes,
         sha256=digests.hexdigests.get("sha256"),

@@ -30,7 +30,9 @@ class FileDigests:
     hexdigests: dict[str, str]
 
 
-def hash_file(path: Path, algos: Iterable[str] = ALGOS, *, follow_symlinks: bool = True) -> FileDigests:
+def hash_file(
+    path: Path, algos: Iterable[str] = ALGOS, *, follow_symlinks: bool = True
+) -> FileDigests:
     """Hash a regular file with every algorithm in `algos` in a single streamed read.
 
     Callers check the type with stat before calling; the file is still opened non-blocking and

@@ -40,14 +40,16 @@ def run_netstat(args: NetstatArgs, ctx: CommandContext) -> NetstatResult:
         # macOS and some hardened kernels refuse the system-wide listing to non-root.
         sockets, partial = list_sockets_per_process()
     names: dict[int, str | None] = {}
-    connections = [
-        conn
-        for conn in (to_connection(s, names) for s in sockets)
-        if conn is not None
-    ]
+    connections = [conn for conn in (to_connection(s, names) for s in sockets) if conn is not None]
     connections.sort(
-        key=lambda c: (c.proto, c.local_port, c.local_address, c.remote_address or "",
-                       c.remote_port or 0, c.pid or 0)
+        key=lambda c: (
+            c.proto,
+            c.local_port,
+            c.local_address,
+            c.remote_address or "",
+            c.remote_port or 0,
+            c.pid or 0,
+        )
     )
     return NetstatResult(connections=connections, partial=partial)
 

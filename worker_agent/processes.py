@@ -147,9 +147,7 @@ def run_processes(args: ProcessesArgs, ctx: CommandContext) -> ProcessesResult:
     return ProcessesResult(processes=processes, vanished=tally.vanished)
 
 
-def run_kill(
-    args: KillArgs, ctx: CommandContext, *, grace_s: float = TERM_GRACE_S
-) -> KillResult:
+def run_kill(args: KillArgs, ctx: CommandContext, *, grace_s: float = TERM_GRACE_S) -> KillResult:
     """End a process: SIGTERM, then SIGKILL if it is still there after `grace_s` seconds."""
     check_killable(args.pid, ctx)
     try:

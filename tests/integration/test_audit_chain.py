@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import redis
 
-from orchestrator.audit import GENESIS, AuditLog, compute_hash, digest
+from orchestrator.audit import GENESIS, AuditLog, AuditVerdict, compute_hash, digest
 from tasks import clock
 from tasks.keys import Keys
 
@@ -38,47 +38,72 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
 def fill(audit: AuditLog, n: int = 5) -> list[str]:
     """Append `n` entries; return their stream ids."""
     return [
-        audit.append("alice", "command", "dev1", "allowed", session="S0000000a",
-                     device="dev1", command_id=f"c{i}", n=i).id
+        audit.append(
+            "alice",
+            "command",
+            "dev1",
+            "allowed",
+            session="S0000000a",
+            device="dev1",
+            command_id=f"c{i}",
+            n=i,
+        ).id
         for i in range(n)
     ]
 
 
 def raw_entries(client: redis.Redis, keys: Keys) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    return client.xrange(keys.audit)
+    return cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(keys.audit))
 
 
-def rebuild(client: redis.Redis, keys: Keys,
-            entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+def problem_of(verdict: AuditVerdict) -> str:
+    """The problem a failed verdict names (and that it failed at all)."""
+    assert not verdict.ok and verdict.problem is not None
+    return verdict.problem
+
+
+def rebuild(
+    client: redis.Redis, keys: Keys, entries: list[tuple[bytes, dict[bytes, bytes]]]
+) -> None:
     """Replace the stream by `entries`, keeping their ids (what an attacker with Redis can do)."""
     client.delete(keys.audit)
     for entry_id, fields in entries:
-        client.xadd(keys.audit, fields, id=entry_id)
+        client.xadd(keys.audit, cast(dict[Any, Any], fields), id=entry_id)
 
 
-def test_append_links_each_entry_to_the_one_before(audit: AuditLog, redis_client: redis.Redis,
-                                                   keys: Keys) -> None:
+def test_append_links_each_entry_to_the_one_before(
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+) -> None:
     first = audit.append("alice", "session.open", "dev1", "allowed", session="S0000000a")
     second = audit.append("alice", "command", "dev1", "allowed", command_id="c1")
     assert first.prev == GENESIS
     assert second.prev == first.hash
-    assert redis_client.get(keys.audit_head).decode() == second.hash
-    body = {"ts": second.ts, "actor": "alice", "action": "command", "target": "dev1",
-            "decision": "allowed", "details": {"command_id": "c1"}, "prev": first.hash}
+    assert redis_client.get(keys.audit_head) == second.hash.encode()
+    body = {
+        "ts": second.ts,
+        "actor": "alice",
+        "action": "command",
+        "target": "dev1",
+        "decision": "allowed",
+        "details": {"command_id": "c1"},
+        "prev": first.hash,
+    }
     assert compute_hash(first.hash, body) == second.hash
 
 
 def test_read_filters_by_session_device_actor_command_and_time(
-        audit: AuditLog, fake_time: list[float]) -> None:
+    audit: AuditLog, fake_time: list[float]
+) -> None:
     fake_time[0] = 100.0
-    audit.append("alice", "command", "dev1", "allowed", session="S1", device="dev1",
-                 command_id="c1")
+    audit.append(
+        "alice", "command", "dev1", "allowed", session="S1", device="dev1", command_id="c1"
+    )
     fake_time[0] = 200.0
-    audit.append("bob", "command", "dev2", "denied", session="S2", device="dev2",
-                 command_id="c2")
+    audit.append("bob", "command", "dev2", "denied", session="S2", device="dev2", command_id="c2")
     fake_time[0] = 300.0
-    audit.append("alice", "command", "dev2", "allowed", session="S3", device="dev2",
-                 command_id="c3")
+    audit.append(
+        "alice", "command", "dev2", "allowed", session="S3", device="dev2", command_id="c3"
+    )
 
     def ids(entries: list) -> list[str]:
         return [e.details["command_id"] for e in entries]
@@ -106,55 +131,61 @@ def test_verify_accepts_an_untouched_chain(audit: AuditLog) -> None:
 
 
 def test_verify_names_prev_mismatch_when_a_middle_entry_is_deleted(
-        audit: AuditLog, redis_client: redis.Redis, keys: Keys) -> None:
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+) -> None:
     ids = fill(audit, 5)
     redis_client.xdel(keys.audit, ids[2])
     verdict = audit.verify()
     assert not verdict.ok
     assert verdict.entry_id == ids[3]
-    assert "prev mismatch" in verdict.problem
+    assert "prev mismatch" in problem_of(verdict)
 
 
 def test_verify_fails_when_the_oldest_entry_is_deleted(
-        audit: AuditLog, redis_client: redis.Redis, keys: Keys) -> None:
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+) -> None:
     ids = fill(audit, 3)
     redis_client.xdel(keys.audit, ids[0])
     verdict = audit.verify()
     assert not verdict.ok
     assert verdict.entry_id == ids[1]
-    assert "prev mismatch" in verdict.problem
+    assert "prev mismatch" in problem_of(verdict)
 
 
 def test_verify_fails_when_the_newest_entry_is_deleted(
-        audit: AuditLog, redis_client: redis.Redis, keys: Keys) -> None:
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+) -> None:
     ids = fill(audit, 4)
     redis_client.xdel(keys.audit, ids[-1])
     verdict = audit.verify()
     assert not verdict.ok
     assert verdict.entry_id == ids[-2]
-    assert "head" in verdict.problem
+    assert "head" in problem_of(verdict)
 
 
 def test_verify_fails_when_the_head_is_replaced_or_deleted(
-        audit: AuditLog, redis_client: redis.Redis, keys: Keys) -> None:
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+) -> None:
     fill(audit, 3)
     redis_client.set(keys.audit_head, "f" * 64)
-    assert "head" in audit.verify().problem
+    assert "head" in problem_of(audit.verify())
     redis_client.delete(keys.audit_head)
-    assert "head" in audit.verify().problem
+    assert "head" in problem_of(audit.verify())
 
 
 def test_verify_fails_when_every_entry_is_deleted(
-        audit: AuditLog, redis_client: redis.Redis, keys: Keys) -> None:
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+) -> None:
     fill(audit, 3)
     redis_client.delete(keys.audit)
     verdict = audit.verify()
     assert not verdict.ok
-    assert "every entry was deleted" in verdict.problem
+    assert "every entry was deleted" in problem_of(verdict)
 
 
 def test_verify_names_hash_when_an_entry_is_rewritten(
-        audit: AuditLog, redis_client: redis.Redis, keys: Keys) -> None:
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+) -> None:
     fill(audit, 4)
     entries = raw_entries(redis_client, keys)
     entry_id, fields = entries[1]
@@ -163,11 +194,12 @@ def test_verify_names_hash_when_an_entry_is_rewritten(
     verdict = audit.verify()
     assert not verdict.ok
     assert verdict.entry_id == entry_id.decode()
-    assert "hash does not match its content (altered)" in verdict.problem
+    assert "hash does not match its content (altered)" in problem_of(verdict)
 
 
 def test_verify_names_hash_when_details_are_rewritten(
-        audit: AuditLog, redis_client: redis.Redis, keys: Keys) -> None:
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+) -> None:
     fill(audit, 3)
     entries = raw_entries(redis_client, keys)
     entry_id, fields = entries[0]
@@ -175,27 +207,37 @@ def test_verify_names_hash_when_details_are_rewritten(
     rebuild(redis_client, keys, entries)
     verdict = audit.verify()
     assert not verdict.ok and verdict.entry_id == entry_id.decode()
-    assert "altered" in verdict.problem
+    assert "altered" in problem_of(verdict)
 
 
 def test_verify_fails_when_entries_are_reordered(
-        audit: AuditLog, redis_client: redis.Redis, keys: Keys) -> None:
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+) -> None:
     fill(audit, 4)
     entries = raw_entries(redis_client, keys)
     # Same ids in order, contents of entries 1 and 2 swapped: each hash still fits its content.
-    swapped = [entries[0], (entries[1][0], entries[2][1]), (entries[2][0], entries[1][1]),
-               entries[3]]
+    swapped = [
+        entries[0],
+        (entries[1][0], entries[2][1]),
+        (entries[2][0], entries[1][1]),
+        entries[3],
+    ]
     rebuild(redis_client, keys, swapped)
     verdict = audit.verify()
     assert not verdict.ok
     assert verdict.entry_id == entries[1][0].decode()
-    assert "prev mismatch" in verdict.problem
+    assert "prev mismatch" in problem_of(verdict)
 
 
 def test_secret_detail_keys_are_refused_and_nothing_is_written(
-        audit: AuditLog, redis_client: redis.Redis, keys: Keys) -> None:
-    for details in ({"token": "lr_abc"}, {"Password": "x"}, {"args": {"secret": "x"}},
-                    {"items": [{"token": "x"}]}):
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+) -> None:
+    for details in (
+        {"token": "lr_abc"},
+        {"Password": "x"},
+        {"args": {"secret": "x"}},
+        {"items": [{"token": "x"}]},
+    ):
         with pytest.raises(ValueError, match="secrets never enter the audit stream"):
             audit.append("alice", "login", "api", "allowed", **details)
     assert redis_client.xlen(keys.audit) == 0
@@ -211,7 +253,8 @@ def test_details_must_be_json(audit: AuditLog) -> None:
 
 def test_digest_is_sha256_of_the_bytes() -> None:
     assert digest(b"abc") == (
-        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
     assert digest("abc") == digest(b"abc")
 
 
@@ -224,11 +267,14 @@ def append_many(url: str, prefix: str, writer: int, start: Event) -> None:
 
 
 def test_two_processes_appending_at_once_never_fork_the_chain(
-        audit: AuditLog, redis_url: str, key_prefix: str) -> None:
+    audit: AuditLog, redis_url: str, key_prefix: str
+) -> None:
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
-    procs = [ctx.Process(target=append_many, args=(redis_url, key_prefix, w, start))
-             for w in range(WRITERS)]
+    procs = [
+        ctx.Process(target=append_many, args=(redis_url, key_prefix, w, start))
+        for w in range(WRITERS)
+    ]
     for proc in procs:
         proc.start()
     start.set()

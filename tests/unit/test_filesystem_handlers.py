@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import errno
 import grp
+import json
 import os
 import pwd
+import shutil
 import subprocess
+import tempfile
 import threading
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from tasks.commands.filesystem import (
     CdArgs,
@@ -22,6 +27,7 @@ from tasks.commands.filesystem import (
 )
 from tasks.errors import (
     EndpointPermissionError,
+    LiveResponseError,
     NotADirectoryError_,
     NotAFileError,
     PathNotFoundError,
@@ -53,6 +59,7 @@ def tree(tmp_path: Path) -> Path:
     (tmp_path / "link").symlink_to("sub")
     os.mkfifo(tmp_path / "pipe")
     os.chmod(tmp_path / "a.txt", 0o640)
+    os.chmod(tmp_path / "b.bin", 0o600)
     os.chmod(tmp_path / "sub", 0o755)
     os.chmod(tmp_path / "pipe", 0o644)
     return tmp_path
@@ -91,21 +98,19 @@ def test_dir_lists_exactly_the_tree_sorted_with_types_sizes_and_modes(
     tree: Path, ctx: CommandContext
 ) -> None:
     result = run_dir(DirArgs(path=str(tree)), ctx)
-    by_name = {e.name: e for e in result.entries}
+    assert (result.path, result.unreadable) == (str(tree), 0)
+    assert {e.name: (e.type, e.size_bytes, e.mode) for e in result.entries} == {
+        "a.txt": ("file", len(SECRET), "-rw-r-----"),
+        "b.bin": ("file", CHUNK_BYTES + 12345, "-rw-------"),
+        "link": ("symlink", len("sub"), "lrwxrwxrwx"),
+        "pipe": ("fifo", 0, "prw-r--r--"),
+        "sub": ("dir", os.lstat(tree / "sub").st_size, "drwxr-xr-x"),
+    }
     assert [e.name for e in result.entries] == ["a.txt", "b.bin", "link", "pipe", "sub"]
-    assert result.path == str(tree)
-    assert result.unreadable == 0
-    assert by_name["a.txt"].type == "file"
-    assert by_name["a.txt"].size_bytes == len(SECRET)
-    assert by_name["a.txt"].mode == "-rw-r-----"
-    assert by_name["b.bin"].size_bytes == CHUNK_BYTES + 12345
-    assert by_name["sub"].type == "dir"
-    assert by_name["sub"].mode == "drwxr-xr-x"
-    assert by_name["pipe"].type == "fifo"
-    assert by_name["pipe"].mode == "prw-r--r--"
-    assert by_name["a.txt"].owner == pwd.getpwuid(os.getuid()).pw_name
-    assert by_name["a.txt"].group == grp.getgrgid(os.getgid()).gr_name
-    assert by_name["a.txt"].mtime == os.stat(tree / "a.txt").st_mtime
+    a_txt = result.entries[0]
+    assert a_txt.owner == pwd.getpwuid(os.getuid()).pw_name
+    assert a_txt.group == grp.getgrgid(os.getgid()).gr_name
+    assert a_txt.mtime == os.stat(tree / "a.txt").st_mtime
 
 
 def test_dir_shows_symlink_without_following_it(ctx: CommandContext) -> None:
@@ -167,17 +172,6 @@ def test_cd_errors_are_typed(ctx: CommandContext) -> None:
         run_cd(CdArgs(path="pipe"), ctx)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may enter any directory")
-def test_cd_into_unenterable_directory_is_permission_error(tree: Path, ctx: CommandContext) -> None:
-    locked = tree / "locked"
-    locked.mkdir(mode=0o600)
-    try:
-        with pytest.raises(EndpointPermissionError):
-            run_cd(CdArgs(path="locked"), ctx)
-    finally:
-        locked.chmod(0o700)
-
-
 def test_oserror_mapping_names_path_and_type() -> None:
     denied = map_oserror(OSError(errno.EACCES, "Permission denied"), "/secret")
     assert isinstance(denied, EndpointPermissionError) and "/secret" in denied.message
@@ -193,7 +187,10 @@ def test_fileinfo_hashes_equal_coreutils(tree: Path, ctx: CommandContext, name: 
     st = os.lstat(tree / name)
     assert info.type == "file"
     assert (info.size_bytes, info.inode, info.uid, info.links) == (
-        st.st_size, st.st_ino, st.st_uid, st.st_nlink,
+        st.st_size,
+        st.st_ino,
+        st.st_uid,
+        st.st_nlink,
     )
     assert info.sha256 == coreutils_digest("sha256sum", tree / name)
     assert info.sha1 == coreutils_digest("sha1sum", tree / name)
@@ -296,13 +293,86 @@ def test_findfile_errors_are_typed(ctx: CommandContext) -> None:
         run_findfile(FindFileArgs(name="*", path="a.txt"), ctx)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may read any directory")
-def test_findfile_counts_unreadable_directories(tree: Path, ctx: CommandContext) -> None:
-    locked = tree / "sub" / "locked"
-    locked.mkdir(mode=0o000)
+NOBODY = 65534
+
+
+def probe_permissions(root: Path) -> dict[str, dict[str, object]]:
+    """Each handler's result (or error code and message) on the unreadable parts of `root`."""
+    ctx = CommandContext("test-device", cwd=str(root))
+    calls: dict[str, Callable[[], BaseModel]] = {
+        "cd": lambda: run_cd(CdArgs(path="locked"), ctx),
+        "dir": lambda: run_dir(DirArgs(path="locked"), ctx),
+        "findfile": lambda: run_findfile(FindFileArgs(name="*.txt"), ctx),
+        "getfilehash": lambda: run_getfilehash(GetFileHashArgs(path="secret.txt"), ctx),
+    }
+    out: dict[str, dict[str, object]] = {}
+    for key, call in calls.items():
+        try:
+            out[key] = call().model_dump()
+        except LiveResponseError as exc:
+            out[key] = {"error": exc.code, "message": exc.message}
+    return out
+
+
+def probe_without_privilege(root: Path) -> dict[str, dict[str, object]]:
+    """probe_permissions as an unprivileged account: as root, in a child dropped to nobody."""
+    if os.geteuid() != 0:
+        return probe_permissions(root)
+    # Permission bits do not stop root, so a forked child gives its privilege up first.
+    # (No exec: the interpreter may live where nobody cannot reach it, e.g. under /root.)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            with os.fdopen(write_end, "w") as pipe:
+                json.dump(probe_permissions(root), pipe)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "probe child failed"
+    return json.loads(data)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def world_readable_tree() -> Iterator[Path]:
+    """A tree `nobody` can reach, holding a locked dir and a root-only file."""
+    root = Path(tempfile.mkdtemp(prefix="lr-perm-", dir="/tmp"))
     try:
-        result = run_findfile(FindFileArgs(name="*.txt"), ctx)
-        assert result.unreadable == 1
-        assert len(result.matches) == 3
+        root.chmod(0o755)
+        (root / "open").mkdir(mode=0o755)
+        (root / "open" / "x.txt").write_text("x\n")
+        (root / "locked").mkdir()
+        (root / "locked" / "hidden.txt").write_text("h\n")
+        (root / "locked").chmod(0o000)
+        (root / "secret.txt").write_text("s\n")
+        (root / "secret.txt").chmod(0o600 if os.geteuid() == 0 else 0o000)
+        yield root
     finally:
-        locked.chmod(0o700)
+        (root / "locked").chmod(0o700)
+        shutil.rmtree(root)
+
+
+def test_unreadable_paths_give_permission_errors_and_are_counted(
+    world_readable_tree: Path,
+) -> None:
+    results = probe_without_privilege(world_readable_tree)
+    for key in ("cd", "dir", "getfilehash"):
+        assert results[key]["error"] == "endpoint_permission_denied", key
+    assert "locked" in results["dir"]["message"]
+    found = results["findfile"]
+    assert found["unreadable"] == 1
+    assert {m["path"] for m in found["matches"]} == {  # type: ignore[union-attr]
+        str(world_readable_tree / "open" / "x.txt"),
+        str(world_readable_tree / "secret.txt"),
+    }

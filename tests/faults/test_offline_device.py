@@ -1,0 +1,34 @@
+"""An offline device: commands expire instead of hanging, and never run when the agent returns."""
+
+from __future__ import annotations
+
+import time
+
+from orchestrator.agents import LocalAgent
+from tasks.envelope import CommandStatus
+from tests.stack import new_device_id
+
+
+def test_command_for_offline_device_expires_and_never_runs_later(stack_factory, tmp_path) -> None:
+    device = new_device_id("off")
+    with stack_factory([device], command_expiry_s=2.0) as st:
+        session = st.open_session(device)
+        st.agents[device].stop()
+        started = time.monotonic()
+        body = st.run(session, f"fileinfo {tmp_path}")
+        waited = time.monotonic() - started
+        assert body["status"] == "expired"
+        assert "offline" in body["error"]["message"]
+        assert waited < 10, "an offline device must not make the analyst wait past the expiry"
+
+        # The agent comes back: the old command must be dropped, not run.
+        agent = LocalAgent(device, st.plane.settings.redis_url or "",
+                           key_prefix=st.plane.keys.prefix, log_path=tmp_path / "back.log")
+        with agent:
+            fresh = st.run(session, "dir /")
+            assert fresh["status"] == "completed"
+        keys = st.plane.keys
+        assert not st.plane.client.exists(keys.ledger(device, body["command_id"]))
+        assert st.plane.states.state(body["command_id"]) is CommandStatus.EXPIRED
+        actions = [e.action for e in st.plane.audit.read(command=body["command_id"])]
+        assert actions == ["command.requested", "command.expired"]
