@@ -47,7 +47,14 @@ def hash_file(
         buf = bytearray(CHUNK_BYTES)
         view = memoryview(buf)
         size = 0
-        while count := stream.readinto(buf):
+        while True:
+            count = stream.readinto(buf)
+            if count is None:
+                # Some kernel files (/proc/kmsg) are "regular" yet wait for data; O_NONBLOCK
+                # turns that wait into None here, and a silent partial hash would be a lie.
+                raise NotAFileError(f"{path} would block when read (a kernel file?); not hashed")
+            if not count:
+                break
             chunk = view[:count]
             for hasher in hashers.values():
                 hasher.update(chunk)

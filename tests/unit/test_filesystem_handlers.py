@@ -14,6 +14,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -296,7 +297,7 @@ def test_findfile_errors_are_typed(ctx: CommandContext) -> None:
 NOBODY = 65534
 
 
-def probe_permissions(root: Path) -> dict[str, dict[str, object]]:
+def probe_permissions(root: Path) -> dict[str, dict[str, Any]]:
     """Each handler's result (or error code and message) on the unreadable parts of `root`."""
     ctx = CommandContext("test-device", cwd=str(root))
     calls: dict[str, Callable[[], BaseModel]] = {
@@ -305,7 +306,7 @@ def probe_permissions(root: Path) -> dict[str, dict[str, object]]:
         "findfile": lambda: run_findfile(FindFileArgs(name="*.txt"), ctx),
         "getfilehash": lambda: run_getfilehash(GetFileHashArgs(path="secret.txt"), ctx),
     }
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for key, call in calls.items():
         try:
             out[key] = call().model_dump()
@@ -314,7 +315,7 @@ def probe_permissions(root: Path) -> dict[str, dict[str, object]]:
     return out
 
 
-def probe_without_privilege(root: Path) -> dict[str, dict[str, object]]:
+def probe_without_privilege(root: Path) -> dict[str, dict[str, Any]]:
     """probe_permissions as an unprivileged account: as root, in a child dropped to nobody."""
     if os.geteuid() != 0:
         return probe_permissions(root)
@@ -372,7 +373,7 @@ def test_unreadable_paths_give_permission_errors_and_are_counted(
     assert "locked" in results["dir"]["message"]
     found = results["findfile"]
     assert found["unreadable"] == 1
-    assert {m["path"] for m in found["matches"]} == {  # type: ignore[union-attr]
+    assert {m["path"] for m in found["matches"]} == {
         str(world_readable_tree / "open" / "x.txt"),
         str(world_readable_tree / "secret.txt"),
     }
