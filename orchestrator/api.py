@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from orchestrator.dispatch import Dispatcher
@@ -147,9 +147,11 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     @app.post("/sessions/{session_id}/commands")
     def run_command(session_id: str, body: RunBody,
-                    user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
+                    user: Annotated[User, Depends(current_user)]) -> Response:
         """Check: the full command pipeline (session, parse, permission, device, isolation)."""
-        return dispatcher.run(user, session_id, body.line).model_dump(mode="json")
+        record = dispatcher.run(user, session_id, body.line)
+        # Serialised by pydantic directly: results can be large, the generic encoder is slow.
+        return Response(record.model_dump_json(), media_type="application/json")
 
     @app.get("/commands/{command_id}")
     def get_command(command_id: str, user: Annotated[User, Depends(viewer)]) -> dict[str, Any]:

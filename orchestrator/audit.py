@@ -119,6 +119,9 @@ class AuditLog:
         self.client = client
         self.keys = keys
         self._append = client.register_script(_APPEND_LUA)
+        # Last head this process wrote or saw: a hint that saves a GET per append. The Lua
+        # compare-and-append stays the authority; a stale hint only costs one retry.
+        self._head_hint: str | None = None
 
     def append(
         self, actor: str, action: str, target: str, decision: str, **details: Any
@@ -126,7 +129,7 @@ class AuditLog:
         """Add one entry at the head of the chain; retries if another writer got there first."""
         details_json = check_details(details)
         details_obj = json.loads(details_json)
-        prev = _text(self.client.get(self.keys.audit_head)) or GENESIS
+        prev = self._head_hint or _text(self.client.get(self.keys.audit_head)) or GENESIS
         for _ in range(MAX_APPEND_ATTEMPTS):
             # The time is taken per attempt so a retried entry is not stamped before its prev.
             ts = float(clock.now())
@@ -146,6 +149,7 @@ class AuditLog:
                 argv += [name, str(fields[name])]
             status, value = self._append(keys=[self.keys.audit, self.keys.audit_head], args=argv)
             if status == 1:
+                self._head_hint = entry_hash
                 return AuditEntry(id=_text(value), **body, hash=entry_hash)
             if status == -1:
                 raise LiveResponseError(

@@ -75,7 +75,7 @@ class Dispatcher:
         p.audit.append(user.name, "command.requested", device.id, "allowed",
                        session=session.id, device=device.id, command_id=command_id,
                        command=spec.name, line=line)
-        p.sessions.touch(session.id)
+        p.sessions.mark_active(session)
         p.celery.send_task(
             spec.task_name, args=[envelope.model_dump(mode="json")], task_id=command_id,
             queue=queue_for(device.id), expires=p.settings.command_expiry_s,

@@ -140,6 +140,14 @@ class SessionStore:
             _raise_if_unusable(self.get(session_id))
         return session.model_copy(update={"last_active": now})
 
+    def mark_active(self, session: Session) -> None:
+        """Like touch() for a session just checked usable: one write, refused if it closed since."""
+        now = float(clock.now())
+        if not self._write(
+            session.id, SessionState.OPEN, {"last_active": repr(now)}, ttl_s=self.key_ttl_s
+        ):
+            _raise_if_unusable(self.get(session.id))
+
     def set_cwd(self, session_id: str, cwd: str | None) -> Session:
         """Remember the session's working directory on the device (None: the agent's default)."""
         if not self._write(session_id, "*", {"cwd": cwd or ""}):

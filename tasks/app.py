@@ -34,7 +34,9 @@ def make_celery_app(redis_url: str, name: str = "liveresponse") -> Celery:
         task_acks_late=False,
         worker_prefetch_multiplier=1,
         worker_disable_prefetch=True,
-        task_send_sent_event=True,
+        # No task-sent events: they double the cost of every publish; Flower sees tasks from
+        # the agents' received/started/succeeded events and queue lengths from the broker.
+        task_send_sent_event=False,
         worker_send_task_events=True,
         task_track_started=False,
         result_expires=RESULT_EXPIRES_S,

@@ -62,7 +62,7 @@ class Executor:
             return self._outcome(envelope, status, error=ErrorInfo(code=code, message=message))
         try:
             args = spec.args_model.model_validate(envelope.args)
-            result = self.handlers[spec.name](args, self._context(envelope))
+            result = self.handlers[spec.name](args, self._context(spec, envelope))
             body, truncated = truncate_result(result.model_dump(mode="json"),
                                               self.output_max_bytes)
             return self._finish(envelope, CommandStatus.COMPLETED, started,
@@ -97,27 +97,27 @@ class Executor:
                                    [CommandStatus.QUEUED])
             return (CommandStatus.EXPIRED, "expired",
                     "the command expired before the agent could start it")
-        if not self.client.set(self.keys.ledger(self.device_id, env.command_id), "1",
-                               nx=True, ex=LEDGER_TTL_S):
+        code, before = self.states.start(env.command_id,
+                                         self.keys.ledger(self.device_id, env.command_id),
+                                         LEDGER_TTL_S, clock.now())
+        if code == -1:
             return (CommandStatus.REJECTED, "replayed",
                     f"command {env.command_id} was already started once; never run twice")
-        moved, before = self.states.transition(
-            env.command_id, CommandStatus.RUNNING, [CommandStatus.QUEUED],
-            {"started_at": repr(clock.now())},
-        )
-        if not moved:
+        if code == 0:
             if before is None:
                 return (CommandStatus.REJECTED, "unknown_command_id",
                         "the orchestrator has no record of this command")
-            return (before if before.final else CommandStatus.REJECTED, f"not_runnable",
+            return (before if before.final else CommandStatus.REJECTED, "not_runnable",
                     f"the command is {before.value}, not queued; dropped")
         return None
 
-    def _context(self, env: CommandEnvelope) -> CommandContext:
+    def _context(self, spec: CommandSpec, env: CommandEnvelope) -> CommandContext:
+        # Walking the process table costs milliseconds: only commands that act need it.
+        protected = self._protected_pids() if spec.destructive else {1, os.getpid()}
         return CommandContext(
             device_id=self.device_id,
             cwd=env.cwd,
-            protected_pids=frozenset(self._protected_pids()),
+            protected_pids=frozenset(protected),
             output_max_bytes=self.output_max_bytes,
         )
 

@@ -1,0 +1,222 @@
+"""Human rendering of what the API returns: command records, devices, sessions, audit entries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.cli.errors import describe_error, record_error
+from orchestrator.cli.table import (
+    MISSING,
+    clean,
+    format_age,
+    format_mib,
+    format_table,
+    format_time,
+    shorten,
+)
+from tasks import clock
+
+#: Last line of a result the agent cut to fit the output limit.
+TRUNCATED_MARKER = "(output truncated: limit reached)"
+#: Widest command line shown in a process listing.
+CMDLINE_WIDTH = 80
+#: Widest details cell of an audit listing.
+DETAILS_WIDTH = 100
+#: Audit detail keys shown first, most telling first; the rest follow in stored order.
+DETAIL_ORDER = ("command", "line", "session", "device", "command_id", "reason", "message",
+                "error", "user")
+
+Result = dict[str, Any]
+
+
+def render_record(record: dict[str, Any]) -> str:
+    """A command record as the analyst reads it; one line for anything but `completed`."""
+    error = record_error(record)
+    if error is not None:
+        return clean(describe_error(error))
+    result = record.get("result") or {}
+    renderer = _RENDERERS.get(str(record.get("command")), _render_unknown)
+    lines = renderer(result)
+    if record.get("truncated"):
+        lines.append(TRUNCATED_MARKER)
+    return "\n".join(lines)
+
+
+def _render_dir(r: Result) -> list[str]:
+    entries = r.get("entries", [])
+    rows = []
+    for e in entries:
+        name = clean(e.get("name"))
+        if e.get("link_target") is not None:
+            name += " -> " + clean(e["link_target"])
+        rows.append([e.get("mode"), e.get("owner"), e.get("group"), e.get("size_bytes"),
+                     format_time(e.get("mtime")), name])
+    lines = [f"{clean(r.get('path'))}:"]
+    if rows:
+        lines.append(format_table(["MODE", "OWNER", "GROUP", "SIZE", "MTIME", "NAME"], rows,
+                                  right=[3]))
+    else:
+        lines.append("(empty)")
+    return lines + _unreadable(r, "entries")
+
+
+def _render_cd(r: Result) -> list[str]:
+    return [clean(r.get("cwd"))]
+
+
+def _render_fileinfo(r: Result) -> list[str]:
+    pairs: list[tuple[str, object]] = [
+        ("path", r.get("path")), ("type", r.get("type")), ("size", f"{r.get('size_bytes')} bytes"),
+        ("mode", f"{r.get('mode')} ({r.get('mode_octal')})"),
+        ("owner", f"{r.get('owner')} (uid {r.get('uid')})"),
+        ("group", f"{r.get('group')} (gid {r.get('gid')})"),
+        ("inode", r.get("inode")), ("links", r.get("links")),
+        ("accessed", format_time(r.get("atime"))), ("modified", format_time(r.get("mtime"))),
+        ("changed", format_time(r.get("ctime"))),
+    ]
+    if r.get("link_target") is not None:
+        pairs.append(("link target", r["link_target"]))
+    pairs += [(algo, r[algo]) for algo in ("sha256", "sha1", "md5") if r.get(algo)]
+    width = max(len(k) for k, _ in pairs)
+    return [f"{k.ljust(width)}  {clean(v)}" for k, v in pairs]
+
+
+def _render_getfilehash(r: Result) -> list[str]:
+    # The layout of sha256sum and friends: digest, two spaces, path; with the algorithm first.
+    lines = [f"{algo}  {clean(r[algo])}  {clean(r.get('path'))}"
+             for algo in ("sha256", "sha1", "md5") if r.get(algo)]
+    return lines or [f"no digest returned for {clean(r.get('path'))}"]
+
+
+def _render_findfile(r: Result) -> list[str]:
+    matches = r.get("matches", [])
+    if matches:
+        rows = [[m.get("path"), m.get("type"), m.get("size_bytes")] for m in matches]
+        lines = [format_table(["PATH", "TYPE", "SIZE"], rows, right=[2])]
+    else:
+        lines = [f"no match for {clean(r.get('pattern'))} under {clean(r.get('root'))}"]
+    if r.get("truncated"):
+        lines.append(f"(stopped after {len(matches)} matches: raise --max to see more)")
+    return lines + _unreadable(r, "directories")
+
+
+def _render_processes(r: Result) -> list[str]:
+    rows = []
+    for p in r.get("processes", []):
+        name = "  " * int(p.get("depth") or 0) + clean(p.get("name"))
+        cmdline = " ".join(clean(a) for a in p.get("cmdline") or []) or f"[{clean(p.get('name'))}]"
+        rows.append([p.get("pid"), p.get("ppid"), p.get("user"), name,
+                     format_mib(p.get("rss_bytes")), format_time(p.get("started_at")),
+                     shorten(cmdline, CMDLINE_WIDTH)])
+    lines = [format_table(["PID", "PPID", "USER", "NAME", "RSS MiB", "STARTED", "CMDLINE"],
+                          rows, right=[0, 1, 4])]
+    if r.get("vanished"):
+        lines.append(f"({r['vanished']} processes ended while being listed)")
+    return lines
+
+
+def _render_netstat(r: Result) -> list[str]:
+    rows = [[c.get("proto"), _address(c.get("local_address"), c.get("local_port")),
+             _address(c.get("remote_address"), c.get("remote_port")), c.get("state"),
+             c.get("pid"), c.get("process_name")] for c in r.get("connections", [])]
+    lines = [format_table(["PROTO", "LOCAL", "REMOTE", "STATE", "PID", "PROCESS"], rows,
+                          right=[4])]
+    if r.get("partial"):
+        lines.append("(partial: the agent may not read the owners of some sockets)")
+    return lines
+
+
+def _render_kill(r: Result) -> list[str]:
+    who = f"pid {r.get('pid')} ({clean(r.get('name'))})"
+    if r.get("ended"):
+        return [f"{who} ended after {clean(r.get('signal'))}"]
+    return [f"{who} sent {clean(r.get('signal'))} but has not ended yet"]
+
+
+def _render_unknown(r: Result) -> list[str]:
+    # A command this CLI does not know yet: show its result rather than nothing.
+    return [clean(line) for line in json.dumps(r, indent=2, sort_keys=True).splitlines()]
+
+
+def _unreadable(r: Result, what: str) -> list[str]:
+    count = r.get("unreadable") or 0
+    return [f"({count} {what} could not be read)"] if count else []
+
+
+def _address(address: str | None, port: int | None) -> str:
+    if not address:
+        return "*"
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{port}" if port is not None else host
+
+
+_RENDERERS: dict[str, Callable[[Result], list[str]]] = {
+    "dir": _render_dir,
+    "cd": _render_cd,
+    "fileinfo": _render_fileinfo,
+    "getfilehash": _render_getfilehash,
+    "findfile": _render_findfile,
+    "processes": _render_processes,
+    "netstat": _render_netstat,
+    "kill": _render_kill,
+}
+
+
+def render_devices(devices: list[dict[str, Any]]) -> str:
+    """The device table."""
+    if not devices:
+        return "no devices registered (start lr-agent on an endpoint)"
+    now = clock.now()
+    rows = [[d.get("id"), "yes" if d.get("online") else "no",
+             format_age(d.get("last_seen"), now), d.get("platform"), d.get("hostname"),
+             d.get("isolation")] for d in devices]
+    return format_table(["ID", "ONLINE", "LAST SEEN", "PLATFORM", "HOSTNAME", "ISOLATION"], rows)
+
+
+def render_sessions(sessions: list[dict[str, Any]]) -> str:
+    """The session table."""
+    if not sessions:
+        return "no sessions (open one with 'lr session open DEVICE')"
+    now = clock.now()
+    rows = [[s.get("id"), s.get("device_id"), s.get("user"), s.get("state"),
+             format_time(s.get("created_at")), format_age(s.get("last_active"), now),
+             s.get("cwd") or MISSING] for s in sessions]
+    return format_table(["ID", "DEVICE", "USER", "STATE", "OPENED", "LAST ACTIVE", "CWD"], rows)
+
+
+def render_audit(entries: list[dict[str, Any]]) -> str:
+    """Audit entries, oldest first, one per line."""
+    if not entries:
+        return "no audit entries match"
+    rows = [[format_time(e.get("ts")), e.get("actor"), e.get("action"), e.get("target"),
+             e.get("decision"), shorten(_details(e.get("details") or {}), DETAILS_WIDTH)]
+            for e in entries]
+    return format_table(["TIME", "ACTOR", "ACTION", "TARGET", "DECISION", "DETAILS"], rows)
+
+
+def _details(details: dict[str, Any]) -> str:
+    keys = [k for k in DETAIL_ORDER if k in details]
+    keys += [k for k in details if k not in DETAIL_ORDER]
+    return " ".join(f"{k}={_detail_value(details[k])}" for k in keys if details[k] is not None)
+
+
+def _detail_value(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return json.dumps(text) if (" " in text or not text) else text
+
+
+def render_verdict(verdict: dict[str, Any]) -> str:
+    """One line: the chain is sound, or where it breaks."""
+    entries = verdict.get("entries", 0)
+    if verdict.get("ok"):
+        return f"audit chain ok: {entries} entries, head {clean(verdict.get('head'))[:16]}…"
+    where = f" at entry {verdict['entry_id']}" if verdict.get("entry_id") else ""
+    return f"audit chain broken{where}: {clean(verdict.get('problem'))}"
+
+
+def render_whoami(me: dict[str, Any]) -> str:
+    """`name (roles: a, b)`."""
+    roles = ", ".join(clean(r) for r in me.get("roles") or []) or "none"
+    return f"{clean(me.get('user'))} (roles: {roles})"

