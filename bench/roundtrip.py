@@ -109,7 +109,8 @@ def bench_dispatch(plane: ControlPlane, token_user: str, n_devices: int,
         start = time.perf_counter()
         records = []
         for i in range(n_commands):
-            records.append(dispatcher.submit(user, sessions[i % n_devices], "getfilehash /etc/hostname"))
+            session = sessions[i % n_devices]
+            records.append(dispatcher.submit(user, session, "getfilehash /etc/hostname"))
         ours = n_commands / (time.perf_counter() - start)
         sample = {"command_id": "x" * 32, "device_id": devices[0], "session_id": sessions[0],
                   "user": user.name, "command": "getfilehash",

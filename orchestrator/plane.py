@@ -32,7 +32,7 @@ class ControlPlane:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ControlPlane:
-        """Connect to `settings.redis_url` (which must be set: the caller starts any embedded one)."""
+        """Connect to `settings.redis_url`; it must be set (callers start any embedded Redis)."""
         if not settings.redis_url:
             raise ConfigurationError("no Redis URL: set LR_REDIS_URL or start the embedded Redis")
         client = redis.Redis.from_url(settings.redis_url)

@@ -54,7 +54,7 @@ def keys(key_prefix: str) -> Keys:
 
 @pytest.fixture
 def stack_factory(redis_url: str, key_prefix: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Start a live stack (API + real agents) with this test's prefix: `with stack_factory([...])`."""
+    """Start a live stack (API + real agents) on this test's prefix: `with stack_factory([d])`."""
     from tests.stack import live_stack
 
     def factory(devices: list[str], **settings: object):  # type: ignore[no-untyped-def]

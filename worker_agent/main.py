@@ -28,7 +28,8 @@ def worker_argv(device_id: str, concurrency: int, loglevel: str) -> list[str]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--device-id", required=True, help="This endpoint's device id ([A-Za-z0-9._-]{1,64}).")
+@click.option("--device-id", required=True,
+              help="This endpoint's device id ([A-Za-z0-9._-]{1,64}).")
 @click.option("--redis-url", envvar="LR_REDIS_URL", help="Broker and state (default LR_REDIS_URL).")
 @click.option("--concurrency", type=int, default=None, help="Worker processes (default 2).")
 @click.option("--loglevel", default="INFO", show_default=True)

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from config import EmbeddedRedis, bundled_redis_server
+from config import EmbeddedRedis, Settings, bundled_redis_server
 from orchestrator.agents import LocalAgent
 from orchestrator.dispatch import Dispatcher
 from orchestrator.identity import create_user
 from orchestrator.plane import ControlPlane
-from config import Settings
 
 
 def _short_dir() -> Path:
