@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -112,6 +113,37 @@ def _refuse_secret_keys(value: Any, where: str) -> None:
             _refuse_secret_keys(item, f"{where}[{i}]")
 
 
+@dataclass(frozen=True)
+class _Draft:
+    """An entry's content before it is chained: what every append attempt hashes."""
+
+    actor: str
+    action: str
+    target: str
+    decision: str
+    details_json: str
+
+    def attempt(self, prev: str) -> tuple[dict[str, Any], str, list[str]]:
+        """(body, hash, script argv) of this entry chained after `prev`."""
+        # The time is taken per attempt so a retried entry is not stamped before its prev.
+        ts = float(clock.now())
+        body = {
+            "ts": ts,
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "decision": self.decision,
+            "details": json.loads(self.details_json),
+            "prev": prev,
+        }
+        entry_hash = compute_hash(prev, body)
+        fields = {**body, "ts": repr(ts), "details": self.details_json, "hash": entry_hash}
+        argv: list[str] = [prev, entry_hash]
+        for name in ENTRY_FIELDS:
+            argv += [name, str(fields[name])]
+        return body, entry_hash, argv
+
+
 class AuditLog:
     """Appends to, reads and verifies the audit stream under one key prefix."""
 
@@ -127,40 +159,56 @@ class AuditLog:
         self, actor: str, action: str, target: str, decision: str, **details: Any
     ) -> AuditEntry:
         """Add one entry at the head of the chain; retries if another writer got there first."""
-        details_json = check_details(details)
-        details_obj = json.loads(details_json)
-        prev = self._head_hint or _text(self.client.get(self.keys.audit_head)) or GENESIS
+        draft = _Draft(actor, action, target, decision, check_details(details))
+        return self._commit(draft, self._head_hint or self._read_head())
+
+    def stage(
+        self, pipe: Any, actor: str, action: str, target: str, decision: str, **details: Any
+    ) -> Callable[[Any], AuditEntry]:
+        """Queue a first append attempt on `pipe`, sent with the caller's other writes.
+
+        Returns `finish(reply)`: give it this attempt's reply from `pipe.execute()`; it
+        returns the entry, retrying on its own if another writer moved the head meanwhile.
+        """
+        draft = _Draft(actor, action, target, decision, check_details(details))
+        prev = self._head_hint or self._read_head()
+        body, entry_hash, argv = draft.attempt(prev)
+        self._append(keys=[self.keys.audit, self.keys.audit_head], args=argv, client=pipe)
+
+        def finish(reply: Any) -> AuditEntry:
+            entry = self._settle(reply, body, entry_hash)
+            return entry if entry is not None else self._commit(draft, _text(reply[1]))
+
+        return finish
+
+    def _read_head(self) -> str:
+        return _text(self.client.get(self.keys.audit_head)) or GENESIS
+
+    def _commit(self, draft: _Draft, prev: str) -> AuditEntry:
         for _ in range(MAX_APPEND_ATTEMPTS):
-            # The time is taken per attempt so a retried entry is not stamped before its prev.
-            ts = float(clock.now())
-            body = {
-                "ts": ts,
-                "actor": actor,
-                "action": action,
-                "target": target,
-                "decision": decision,
-                "details": details_obj,
-                "prev": prev,
-            }
-            entry_hash = compute_hash(prev, body)
-            fields = {**body, "ts": repr(ts), "details": details_json, "hash": entry_hash}
-            argv: list[str] = [prev, entry_hash]
-            for name in ENTRY_FIELDS:
-                argv += [name, str(fields[name])]
-            status, value = self._append(keys=[self.keys.audit, self.keys.audit_head], args=argv)
-            if status == 1:
-                self._head_hint = entry_hash
-                return AuditEntry(id=_text(value), **body, hash=entry_hash)
-            if status == -1:
-                raise LiveResponseError(
-                    f"audit head {self.keys.audit_head} is missing while the stream has entries",
-                    hint="run `lr audit verify`; the audit chain may have been tampered with",
-                )
-            prev = _text(value)
+            body, entry_hash, argv = draft.attempt(prev)
+            reply = self._append(keys=[self.keys.audit, self.keys.audit_head], args=argv)
+            entry = self._settle(reply, body, entry_hash)
+            if entry is not None:
+                return entry
+            prev = _text(reply[1])
         raise LiveResponseError(
             f"could not append to the audit stream after {MAX_APPEND_ATTEMPTS} attempts",
             hint="too many concurrent writers; retry the action",
         )
+
+    def _settle(self, reply: Any, body: dict[str, Any], entry_hash: str) -> AuditEntry | None:
+        """The entry when the script appended it, None on a head conflict; raises if no head."""
+        status, value = reply
+        if status == 1:
+            self._head_hint = entry_hash
+            return AuditEntry(id=_text(value), **body, hash=entry_hash)
+        if status == -1:
+            raise LiveResponseError(
+                f"audit head {self.keys.audit_head} is missing while the stream has entries",
+                hint="run `lr audit verify`; the audit chain may have been tampered with",
+            )
+        return None
 
     def read(
         self,

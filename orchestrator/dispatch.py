@@ -67,15 +67,25 @@ class Dispatcher:
             command=spec.name, line=line, status=CommandStatus.QUEUED, created_at=now,
             expires_at=envelope.expires_at,
         )
+        # One round trip for the record, the session's activity and the "requested" entry.
         pipe = p.client.pipeline(transaction=False)
         pipe.hset(p.keys.command(command_id), mapping=_record_fields(record))
         pipe.expire(p.keys.command(command_id), RECORD_TTL_S)
         pipe.rpush(p.keys.session_commands(session.id), command_id)
-        pipe.execute()
-        p.audit.append(user.name, "command.requested", device.id, "allowed",
-                       session=session.id, device=device.id, command_id=command_id,
-                       command=spec.name, line=line)
-        p.sessions.mark_active(session)
+        finish_active = p.sessions.stage_active(pipe, session)
+        finish_audit = p.audit.stage(pipe, user.name, "command.requested", device.id, "allowed",
+                                     session=session.id, device=device.id,
+                                     command_id=command_id, command=spec.name, line=line)
+        replies = pipe.execute()
+        finish_audit(replies[-1])
+        try:
+            finish_active(replies[-2])
+        except LiveResponseError as exc:  # the session closed between check and write
+            p.states.transition(command_id, CommandStatus.DENIED, [CommandStatus.QUEUED])
+            p.audit.append(user.name, "command.denied", session_id, "denied",
+                           session=session_id, command_id=command_id, line=line,
+                           reason=exc.code, message=exc.message)
+            raise
         p.celery.send_task(
             spec.task_name, args=[envelope.model_dump(mode="json")], task_id=command_id,
             queue=queue_for(device.id), expires=p.settings.command_expiry_s,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -140,13 +140,21 @@ class SessionStore:
             _raise_if_unusable(self.get(session_id))
         return session.model_copy(update={"last_active": now})
 
-    def mark_active(self, session: Session) -> None:
-        """Like touch() for a session just checked usable: one write, refused if it closed since."""
-        now = float(clock.now())
-        if not self._write(
-            session.id, SessionState.OPEN, {"last_active": repr(now)}, ttl_s=self.key_ttl_s
-        ):
-            _raise_if_unusable(self.get(session.id))
+    def stage_active(self, pipe: Any, session: Session) -> Callable[[Any], None]:
+        """Queue touch() of a session just checked usable on `pipe`, sent with other writes.
+
+        Returns `finish(reply)`: give it this write's reply; it raises if the session stopped
+        being open in the meantime.
+        """
+        argv: builtins.list[str | int] = [SessionState.OPEN.value, self.key_ttl_s,
+                                          "last_active", repr(float(clock.now()))]
+        self._update(keys=[self.keys.session(session.id)], args=argv, client=pipe)
+
+        def finish(reply: Any) -> None:
+            if not reply[0]:
+                _raise_if_unusable(self.get(session.id))
+
+        return finish
 
     def set_cwd(self, session_id: str, cwd: str | None) -> Session:
         """Remember the session's working directory on the device (None: the agent's default)."""

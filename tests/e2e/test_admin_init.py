@@ -1,0 +1,115 @@
+"""`lr admin init` against a real Redis: one admin, a token that works and is stored only hashed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from config import EmbeddedRedis
+from orchestrator.audit import AuditLog
+from orchestrator.cli.main import main
+from orchestrator.identity import authenticate, hash_token
+from tasks.keys import Keys
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str | None]:
+    """Settings pointing `lr` at the test Redis under this test's key prefix."""
+    return {"LR_REDIS_URL": redis_url, "LR_KEY_PREFIX": key_prefix,
+            "LR_DATA_DIR": str(tmp_path / "lr-home"), "LR_API_URL": None, "LR_TOKEN": None}
+
+
+def _dump(client: redis.Redis, prefix: str) -> bytes:
+    """Every key name and value under `prefix`, whatever the key's type."""
+    parts: list[object] = []
+    for key in client.scan_iter(match=f"{prefix}:*"):
+        kind = client.type(key)
+        value: object = {
+            b"string": lambda: client.get(key),
+            b"hash": lambda: client.hgetall(key),
+            b"set": lambda: client.smembers(key),
+            b"zset": lambda: client.zrange(key, 0, -1),
+            b"list": lambda: client.lrange(key, 0, -1),
+            b"stream": lambda: client.xrange(key),
+        }[kind]()
+        parts += [key, value]
+    return repr(parts).encode()
+
+
+def test_init_prints_a_token_that_authenticates_and_is_stored_hashed(
+        env: dict[str, str | None], redis_client: redis.Redis, keys: Keys,
+        key_prefix: str) -> None:
+    result = CliRunner().invoke(main, ["--json", "admin", "init"], env=env)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["user"] == "admin"
+    user = authenticate(redis_client, keys, out["token"])
+    assert user.name == "admin" and user.roles == ["admin"]
+    stored = _dump(redis_client, key_prefix)
+    assert out["token"].encode() not in stored
+    assert hash_token(out["token"]).encode() in stored
+
+
+def test_init_is_audited_without_the_token(env: dict[str, str | None],
+                                           redis_client: redis.Redis, keys: Keys) -> None:
+    result = CliRunner().invoke(main, ["--json", "admin", "init", "--user", "alice"], env=env)
+    assert result.exit_code == 0, result.output
+    token = json.loads(result.stdout)["token"]
+    log = AuditLog(redis_client, keys)
+    (entry,) = [e for e in log.read() if e.action == "admin.init"]
+    assert entry.target == "alice" and entry.details["user"] == "alice"
+    assert token not in entry.model_dump_json()
+    assert log.verify().ok
+
+
+def test_a_second_init_is_refused_with_exit_2(env: dict[str, str | None]) -> None:
+    first = CliRunner().invoke(main, ["admin", "init"], env=env)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.strip().startswith("lr_")
+    assert "cannot be shown again" in first.stderr
+    second = CliRunner().invoke(main, ["admin", "init", "--user", "mallory"], env=env)
+    assert second.exit_code == 2, second.output
+    (line,) = second.stderr.splitlines()
+    assert line.startswith("lr: users already exist")
+    assert "lr_" not in second.stdout
+
+
+def test_init_without_any_redis_says_how_to_get_one(tmp_path: Path) -> None:
+    env = {"LR_REDIS_URL": None, "LR_DATA_DIR": str(tmp_path / "empty")}
+    result = CliRunner().invoke(main, ["admin", "init"], env=env)
+    assert result.exit_code == 10, result.output
+    assert result.stderr.strip() == (
+        "lr: no Redis: start 'lr orchestrator serve' (which starts the embedded one) "
+        "or set LR_REDIS_URL")
+
+
+@pytest.fixture
+def embedded_home() -> Iterator[Path]:
+    """A data directory whose embedded Redis runs (as `lr orchestrator serve` leaves it)."""
+    # Unix socket paths are limited to ~100 bytes: keep the directory short.
+    home = Path("/tmp") / f"lr-init-{uuid.uuid4().hex[:8]}"
+    try:
+        with EmbeddedRedis(home):
+            yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_init_finds_the_embedded_redis_of_the_data_dir(embedded_home: Path) -> None:
+    env = {"LR_REDIS_URL": None, "LR_DATA_DIR": str(embedded_home), "LR_KEY_PREFIX": "lr"}
+    result = CliRunner().invoke(main, ["--json", "admin", "init"], env=env)
+    assert result.exit_code == 0, result.output
+    client = redis.Redis(unix_socket_path=str(embedded_home / "redis.sock"))
+    try:
+        assert authenticate(client, Keys("lr"), json.loads(result.stdout)["token"]).name == "admin"
+    finally:
+        client.close()
