@@ -37,13 +37,15 @@ class LocalAgent:
         """Start the agent and wait until its worker is ready to consume."""
         client = redis.Redis.from_url(self.redis_url)
         client.delete(self.keys.device(self.device_id))
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         argv = [sys.executable, "-m", "worker_agent.main", "--device-id", self.device_id,
                 "--concurrency", str(self.concurrency), "--loglevel", "INFO"]
-        self.proc = subprocess.Popen(argv, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        if out is not subprocess.DEVNULL:
-            out.close()
+        if self.log_path:
+            with open(self.log_path, "ab") as out:
+                self.proc = subprocess.Popen(argv, env=self.env, stdout=out,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+        else:
+            self.proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + AGENT_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -68,7 +68,8 @@ class Executor:
             return self._finish(envelope, CommandStatus.COMPLETED, started,
                                 result=body, truncated=truncated)
         except SoftTimeLimitExceeded:
-            err = CommandTimeoutError(f"{spec.name} ran past its time limit and was stopped")
+            err: CommandFailedError = CommandTimeoutError(
+                f"{spec.name} ran past its time limit and was stopped")
             return self._finish(envelope, CommandStatus.FAILED, started, error=err)
         except ValidationError as exc:
             first = exc.errors()[0]

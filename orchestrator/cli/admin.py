@@ -21,8 +21,7 @@ def admin() -> None:
 
 
 @admin.command("init")
-@click.option("--user", "name", default="admin", show_default=True,
-              help="Name of the first admin.")
+@click.option("--user", "name", default="admin", show_default=True, help="Name of the first admin.")
 @pass_cli
 def init(cli: CliContext, name: str) -> None:
     """Create the first admin user and print its token once.
@@ -38,14 +37,22 @@ def init(cli: CliContext, name: str) -> None:
     keys = Keys(cli.settings.key_prefix)
     try:
         if has_any_user(client, keys):
-            raise UsageError("users already exist: 'lr admin init' only sets up the first admin",
-                             hint="ask an existing admin for an account")
+            raise UsageError(
+                "users already exist: 'lr admin init' only sets up the first admin",
+                hint="ask an existing admin for an account",
+            )
         user = create_user(client, keys, name, ["admin"])
         token = issue_token(client, keys, user)
         try:
-            AuditLog(client, keys).append(BOOTSTRAP_ACTOR, "admin.init", user.name, "allowed",
-                                          user=user.name, roles=user.roles,
-                                          os_user=_os_user())
+            AuditLog(client, keys).append(
+                BOOTSTRAP_ACTOR,
+                "admin.init",
+                user.name,
+                "allowed",
+                user=user.name,
+                roles=user.roles,
+                os_user=_os_user(),
+            )
         except BaseException:
             # An admin nobody audited must not exist: undo, then report.
             revoke_token(client, keys, token)
@@ -61,8 +68,11 @@ def init(cli: CliContext, name: str) -> None:
         return
     click.echo(f"created user {user.name!r} with role admin; its API token:", err=True)
     click.echo(token)
-    click.echo("store it now (e.g. export LR_TOKEN=...): it is kept only as a hash and "
-               "cannot be shown again", err=True)
+    click.echo(
+        "store it now (e.g. export LR_TOKEN=...): it is kept only as a hash and "
+        "cannot be shown again",
+        err=True,
+    )
 
 
 def _os_user() -> str | None:

@@ -17,8 +17,9 @@ class Timestamp(click.ParamType):
 
     name = "ISO|EPOCH"
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         if isinstance(value, int | float):
             return float(value)
         text = str(value).strip()
@@ -29,8 +30,11 @@ class Timestamp(click.ParamType):
         try:
             return datetime.fromisoformat(text).timestamp()
         except ValueError:
-            self.fail(f"{value!r} is neither epoch seconds nor an ISO 8601 time "
-                      "(e.g. 2025-03-01T14:00)", param, ctx)
+            self.fail(
+                f"{value!r} is neither epoch seconds nor an ISO 8601 time (e.g. 2025-03-01T14:00)",
+                param,
+                ctx,
+            )
 
 
 @click.group("audit")
@@ -45,15 +49,33 @@ def audit() -> None:
 @click.option("--command", "command_id", metavar="CMD_ID", help="Only this command's entries.")
 @click.option("--since", type=Timestamp(), help="Entries at or after this time.")
 @click.option("--until", type=Timestamp(), help="Entries at or before this time.")
-@click.option("--limit", type=click.IntRange(1, 100_000), metavar="N",
-              help="Only the newest N matching entries.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    metavar="N",
+    help="Only the newest N matching entries.",
+)
 @pass_cli
-def show(cli: CliContext, session_id: str | None, device: str | None, actor: str | None,
-         command_id: str | None, since: float | None, until: float | None,
-         limit: int | None) -> None:
+def show(
+    cli: CliContext,
+    session_id: str | None,
+    device: str | None,
+    actor: str | None,
+    command_id: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int | None,
+) -> None:
     """Show audit entries, oldest first, filtered by every option given."""
-    entries = cli.client.audit(session=session_id, device=device, actor=actor,
-                               command=command_id, since=since, until=until, limit=limit)
+    entries = cli.client.audit(
+        session=session_id,
+        device=device,
+        actor=actor,
+        command=command_id,
+        since=since,
+        until=until,
+        limit=limit,
+    )
     cli.emit(entries, render_audit)
 
 
@@ -66,8 +88,9 @@ def verify(ctx: click.Context, cli: CliContext) -> None:
     if verdict.get("ok"):
         cli.emit(verdict, render_verdict)
         return
-    error = AuditChainBrokenError(render_verdict(verdict),
-                                 hint="the stream was altered: preserve it and investigate")
+    error = AuditChainBrokenError(
+        render_verdict(verdict), hint="the stream was altered: preserve it and investigate"
+    )
     if cli.json_output:
         # The verdict is the machine answer; an extra {"error": ...} would make two documents.
         click.echo(to_json(verdict))

@@ -21,8 +21,14 @@ UNREACHABLE_HINT = "start it with 'lr orchestrator serve' or set LR_API_URL"
 class ApiClient:
     """Calls the orchestrator as one user (bearer token); one method per route."""
 
-    def __init__(self, base_url: str, token: str | None, timeout: float = DEFAULT_TIMEOUT_S,
-                 *, run_timeout_s: float = RUN_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        *,
+        run_timeout_s: float = RUN_TIMEOUT_S,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.run_timeout_s = max(run_timeout_s, timeout)
@@ -31,14 +37,16 @@ class ApiClient:
             token = token.strip()
             if not token.isascii() or not token.isprintable():
                 # Checked here because httpx cannot even send such a header.
-                raise AuthenticationError("malformed API token", hint="pass a token with "
-                                          "LR_TOKEN or --token")
+                raise AuthenticationError(
+                    "malformed API token", hint="pass a token with LR_TOKEN or --token"
+                )
             headers["Authorization"] = f"Bearer {token}"
         try:
             self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
         except (httpx.InvalidURL, ValueError) as exc:
-            raise ConfigurationError(f"invalid API URL {base_url!r}: {exc}",
-                                     hint="e.g. http://127.0.0.1:8765") from None
+            raise ConfigurationError(
+                f"invalid API URL {base_url!r}: {exc}", hint="e.g. http://127.0.0.1:8765"
+            ) from None
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -76,8 +84,12 @@ class ApiClient:
 
     def run(self, session_id: str, line: str) -> dict[str, Any]:
         """Run a command line in a session and wait for its record (any final status)."""
-        return self._call("POST", f"/sessions/{_segment(session_id)}/commands",
-                          json={"line": line}, timeout=self.run_timeout_s)
+        return self._call(
+            "POST",
+            f"/sessions/{_segment(session_id)}/commands",
+            json={"line": line},
+            timeout=self.run_timeout_s,
+        )
 
     def get_command(self, command_id: str) -> dict[str, Any]:
         """One command's record."""
@@ -92,22 +104,24 @@ class ApiClient:
         """The verifier's verdict on the whole audit chain."""
         return self._call("GET", "/audit/verify")
 
-    def _call(self, method: str, path: str, *, timeout: float | None = None,
-              **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
         """Send one request; return its JSON or raise the error it carries."""
         try:
             resp = self._http.request(method, path, timeout=timeout or self.timeout, **kwargs)
         except httpx.UnsupportedProtocol:
-            raise ConfigurationError(f"invalid API URL {self.base_url!r}",
-                                     hint="use http:// or https://") from None
+            raise ConfigurationError(
+                f"invalid API URL {self.base_url!r}", hint="use http:// or https://"
+            ) from None
         except (httpx.ConnectError, httpx.ConnectTimeout):
             raise OrchestratorUnreachableError(
-                f"cannot reach the orchestrator at {self.base_url}", hint=UNREACHABLE_HINT,
+                f"cannot reach the orchestrator at {self.base_url}",
+                hint=UNREACHABLE_HINT,
             ) from None
         except httpx.TimeoutException:
             raise OrchestratorUnreachableError(
                 f"the orchestrator at {self.base_url} did not answer within "
-                f"{timeout or self.timeout:g} s", hint="see the orchestrator's log",
+                f"{timeout or self.timeout:g} s",
+                hint="see the orchestrator's log",
             ) from None
         except httpx.TransportError as exc:
             raise OrchestratorUnreachableError(

@@ -66,10 +66,14 @@ def record_error(record: dict[str, Any]) -> LiveResponseError | None:
     if status == "completed":
         return None
     command = str(record.get("command") or "command")
-    error = record.get("error") if isinstance(record.get("error"), dict) else {}
+    raw_error = record.get("error")
+    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
     cls = STATUS_ERRORS.get(status, LiveResponseError)
-    default = ("no details given" if status in STATUS_ERRORS
-               else "the orchestrator answered before the command finished")
+    default = (
+        "no details given"
+        if status in STATUS_ERRORS
+        else "the orchestrator answered before the command finished"
+    )
     message = str(error.get("message") or default)
     hint = error.get("hint")
     return cls(f"{command} {status}: {message}", hint=str(hint) if hint else None)

@@ -11,8 +11,9 @@ from config.settings import Settings
 from tasks.errors import ConfigurationError
 
 #: What to do when there is no Redis at all.
-NO_REDIS = ("no Redis: start 'lr orchestrator serve' (which starts the embedded one) "
-            "or set LR_REDIS_URL")
+NO_REDIS = (
+    "no Redis: start 'lr orchestrator serve' (which starts the embedded one) or set LR_REDIS_URL"
+)
 
 
 def embedded_socket(settings: Settings) -> Path:
@@ -46,8 +47,10 @@ def find_redis_url(settings: Settings) -> str:
     """The configured Redis, else the running embedded one; ConfigurationError when neither."""
     if settings.redis_url:
         if answering_url(settings.redis_url) is None:
-            raise ConfigurationError(f"cannot reach Redis at {redact_url(settings.redis_url)}",
-                                     hint="check LR_REDIS_URL and that the server runs")
+            raise ConfigurationError(
+                f"cannot reach Redis at {redact_url(settings.redis_url)}",
+                hint="check LR_REDIS_URL and that the server runs",
+            )
         return settings.redis_url
     sock = embedded_socket(settings)
     if sock.exists():

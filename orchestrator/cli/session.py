@@ -35,5 +35,7 @@ def list_sessions(cli: CliContext, include_closed: bool) -> None:
 @pass_cli
 def close_session(cli: CliContext, session_id: str) -> None:
     """Close session ID; its pending commands are revoked."""
-    cli.emit(cli.client.close_session(session_id),
-             lambda s: f"session {clean(s['id'])} {clean(s['state'])}")
+    cli.emit(
+        cli.client.close_session(session_id),
+        lambda s: f"session {clean(s['id'])} {clean(s['state'])}",
+    )

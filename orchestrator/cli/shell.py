@@ -36,8 +36,10 @@ def shell(ctx: click.Context, cli: CliContext, device: str) -> None:
     cwd = str(session.get("cwd") or ".")
     interactive = sys.stdin.isatty()
     save_history = enable_readline(cli.settings.data_dir / "history") if interactive else None
-    click.echo(f"session {clean(session_id)} on {clean(device)}: "
-               "'help' lists commands, 'exit' closes the session")
+    click.echo(
+        f"session {clean(session_id)} on {clean(device)}: "
+        "'help' lists commands, 'exit' closes the session"
+    )
     ended: LiveResponseError | None = None
     try:
         while True:
@@ -63,8 +65,9 @@ def shell(ctx: click.Context, cli: CliContext, device: str) -> None:
                 click.echo(format_error(exc), err=True)
                 continue
             except KeyboardInterrupt:
-                click.echo("\nlr: interrupted; the command may still finish on the device",
-                           err=True)
+                click.echo(
+                    "\nlr: interrupted; the command may still finish on the device", err=True
+                )
                 continue
             if show_record(cli, record) is None and record.get("command") == "cd":
                 cwd = str((record.get("result") or {}).get("cwd") or cwd)
@@ -105,8 +108,11 @@ def render_help(name: str | None = None) -> str:
         width = max(len(spec.usage) for spec in REGISTRY.values())
         lines = ["commands (run on the device):"]
         lines += [f"  {spec.usage.ljust(width)}  {spec.summary}" for spec in REGISTRY.values()]
-        lines += ["shell:", f"  {'help [COMMAND]'.ljust(width)}  show this list, or one command",
-                  f"  {'exit | quit'.ljust(width)}  close the session and leave"]
+        lines += [
+            "shell:",
+            f"  {'help [COMMAND]'.ljust(width)}  show this list, or one command",
+            f"  {'exit | quit'.ljust(width)}  close the session and leave",
+        ]
         return "\n".join(lines)
     spec = REGISTRY.get(name)
     if spec is None:
@@ -167,7 +173,6 @@ def enable_readline(history_path: Path) -> Callable[[], None] | None:
             os.close(os.open(history_path, os.O_WRONLY | os.O_CREAT, 0o600))
             readline.write_history_file(history_path)
         except OSError as exc:
-            click.echo(f"lr: could not save history to {history_path}: {exc.strerror}",
-                       err=True)
+            click.echo(f"lr: could not save history to {history_path}: {exc.strerror}", err=True)
 
     return save

@@ -17,8 +17,9 @@ def clean(value: object) -> str:
     text = str(value)
     if text.isprintable():
         return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
 
 def shorten(text: str, width: int) -> str:
@@ -52,8 +53,9 @@ def format_mib(size_bytes: int | None) -> str:
     return MISSING if size_bytes is None else f"{size_bytes / (1024 * 1024):.1f}"
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]],
-                 right: Iterable[int] = ()) -> str:
+def format_table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], right: Iterable[int] = ()
+) -> str:
     """Columns padded to their widest cell; `right` lists columns aligned right (numbers)."""
     cells = [[clean(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -24,30 +25,35 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str | None]:
     """Settings pointing `lr` at the test Redis under this test's key prefix."""
-    return {"LR_REDIS_URL": redis_url, "LR_KEY_PREFIX": key_prefix,
-            "LR_DATA_DIR": str(tmp_path / "lr-home"), "LR_API_URL": None, "LR_TOKEN": None}
+    return {
+        "LR_REDIS_URL": redis_url,
+        "LR_KEY_PREFIX": key_prefix,
+        "LR_DATA_DIR": str(tmp_path / "lr-home"),
+        "LR_API_URL": None,
+        "LR_TOKEN": None,
+    }
 
 
 def _dump(client: redis.Redis, prefix: str) -> bytes:
     """Every key name and value under `prefix`, whatever the key's type."""
     parts: list[object] = []
+    readers: dict[bytes, Callable[[bytes], object]] = {
+        b"string": client.get,
+        b"hash": client.hgetall,
+        b"set": client.smembers,
+        b"zset": lambda key: client.zrange(key, 0, -1),
+        b"list": lambda key: client.lrange(key, 0, -1),
+        b"stream": client.xrange,
+    }
     for key in client.scan_iter(match=f"{prefix}:*"):
-        kind = client.type(key)
-        value: object = {
-            b"string": lambda: client.get(key),
-            b"hash": lambda: client.hgetall(key),
-            b"set": lambda: client.smembers(key),
-            b"zset": lambda: client.zrange(key, 0, -1),
-            b"list": lambda: client.lrange(key, 0, -1),
-            b"stream": lambda: client.xrange(key),
-        }[kind]()
-        parts += [key, value]
+        kind: Any = client.type(key)
+        parts += [key, readers[kind](key)]
     return repr(parts).encode()
 
 
 def test_init_prints_a_token_that_authenticates_and_is_stored_hashed(
-        env: dict[str, str | None], redis_client: redis.Redis, keys: Keys,
-        key_prefix: str) -> None:
+    env: dict[str, str | None], redis_client: redis.Redis, keys: Keys, key_prefix: str
+) -> None:
     result = CliRunner().invoke(main, ["--json", "admin", "init"], env=env)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -59,8 +65,9 @@ def test_init_prints_a_token_that_authenticates_and_is_stored_hashed(
     assert hash_token(out["token"]).encode() in stored
 
 
-def test_init_is_audited_without_the_token(env: dict[str, str | None],
-                                           redis_client: redis.Redis, keys: Keys) -> None:
+def test_init_is_audited_without_the_token(
+    env: dict[str, str | None], redis_client: redis.Redis, keys: Keys
+) -> None:
     result = CliRunner().invoke(main, ["--json", "admin", "init", "--user", "alice"], env=env)
     assert result.exit_code == 0, result.output
     token = json.loads(result.stdout)["token"]
@@ -89,7 +96,8 @@ def test_init_without_any_redis_says_how_to_get_one(tmp_path: Path) -> None:
     assert result.exit_code == 10, result.output
     assert result.stderr.strip() == (
         "lr: no Redis: start 'lr orchestrator serve' (which starts the embedded one) "
-        "or set LR_REDIS_URL")
+        "or set LR_REDIS_URL"
+    )
 
 
 @pytest.fixture

@@ -6,11 +6,13 @@ import json
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from orchestrator.cli.main import main
+from orchestrator.cli.render import render_record
 from orchestrator.server import free_port
 from tests.stack import Stack, new_device_id
 
@@ -77,8 +79,9 @@ def test_session_open_json_returns_an_id_that_session_list_shows(lr: Lr, device_
 def test_run_getfilehash_equals_sha256sum(lr: Lr, device_id: str, tmp_path: Path) -> None:
     subject = tmp_path / "invoice2025.exe"
     subject.write_bytes(b"MZ" + bytes(range(256)) * 4099)
-    expected = subprocess.run(["sha256sum", str(subject)], capture_output=True, text=True,
-                              check=True).stdout.split()[0]
+    expected = subprocess.run(
+        ["sha256sum", str(subject)], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
     session_id = _open(lr, device_id)
     record = json.loads(_ok(lr("--json", "run", session_id, f"getfilehash {subject}")).stdout)
     assert record["command_id"]
@@ -86,8 +89,7 @@ def test_run_getfilehash_equals_sha256sum(lr: Lr, device_id: str, tmp_path: Path
     assert record["result"]["sha256"] == expected
 
 
-def test_run_dir_prints_the_files_the_test_created(lr: Lr, device_id: str,
-                                                   tmp_path: Path) -> None:
+def test_run_dir_prints_the_files_the_test_created(lr: Lr, device_id: str, tmp_path: Path) -> None:
     for name in ("alpha.txt", "beta.bin"):
         (tmp_path / name).write_text(name)
     (tmp_path / "gamma-link").symlink_to(tmp_path / "alpha.txt")
@@ -97,8 +99,9 @@ def test_run_dir_prints_the_files_the_test_created(lr: Lr, device_id: str,
     assert f"gamma-link -> {tmp_path / 'alpha.txt'}" in out
 
 
-def test_run_a_failing_command_exits_8_with_one_line(lr: Lr, device_id: str,
-                                                     tmp_path: Path) -> None:
+def test_run_a_failing_command_exits_8_with_one_line(
+    lr: Lr, device_id: str, tmp_path: Path
+) -> None:
     session_id = _open(lr, device_id)
     result = lr("run", session_id, f"dir {tmp_path / 'missing'}")
     assert result.exit_code == 8, result.output
@@ -154,20 +157,23 @@ def test_audit_verify_exits_0_on_a_sound_chain(lr: Lr, device_id: str) -> None:
     assert "ok" in _ok(lr("audit", "verify")).stdout
 
 
-def test_audit_verify_exits_12_when_an_entry_is_deleted(lr: Lr, stack: Stack,
-                                                        device_id: str) -> None:
+def test_audit_verify_exits_12_when_an_entry_is_deleted(
+    lr: Lr, stack: Stack, device_id: str
+) -> None:
     _open(lr, device_id)
     _open(lr, device_id)
-    oldest_id = stack.plane.client.xrange(stack.plane.keys.audit, count=1)[0][0]
-    stack.plane.client.xdel(stack.plane.keys.audit, oldest_id)
+    client, audit_key = stack.plane.client, stack.plane.keys.audit
+    oldest: Any = client.xrange(audit_key, count=1)
+    client.xdel(audit_key, oldest[0][0])
     result = lr("audit", "verify")
     assert result.exit_code == 12, result.output
     (line,) = result.stderr.splitlines()
     assert "broken" in line
 
 
-def test_shell_runs_lines_from_stdin_and_closes_its_session(lr: Lr, stack: Stack,
-                                                            device_id: str) -> None:
+def test_shell_runs_lines_from_stdin_and_closes_its_session(
+    lr: Lr, stack: Stack, device_id: str
+) -> None:
     result = lr("shell", device_id, input="cd /tmp\nhelp\ndir\nnope\nexit\n")
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -189,7 +195,8 @@ def test_unreachable_orchestrator_exits_11_with_one_line(tmp_path: Path) -> None
     assert result.exit_code == 11
     assert result.stderr.strip() == (
         f"lr: cannot reach the orchestrator at {url} "
-        "(start it with 'lr orchestrator serve' or set LR_API_URL)")
+        "(start it with 'lr orchestrator serve' or set LR_API_URL)"
+    )
 
 
 def test_whoami_names_the_token_owner(lr: Lr, stack: Stack) -> None:
@@ -199,8 +206,57 @@ def test_whoami_names_the_token_owner(lr: Lr, stack: Stack) -> None:
 
 def test_a_command_beyond_the_role_exits_4(lr: Lr, stack: Stack, device_id: str) -> None:
     token = stack.user("rita", ["responder"])
-    session_id = str(json.loads(_ok(lr("--json", "session", "open", device_id,
-                                       token=token)).stdout)["id"])
+    session_id = str(
+        json.loads(_ok(lr("--json", "session", "open", device_id, token=token)).stdout)["id"]
+    )
     result = lr("run", session_id, "kill 999999", token=token)
     assert result.exit_code == 4, result.output
     assert "live.remediate" in result.stderr
+
+
+def test_a_truncated_result_ends_with_the_marker(stack_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for i in range(200):
+        (tmp_path / f"file-{i:03}.txt").write_text("x")
+    device_id = new_device_id("trunc")
+    with stack_factory([device_id], output_max_bytes=4000) as st:
+        runner = CliRunner()
+        base = ["--api-url", st.url, "--token", st.token]
+        opened = runner.invoke(main, [*base, "--json", "session", "open", device_id])
+        session_id = json.loads(_ok(opened).stdout)["id"]
+        result = _ok(runner.invoke(main, [*base, "run", session_id, f"dir {tmp_path}"]))
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "(output truncated: limit reached)"
+    assert 2 < len(lines) < 200
+
+
+def test_names_from_the_endpoint_cannot_reach_the_terminal_raw() -> None:
+    record = {
+        "command": "dir",
+        "status": "completed",
+        "truncated": False,
+        "result": {
+            "path": "/tmp",
+            "entries": [
+                {
+                    "name": "evil\x1b[2Jname\n",
+                    "type": "file",
+                    "size_bytes": 1,
+                    "mode": "-rw-r--r--",
+                    "owner": "root",
+                    "group": "root",
+                    "mtime": 0.0,
+                }
+            ],
+        },
+    }
+    out = render_record(record)
+    assert "\x1b" not in out and "evil\\x1b[2Jname\\n" in out
+
+
+def test_a_failed_record_renders_as_one_line_with_its_hint() -> None:
+    record = {
+        "command": "kill",
+        "status": "failed",
+        "error": {"code": "protected_process", "message": "refusing pid 1", "hint": "not init"},
+    }
+    assert render_record(record) == "kill failed: refusing pid 1 (not init)"
