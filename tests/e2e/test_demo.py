@@ -1,0 +1,26 @@
+"""`lr demo` plays the whole investigation on an embedded Redis and ends with a valid audit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_lr_demo_runs_every_step_and_verifies_the_audit() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LR_REDIS_URL"}
+    lr = Path(sys.executable).with_name("lr")
+    done = subprocess.run([str(lr), "demo"], env=env, capture_output=True, text=True,
+                          timeout=180)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "embedded Redis" in out
+    for line in ("dir ", "fileinfo ", "getfilehash ", "processes", "netstat", "kill ",
+                 "findfile invoice2025.exe"):
+        assert f"demo-host> {line}" in out
+    assert "invoice2025.exe" in out
+    assert "ESTABLISHED" in out
+    assert "is gone" in out
+    assert "audit chain ok" in out
+    assert "Traceback" not in out + done.stderr
