@@ -153,13 +153,16 @@ class Dispatcher:
         })
         if done.command == "cd" and done.status is CommandStatus.COMPLETED and done.result:
             p.sessions.set_cwd(done.session_id, str(done.result["cwd"]))
-        p.client.hset(p.keys.command(done.command_id), mapping=_record_fields(done))
-        p.audit.append(
-            done.user, f"command.{done.status.value}", done.device_id, done.status.value,
-            session=done.session_id, device=done.device_id, command_id=done.command_id,
-            command=done.command, result_digest=digest(json.dumps(done.result, sort_keys=True)),
+        pipe = p.client.pipeline(transaction=False)
+        pipe.hset(p.keys.command(done.command_id), mapping=_record_fields(done))
+        finish_audit = p.audit.stage(
+            pipe, done.user, f"command.{done.status.value}", done.device_id,
+            done.status.value, session=done.session_id, device=done.device_id,
+            command_id=done.command_id, command=done.command,
+            result_digest=digest(json.dumps(done.result, sort_keys=True)),
             error=done.error.code if done.error else None,
         )
+        finish_audit(pipe.execute()[-1])
         return done
 
 
