@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from tasks import clock
 from tasks.errors import LiveResponseError
 from tasks.keys import Keys
+from tasks.replies import as_text
 
 #: `prev` of the first entry: there is nothing before it.
 GENESIS = "0" * 64
@@ -177,12 +178,12 @@ class AuditLog:
 
         def finish(reply: Any) -> AuditEntry:
             entry = self._settle(reply, body, entry_hash)
-            return entry if entry is not None else self._commit(draft, _text(reply[1]))
+            return entry if entry is not None else self._commit(draft, as_text(reply[1]))
 
         return finish
 
     def _read_head(self) -> str:
-        return _text(self.client.get(self.keys.audit_head)) or GENESIS
+        return as_text(self.client.get(self.keys.audit_head)) or GENESIS
 
     def _commit(self, draft: _Draft, prev: str) -> AuditEntry:
         for _ in range(MAX_APPEND_ATTEMPTS):
@@ -191,7 +192,7 @@ class AuditLog:
             entry = self._settle(reply, body, entry_hash)
             if entry is not None:
                 return entry
-            prev = _text(reply[1])
+            prev = as_text(reply[1])
         raise LiveResponseError(
             f"could not append to the audit stream after {MAX_APPEND_ATTEMPTS} attempts",
             hint="too many concurrent writers; retry the action",
@@ -202,7 +203,7 @@ class AuditLog:
         status, value = reply
         if status == 1:
             self._head_hint = entry_hash
-            return AuditEntry(id=_text(value), **body, hash=entry_hash)
+            return AuditEntry(id=as_text(value), **body, hash=entry_hash)
         if status == -1:
             raise LiveResponseError(
                 f"audit head {self.keys.audit_head} is missing while the stream has entries",
@@ -251,7 +252,7 @@ class AuditLog:
 
     def verify(self) -> AuditVerdict:
         """Recompute the chain in stream order; report the first edit, deletion or reordering."""
-        stored_head = _text(self.client.get(self.keys.audit_head))
+        stored_head = as_text(self.client.get(self.keys.audit_head))
         expected_prev = GENESIS
         count = 0
         last_id: str | None = None
@@ -297,11 +298,11 @@ class AuditLog:
                 reply = self.client.xrange(self.keys.audit, min=cursor, max="+", count=SCAN_BATCH)
             batch = cast(list[tuple[bytes, dict[bytes, bytes]]], reply or [])
             for raw_id, raw_fields in batch:
-                yield _text(raw_id), {_text(k): _text(v) for k, v in raw_fields.items()}
+                yield as_text(raw_id), {as_text(k): as_text(v) for k, v in raw_fields.items()}
             if len(batch) < SCAN_BATCH:
                 return
             # Exclusive ranges ("(" prefix) continue after the last id seen.
-            cursor = "(" + _text(batch[-1][0])
+            cursor = "(" + as_text(batch[-1][0])
 
 
 def _check_entry(
@@ -353,9 +354,3 @@ def _parse_entry(entry_id: str, fields: dict[str, str]) -> AuditEntry | None:
         return AuditEntry(id=entry_id, **body)
     except (KeyError, ValueError):
         return None
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,6 +9,7 @@ from tasks import clock
 from tasks.errors import UnknownDeviceError
 from tasks.keys import Keys
 from tasks.queues import validate_device_id
+from tasks.replies import as_text
 
 
 class Device(BaseModel):
@@ -42,18 +43,19 @@ class DeviceRegistry:
                 f"unknown device {device_id!r}",
                 hint="run 'lr devices' to see registered devices; start lr-agent on the endpoint",
             )
-        return self._to_device(device_id, {_s(k): _s(v) for k, v in raw.items()})
+        return self._to_device(device_id, {as_text(k): as_text(v) for k, v in raw.items()})
 
     def list(self) -> list[Device]:
         """Every registered device, sorted by id."""
-        ids = sorted(_s(d) for d in self.client.smembers(self.keys.devices))
+        ids = sorted(as_text(d) for d in self.client.smembers(self.keys.devices))
         pipe = self.client.pipeline()
         for device_id in ids:
             pipe.hgetall(self.keys.device(device_id))
         out = []
         for device_id, raw in zip(ids, pipe.execute(), strict=True):
             if raw:
-                out.append(self._to_device(device_id, {_s(k): _s(v) for k, v in raw.items()}))
+                fields = {as_text(k): as_text(v) for k, v in raw.items()}
+                out.append(self._to_device(device_id, fields))
         return out
 
     def _to_device(self, device_id: str, raw: dict[str, str]) -> Device:
@@ -70,7 +72,3 @@ class DeviceRegistry:
             isolation=raw.get("isolation", "none"),
             tags=[t for t in raw.get("tags", "").split(",") if t],
         )
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

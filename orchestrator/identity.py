@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from tasks import clock
 from tasks.errors import AuthenticationError, LiveResponseError, NotFoundError, UsageError
 from tasks.keys import Keys
+from tasks.replies import as_text
 
 #: What a user name may look like: it becomes part of key names and audit entries.
 USER_NAME_RE = re.compile(r"[a-z0-9._-]{1,64}")
@@ -79,7 +80,7 @@ def get_user(client: redis.Redis, keys: Keys, name: str) -> User:
     raw = client.hgetall(keys.user(name)) if USER_NAME_RE.fullmatch(name or "") else {}
     if not raw:
         raise NotFoundError(f"no user named {name!r}", hint="list users with `lr user list`")
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
     return User(
         name=fields["name"],
         roles=json.loads(fields["roles"]),
@@ -89,7 +90,7 @@ def get_user(client: redis.Redis, keys: Keys, name: str) -> User:
 
 def list_users(client: redis.Redis, keys: Keys) -> list[User]:
     """Every user, by name."""
-    names = sorted(_text(n) for n in client.smembers(keys.users))
+    names = sorted(as_text(n) for n in client.smembers(keys.users))
     users = []
     for name in names:
         try:
@@ -130,7 +131,7 @@ def authenticate(client: redis.Redis, keys: Keys, token: str | None) -> User:
     if name is None:
         raise AuthenticationError("unknown API token (never issued, or revoked)", hint=TOKEN_HINT)
     try:
-        return get_user(client, keys, _text(name))
+        return get_user(client, keys, as_text(name))
     except NotFoundError:
         raise AuthenticationError(
             "the API token's user no longer exists", hint=TOKEN_HINT
@@ -142,7 +143,3 @@ def revoke_token(client: redis.Redis, keys: Keys, token: str) -> bool:
     if not token:
         return False
     return bool(client.delete(keys.token(hash_token(token.strip()))))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -23,6 +23,7 @@ from tasks.errors import (
 )
 from tasks.keys import Keys
 from tasks.queues import validate_device_id
+from tasks.replies import as_text
 
 #: What a session id looks like ("S" and 8 hex digits); anything else is simply unknown.
 SESSION_ID_RE = re.compile(r"S[0-9a-f]{8}")
@@ -180,7 +181,7 @@ class SessionStore:
 
     def list(self, user: str | None = None, include_closed: bool = False) -> builtins.list[Session]:
         """Sessions oldest first, of `user` if given; only open ones unless `include_closed`."""
-        ids = [_text(i) for i in self.client.zrange(self.keys.sessions, 0, -1)]
+        ids = [as_text(i) for i in self.client.zrange(self.keys.sessions, 0, -1)]
         pipe = self.client.pipeline(transaction=False)
         for session_id in ids:
             pipe.hgetall(self.keys.session(session_id))
@@ -285,7 +286,7 @@ def _to_fields(session: Session) -> dict[str, str]:
 
 
 def _from_fields(raw: Mapping[Any, Any]) -> Session:
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {as_text(k): as_text(v) for k, v in raw.items()}
     return Session(
         id=fields["id"],
         user=fields["user"],
@@ -316,7 +317,3 @@ def _format_duration(seconds: float) -> str:
         f"{secs}s" if secs else "",
     ]
     return "".join(parts) or "0s"
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

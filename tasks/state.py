@@ -8,6 +8,7 @@ import redis
 
 from tasks.envelope import CommandStatus
 from tasks.keys import Keys
+from tasks.replies import as_text
 
 # KEYS[1] = command hash; ARGV[1] = new state; ARGV[2] = n allowed current states;
 # ARGV[3 .. 2+n] = those states; the rest are field/value pairs set with the new state.
@@ -82,13 +83,9 @@ class CommandStateStore:
     def get(self, command_id: str) -> dict[str, str]:
         """All fields of one command's record (empty when unknown)."""
         raw = self.client.hgetall(self.keys.command(command_id))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     def state(self, command_id: str) -> CommandStatus | None:
         """The command's current state, or None when unknown."""
         cur = self.client.hget(self.keys.command(command_id), "state")
-        return CommandStatus(_s(cur)) if cur else None
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return CommandStatus(as_text(cur)) if cur else None
