@@ -141,6 +141,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
                                session=session_id, reason=exc.code, message=exc.message)
             raise exc
         closed = plane.sessions.close(session_id)
+        dispatcher.cancel_pending(user, session_id, reason="session closed")
         plane.audit.append(user.name, "session.closed", session.device_id, "allowed",
                            session=session_id, device=session.device_id)
         return closed.model_dump(mode="json")

@@ -21,6 +21,7 @@ from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, Error
 from tasks.errors import CommandNotFoundError, LiveResponseError
 from tasks.parsing import parse_line
 from tasks.queues import queue_for
+from tasks.replies import as_text
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 RECORD_TTL_S = 7 * 24 * 60 * 60
 #: Extra seconds to wait for an agent's answer past a command's own limits.
 WAIT_GRACE_S = 5.0
+#: How long one wait for a result lasts before the command's state is looked at again.
+WAIT_SLICE_S = 0.5
 
 
 def new_command_id() -> str:
@@ -95,30 +98,64 @@ class Dispatcher:
         return record
 
     def wait(self, record: CommandRecord) -> CommandRecord:
-        """Block until the command ends (completed, failed, expired...) and record the outcome."""
+        """Block until the command ends (completed, failed, expired...) and record the outcome.
+
+        Waits in short slices so a command cancelled meanwhile (its session closed) answers at
+        once; an unstarted command expires at its deadline, a started one gets its time limit.
+        """
         p = self.plane
         result = AsyncResult(record.command_id, app=p.celery)
-        queued_for = max((record.expires_at or clock.now()) - clock.now(), 0.0) + 1.0
-        outcome = self._get(result, queued_for)
-        if outcome is None:
-            moved, _ = p.states.transition(record.command_id, CommandStatus.EXPIRED,
+        deadline = (record.expires_at or clock.now()) + 1.0
+        while True:
+            outcome = self._get(result, max(min(WAIT_SLICE_S, deadline - clock.now()), 0.05))
+            if outcome is not None:
+                return self._finish(record, outcome)
+            state = p.states.state(record.command_id)
+            if state is CommandStatus.RUNNING:
+                started = float(p.states.get(record.command_id).get("started_at") or clock.now())
+                deadline = max(deadline, started + p.settings.command_time_limit_s
+                               + 2 * WAIT_GRACE_S)
+            elif state is not None and state.final:
+                return self._finish(record, _error_outcome(
+                    record, state, state.value,
+                    f"the command was {state.value} before the agent started it"))
+            if clock.now() < deadline:
+                continue
+            if state is CommandStatus.QUEUED:
+                moved, _ = p.states.transition(record.command_id, CommandStatus.EXPIRED,
+                                               [CommandStatus.QUEUED],
+                                               {"finished_at": repr(clock.now())})
+                if moved:
+                    result.revoke()
+                    return self._finish(record, _error_outcome(
+                        record, CommandStatus.EXPIRED, "expired",
+                        f"no agent started the command within "
+                        f"{p.settings.command_expiry_s:g} s; "
+                        f"device {record.device_id!r} may be offline",
+                        "check 'lr devices' and that lr-agent runs on the endpoint"))
+                continue  # it started just now: the next slice sees it running
+            p.states.transition(record.command_id, CommandStatus.FAILED,
+                                [CommandStatus.RUNNING])
+            return self._finish(record, _error_outcome(
+                record, CommandStatus.FAILED, "agent_silent",
+                "the agent started the command but never answered",
+                "see the agent's log on the endpoint"))
+
+    def cancel_pending(self, user: User, session_id: str, reason: str) -> list[str]:
+        """Cancel the session's commands no agent has started; return their ids."""
+        p = self.plane
+        cancelled = []
+        for raw_id in p.client.lrange(p.keys.session_commands(session_id), 0, -1):
+            command_id = as_text(raw_id)
+            moved, _ = p.states.transition(command_id, CommandStatus.CANCELLED,
                                            [CommandStatus.QUEUED],
                                            {"finished_at": repr(clock.now())})
             if moved:
-                result.revoke()
-                return self._finish(record, _error_outcome(
-                    record, CommandStatus.EXPIRED, "expired",
-                    f"no agent started the command within {p.settings.command_expiry_s:g} s; "
-                    f"device {record.device_id!r} may be offline",
-                    "check 'lr devices' and that lr-agent runs on the endpoint"))
-            outcome = self._get(result, p.settings.command_time_limit_s + 2 * WAIT_GRACE_S)
-        if outcome is None:
-            p.states.transition(record.command_id, CommandStatus.FAILED,
-                                [CommandStatus.RUNNING, CommandStatus.QUEUED])
-            outcome = _error_outcome(record, CommandStatus.FAILED, "agent_silent",
-                                     "the agent started the command but never answered",
-                                     "see the agent's log on the endpoint")
-        return self._finish(record, outcome)
+                AsyncResult(command_id, app=p.celery).revoke()
+                p.audit.append(user.name, "command.cancelled", session_id, "cancelled",
+                               session=session_id, command_id=command_id, reason=reason)
+                cancelled.append(command_id)
+        return cancelled
 
     def run(self, user: User, session_id: str, line: str) -> CommandRecord:
         """Submit and wait."""

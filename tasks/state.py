@@ -29,12 +29,13 @@ return {0, cur}
 """
 
 # KEYS[1] = command hash, KEYS[2] = the agent's ledger key; ARGV[1] = ledger TTL,
-# ARGV[2] = started_at. Ledger first: a second start is refused even if the state was reset.
+# ARGV[2] = started_at. Only a queued command gets into the ledger, and a command already in
+# the ledger is refused even if its state was reset to queued: the ledger lists what started.
 _START_LUA = """
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {-1, ''} end
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {0, ''} end
 if cur ~= 'queued' then return {0, cur} end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {-1, ''} end
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[2])
 return {1, cur}
 """

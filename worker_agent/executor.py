@@ -108,8 +108,12 @@ class Executor:
             if before is None:
                 return (CommandStatus.REJECTED, "unknown_command_id",
                         "the orchestrator has no record of this command")
-            return (before if before.final else CommandStatus.REJECTED, "not_runnable",
-                    f"the command is {before.value}, not queued; dropped")
+            if before in (CommandStatus.CANCELLED, CommandStatus.EXPIRED):
+                return (before, before.value,
+                        f"the command was {before.value} before it could start; dropped")
+            return (CommandStatus.REJECTED, "replayed",
+                    f"command {env.command_id} is {before.value}: it already started once; "
+                    "never run twice")
         return None
 
     def _context(self, spec: CommandSpec, env: CommandEnvelope) -> CommandContext:
