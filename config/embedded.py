@@ -38,9 +38,12 @@ def find_redis_server() -> str:
 class EmbeddedRedis:
     """Start and stop a Redis server listening only on a unix socket under `data_dir`."""
 
-    def __init__(self, data_dir: Path, executable: str | None = None) -> None:
+    def __init__(self, data_dir: Path, executable: str | None = None,
+                 persist: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.executable = executable or find_redis_server()
+        #: Keep the data across restarts (a snapshot in data_dir): users, tokens, audit.
+        self.persist = persist
         self.socket_path = self.data_dir / "redis.sock"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -58,7 +61,8 @@ class EmbeddedRedis:
         argv = [
             self.executable, "--port", "0",
             "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
-            "--save", "", "--appendonly", "no", "--dir", str(self.data_dir),
+            "--save", "60 1" if self.persist else "", "--dbfilename", "lr-state.rdb",
+            "--appendonly", "no", "--dir", str(self.data_dir),
             "--daemonize", "no",
         ]
         self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -81,13 +85,17 @@ class EmbeddedRedis:
         raise RuntimeError("embedded redis did not answer within 10 s")
 
     def stop(self) -> None:
-        """Stop the server (SHUTDOWN NOSAVE, then terminate) and remove its socket."""
+        """Stop the server (saving first when persistent), then remove its socket."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
         if proc.poll() is None:
             try:
-                redis.Redis(unix_socket_path=str(self.socket_path)).shutdown(nosave=True)
+                client = redis.Redis(unix_socket_path=str(self.socket_path))
+                if self.persist:
+                    client.shutdown(save=True)
+                else:
+                    client.shutdown(nosave=True)
             except redis.RedisError:
                 pass
             try:

@@ -57,7 +57,7 @@ def serve(cli: CliContext, host: str, port: int) -> None:
             url = answering_url(f"unix://{embedded_socket(settings)}")
         if not url:
             try:
-                embedded = EmbeddedRedis(settings.data_dir).start()
+                embedded = EmbeddedRedis(settings.data_dir, persist=True).start()
             except (FileNotFoundError, RuntimeError, OSError) as exc:
                 raise ConfigurationError(
                     f"cannot start the embedded Redis: {exc}",

@@ -49,3 +49,13 @@ def test_a_command_round_trips_over_the_bundled_server(tmp_path: Path) -> None:
             assert [e["name"] for e in record.result["entries"]] == ["agent.log"]
         finally:
             plane.close()
+
+
+def test_a_persistent_embedded_server_keeps_its_data_across_restarts() -> None:
+    data_dir = _short_dir()
+    with EmbeddedRedis(data_dir, persist=True) as server:
+        redis.Redis.from_url(server.url).set("lr:probe", "kept")
+    with EmbeddedRedis(data_dir, persist=True) as server:
+        assert redis.Redis.from_url(server.url).get("lr:probe") == b"kept"
+    with EmbeddedRedis(data_dir) as server:  # not persistent: starts from the snapshot, saves none
+        assert redis.Redis.from_url(server.url).get("lr:probe") == b"kept"
