@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config import EmbeddedRedis, Settings, bundled_redis_server
 from orchestrator.agents import LocalAgent
@@ -30,8 +32,9 @@ def test_bundled_server_from_the_wheel_starts_and_stops() -> None:
     finally:
         server.stop()
     assert not server.socket_path.exists()
+    no_retry = Retry(NoBackoff(), 0)
     with pytest.raises(redis.ConnectionError):
-        redis.Redis(unix_socket_path=str(server.socket_path)).ping()
+        redis.Redis(unix_socket_path=str(server.socket_path), retry=no_retry).ping()
 
 
 def test_a_command_round_trips_over_the_bundled_server(tmp_path: Path) -> None:
