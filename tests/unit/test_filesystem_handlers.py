@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from tasks.errors import (
     NotAFileError,
     PathNotFoundError,
 )
+from tests.privilege import run_as_nobody
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import (
     IdNames,
@@ -294,8 +294,6 @@ def test_findfile_errors_are_typed(ctx: CommandContext) -> None:
         run_findfile(FindFileArgs(name="*", path="a.txt"), ctx)
 
 
-NOBODY = 65534
-
 
 def probe_permissions(root: Path) -> dict[str, dict[str, Any]]:
     """Each handler's result (or error code and message) on the unreadable parts of `root`."""
@@ -319,30 +317,7 @@ def probe_without_privilege(root: Path) -> dict[str, dict[str, Any]]:
     """probe_permissions as an unprivileged account: as root, in a child dropped to nobody."""
     if os.geteuid() != 0:
         return probe_permissions(root)
-    # Permission bits do not stop root, so a forked child gives its privilege up first.
-    # (No exec: the interpreter may live where nobody cannot reach it, e.g. under /root.)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            with os.fdopen(write_end, "w") as pipe:
-                json.dump(probe_permissions(root), pipe)
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "probe child failed"
-    return json.loads(data)  # type: ignore[no-any-return]
+    return json.loads(run_as_nobody(lambda: json.dumps(probe_permissions(root))))  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import re
 import shutil
 import socket
 import subprocess
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import psutil
 import pytest
 
 from tasks.commands.network import Connection, NetstatArgs, NetstatResult
+from tests.privilege import run_as_nobody
 from worker_agent.context import CommandContext
 from worker_agent.network import list_sockets_per_process, run_netstat
 
@@ -139,34 +139,13 @@ def test_netstat_is_sorted_by_proto_then_local_port(sockets: Sockets, ctx: Comma
     assert keys == sorted(keys)
 
 
-NOBODY = 65534
-
-
 def netstat_as_nobody(close_fds: list[int]) -> NetstatResult:
-    """run_netstat in a forked child that dropped root and closed its copies of `close_fds`."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            os.close(read_end)
-            for fd in close_fds:
-                os.close(fd)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            result = run_netstat(NetstatArgs(), CommandContext(device_id="test-device"))
-            os.write(write_end, result.model_dump_json().encode())
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "netstat child failed"
+    """run_netstat as `nobody`, in a child that closed its copies of `close_fds`."""
+    data = run_as_nobody(
+        lambda: run_netstat(NetstatArgs(), CommandContext(device_id="test-device"))
+        .model_dump_json(),
+        close_fds,
+    )
     return NetstatResult.model_validate_json(data)
 
 
