@@ -1,28 +1,39 @@
-"""The agent never runs one command id twice, whatever the broker redelivers."""
+"""The agent never runs one command id twice, nor a command addressed to another device."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from tasks.envelope import CommandEnvelope
 from tasks.queues import queue_for
 from tasks.registry import REGISTRY
-from tests.stack import new_device_id
+from tests.stack import Stack, new_device_id
+
+
+def send_raw(st: Stack, envelope: CommandEnvelope, queue_device: str) -> dict[str, Any]:
+    """Put an envelope on `queue_device`'s queue as a task, bypassing the orchestrator."""
+    result = st.plane.celery.send_task(
+        REGISTRY[envelope.command].task_name, args=[envelope.model_dump(mode="json")],
+        queue=queue_for(queue_device))
+    return dict(result.get(timeout=20))
+
+
+def completed_dir(st: Stack, device: str) -> CommandEnvelope:
+    """Run `dir /` through the orchestrator and return the envelope it sent."""
+    session = st.open_session(device)
+    first = st.run(session, "dir /")
+    assert first["status"] == "completed"
+    return CommandEnvelope(
+        command_id=first["command_id"], device_id=device, session_id=session,
+        user="admin", command="dir", args={"path": "/"}, issued_at=first["created_at"],
+        expires_at=first["created_at"] + 3600,
+    )
 
 
 def test_a_replayed_envelope_is_refused(stack_factory) -> None:
     device = new_device_id("replay")
     with stack_factory([device]) as st:
-        session = st.open_session(device)
-        first = st.run(session, "dir /")
-        assert first["status"] == "completed"
-        envelope = CommandEnvelope(
-            command_id=first["command_id"], device_id=device, session_id=session,
-            user="admin", command="dir", args={"path": "/"}, issued_at=first["created_at"],
-            expires_at=first["created_at"] + 3600,
-        )
-        replay = st.plane.celery.send_task(
-            REGISTRY["dir"].task_name, args=[envelope.model_dump(mode="json")],
-            queue=queue_for(device))
-        outcome = replay.get(timeout=20)
+        outcome = send_raw(st, completed_dir(st, device), device)
         assert outcome["status"] == "rejected"
         assert outcome["error"]["code"] == "replayed"
 
@@ -34,10 +45,7 @@ def test_an_envelope_for_another_device_is_refused(stack_factory) -> None:
             command_id="c-foreign", device_id="someone-else", session_id="S1", user="admin",
             command="dir", args={}, issued_at=0, expires_at=4_000_000_000,
         )
-        result = st.plane.celery.send_task(
-            REGISTRY["dir"].task_name, args=[envelope.model_dump(mode="json")],
-            queue=queue_for(device))
-        outcome = result.get(timeout=20)
+        outcome = send_raw(st, envelope, device)
         assert outcome["status"] == "rejected"
         assert outcome["error"]["code"] == "wrong_device"
 
@@ -45,19 +53,10 @@ def test_an_envelope_for_another_device_is_refused(stack_factory) -> None:
 def test_the_ledger_refuses_a_second_start_even_if_the_state_is_reset(stack_factory) -> None:
     device = new_device_id("ledger")
     with stack_factory([device]) as st:
-        session = st.open_session(device)
-        first = st.run(session, "dir /")
-        assert first["status"] == "completed"
+        envelope = completed_dir(st, device)
         # Someone (or a bug) puts the command back to queued: the ledger still says it started.
-        st.plane.client.hset(st.plane.keys.command(first["command_id"]), "state", "queued")
-        envelope = CommandEnvelope(
-            command_id=first["command_id"], device_id=device, session_id=session,
-            user="admin", command="dir", args={"path": "/"}, issued_at=first["created_at"],
-            expires_at=first["created_at"] + 3600,
-        )
-        outcome = st.plane.celery.send_task(
-            REGISTRY["dir"].task_name, args=[envelope.model_dump(mode="json")],
-            queue=queue_for(device)).get(timeout=20)
+        st.plane.client.hset(st.plane.keys.command(envelope.command_id), "state", "queued")
+        outcome = send_raw(st, envelope, device)
         assert outcome["status"] == "rejected"
         assert outcome["error"]["code"] == "replayed"
-        assert st.plane.states.state(first["command_id"]) == "queued"  # nothing ran it again
+        assert st.plane.states.state(envelope.command_id) == "queued"  # nothing ran it again
