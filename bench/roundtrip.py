@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import EmbeddedRedis, Settings  # noqa: E402
 from orchestrator.agents import LocalAgent  # noqa: E402
+from orchestrator.cleanup import delete_matching  # noqa: E402
 from orchestrator.dispatch import Dispatcher  # noqa: E402
 from orchestrator.identity import create_user, issue_token  # noqa: E402
 from orchestrator.plane import ControlPlane  # noqa: E402
@@ -124,8 +125,7 @@ def bench_dispatch(plane: ControlPlane, token_user: str, n_devices: int,
         return ours, bare
     finally:
         for device in devices:
-            for key in plane.client.scan_iter(match=f"{queue_for(device)}*"):
-                plane.client.delete(key)
+            delete_matching(plane.client, f"{queue_for(device)}*")
             plane.client.delete(plane.keys.device(device))
             plane.client.srem(plane.keys.devices, device)
         for record in records:
@@ -184,9 +184,7 @@ def main() -> None:
 
 
 def _cleanup(redis_url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        client.delete(key)
+    delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
 
 
 if __name__ == "__main__":

@@ -19,11 +19,13 @@ import redis
 
 from config import EmbeddedRedis, Settings
 from orchestrator.agents import LocalAgent
+from orchestrator.cleanup import delete_matching
 from orchestrator.cli.client import ApiClient
 from orchestrator.cli.render import render_record, render_verdict
 from orchestrator.identity import create_user, issue_token
 from orchestrator.plane import ControlPlane
 from orchestrator.server import ServerThread
+from tasks.queues import queue_for
 
 #: The endpoint the demo's agent plays.
 DEMO_DEVICE = "demo-host"
@@ -191,9 +193,7 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 def _drop_keys(redis_url: str, prefix: str) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.delete(key)
-        for key in client.scan_iter(match=f"lr.device.{DEMO_DEVICE}*"):
-            client.delete(key)
+        delete_matching(client, f"{prefix}:*")
+        delete_matching(client, f"{queue_for(DEMO_DEVICE)}*")
     except redis.RedisError:
         pass  # the embedded server is already gone, and its data with it

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from config import EmbeddedRedis
+from orchestrator.cleanup import delete_matching
 from tasks.keys import Keys
 
 
@@ -42,8 +43,7 @@ def key_prefix(redis_client: redis.Redis) -> Iterator[str]:
     """A key prefix of this test's own; every key under it is deleted afterwards."""
     prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
     yield prefix
-    for key in redis_client.scan_iter(match=f"{prefix}:*", count=1000):
-        redis_client.delete(key)
+    delete_matching(redis_client, f"{prefix}:*")
 
 
 @pytest.fixture

@@ -13,9 +13,11 @@ import httpx
 
 from config import Settings
 from orchestrator.agents import LocalAgent
+from orchestrator.cleanup import delete_matching
 from orchestrator.identity import create_user, issue_token
 from orchestrator.plane import ControlPlane
 from orchestrator.server import ServerThread
+from tasks.queues import queue_for
 
 
 @dataclass
@@ -86,5 +88,4 @@ def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:
 
 def purge_device_queue(plane: ControlPlane, device_id: str) -> None:
     """Delete a test device's queue keys so nothing is left in the shared Redis."""
-    for key in plane.client.scan_iter(match=f"lr.device.{device_id}*"):
-        plane.client.delete(key)
+    delete_matching(plane.client, f"{queue_for(device_id)}*")

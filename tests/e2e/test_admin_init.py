@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -18,6 +17,7 @@ from orchestrator.audit import AuditLog
 from orchestrator.cli.main import main
 from orchestrator.identity import authenticate, hash_token
 from tasks.keys import Keys
+from tests.redis_dump import dump_prefix
 
 pytestmark = pytest.mark.integration
 
@@ -34,23 +34,6 @@ def env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str | None
     }
 
 
-def _dump(client: redis.Redis, prefix: str) -> bytes:
-    """Every key name and value under `prefix`, whatever the key's type."""
-    parts: list[object] = []
-    readers: dict[bytes, Callable[[bytes], object]] = {
-        b"string": client.get,
-        b"hash": client.hgetall,
-        b"set": client.smembers,
-        b"zset": lambda key: client.zrange(key, 0, -1),
-        b"list": lambda key: client.lrange(key, 0, -1),
-        b"stream": client.xrange,
-    }
-    for key in client.scan_iter(match=f"{prefix}:*"):
-        kind: Any = client.type(key)
-        parts += [key, readers[kind](key)]
-    return repr(parts).encode()
-
-
 def test_init_prints_a_token_that_authenticates_and_is_stored_hashed(
     env: dict[str, str | None], redis_client: redis.Redis, keys: Keys, key_prefix: str
 ) -> None:
@@ -60,7 +43,7 @@ def test_init_prints_a_token_that_authenticates_and_is_stored_hashed(
     assert out["user"] == "admin"
     user = authenticate(redis_client, keys, out["token"])
     assert user.name == "admin" and user.roles == ["admin"]
-    stored = _dump(redis_client, key_prefix)
+    stored = dump_prefix(redis_client, key_prefix)
     assert out["token"].encode() not in stored
     assert hash_token(out["token"]).encode() in stored
 

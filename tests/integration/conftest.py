@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from orchestrator.cleanup import delete_matching
 from tests.stack import Stack, live_stack, new_device_id
 
 
@@ -21,9 +22,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                         command_expiry_s=3.0) as st:
             yield st
     finally:
-        client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.delete(key)
+        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import redis
 
@@ -20,26 +18,9 @@ from orchestrator.identity import (
 )
 from tasks.errors import AuthenticationError, NotFoundError, UsageError
 from tasks.keys import Keys
+from tests.redis_dump import dump_prefix
 
 pytestmark = pytest.mark.integration
-
-
-def dump_everything(client: redis.Redis, prefix: str) -> bytes:
-    """Every key name and value under `prefix`, concatenated, whatever the key's type."""
-    parts: list[Any] = []
-    for key in client.scan_iter(match=f"{prefix}:*"):
-        parts.append(key)
-        kind = client.type(key)
-        if kind == b"string":
-            parts.append(client.get(key))
-        elif kind == b"hash":
-            for k, v in client.hgetall(key).items():
-                parts += [k, v]
-        elif kind == b"set":
-            parts += client.smembers(key)
-        else:
-            raise AssertionError(f"unexpected key type {kind!r} at {key!r}")
-    return b"".join(parts)
 
 
 def test_token_is_stored_only_as_its_hash(
@@ -48,7 +29,7 @@ def test_token_is_stored_only_as_its_hash(
     alice = create_user(redis_client, keys, "alice", ["responder"])
     token = issue_token(redis_client, keys, alice)
     assert token.startswith("lr_") and len(token) == 46
-    stored = dump_everything(redis_client, key_prefix)
+    stored = dump_prefix(redis_client, key_prefix)
     assert token.encode() not in stored
     assert token[3:].encode() not in stored
     assert redis_client.get(keys.token(hash_token(token))) == b"alice"
