@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -39,12 +41,10 @@ class LocalAgent:
         client.delete(self.keys.device(self.device_id))
         argv = [sys.executable, "-m", "worker_agent.main", "--device-id", self.device_id,
                 "--concurrency", str(self.concurrency), "--loglevel", "INFO"]
-        if self.log_path:
-            with open(self.log_path, "ab") as out:
-                self.proc = subprocess.Popen(argv, env=self.env, stdout=out,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
-        else:
-            self.proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL,
+        log: AbstractContextManager[IO[bytes] | int] = (
+            open(self.log_path, "ab") if self.log_path else nullcontext(subprocess.DEVNULL))
+        with log as out:
+            self.proc = subprocess.Popen(argv, env=self.env, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + AGENT_START_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -55,9 +55,7 @@ class Dispatcher:
             device = p.devices.get(session.device_id)
             check_isolation(device, spec)
         except LiveResponseError as exc:
-            p.audit.append(user.name, "command.denied", session_id, "denied",
-                           session=session_id, command_id=command_id, line=line,
-                           reason=exc.code, message=exc.message)
+            self._audit_denial(user, session_id, command_id, line, exc)
             raise
         now = clock.now()
         envelope = CommandEnvelope(
@@ -85,9 +83,7 @@ class Dispatcher:
             finish_active(replies[-2])
         except LiveResponseError as exc:  # the session closed between check and write
             p.states.transition(command_id, CommandStatus.DENIED, [CommandStatus.QUEUED])
-            p.audit.append(user.name, "command.denied", session_id, "denied",
-                           session=session_id, command_id=command_id, line=line,
-                           reason=exc.code, message=exc.message)
+            self._audit_denial(user, session_id, command_id, line, exc)
             raise
         p.celery.send_task(
             spec.task_name, args=[envelope.model_dump(mode="json")], task_id=command_id,
@@ -96,6 +92,12 @@ class Dispatcher:
             argsrepr=f"<{spec.name} {command_id}>", kwargsrepr="{}",
         )
         return record
+
+    def _audit_denial(self, user: User, session_id: str, command_id: str, line: str,
+                      exc: LiveResponseError) -> None:
+        self.plane.audit.append(user.name, "command.denied", session_id, "denied",
+                                session=session_id, command_id=command_id, line=line,
+                                reason=exc.code, message=exc.message)
 
     def wait(self, record: CommandRecord) -> CommandRecord:
         """Block until the command ends (completed, failed, expired...) and record the outcome.
@@ -110,9 +112,10 @@ class Dispatcher:
             outcome = self._get(result, max(min(WAIT_SLICE_S, deadline - clock.now()), 0.05))
             if outcome is not None:
                 return self._finish(record, outcome)
-            state = p.states.state(record.command_id)
+            fields = p.states.get(record.command_id)
+            state = CommandStatus(fields["state"]) if fields.get("state") else None
             if state is CommandStatus.RUNNING:
-                started = float(p.states.get(record.command_id).get("started_at") or clock.now())
+                started = float(fields.get("started_at") or clock.now())
                 deadline = max(deadline, started + p.settings.command_time_limit_s
                                + 2 * WAIT_GRACE_S)
             elif state is not None and state.final:
