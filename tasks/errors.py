@@ -174,6 +174,19 @@ class CommandTimeoutError(CommandFailedError):
     code = "timeout"
 
 
+class IsolationUnavailableError(CommandFailedError):
+    """Raised when the endpoint cannot isolate itself: not Linux, no `nft`, no privilege, or
+    the agent does not know its broker's address (isolating would cut it off)."""
+
+    code = "isolation_unavailable"
+
+
+class FirewallError(CommandFailedError):
+    """Raised when `nft` refused our ruleset, or the table is not in place after it ran."""
+
+    code = "firewall_failed"
+
+
 class CommandRejectedError(LiveResponseError):
     """Raised on the agent when it refuses to run a task at all (replayed, cancelled, expired,
     addressed to another device, or unknown)."""

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tasks.commands import filesystem as fs
+from tasks.commands import isolation as iso
 from tasks.commands import network as net
 from tasks.commands import processes as proc
 from tasks.commands.base import CommandArgs, CommandResult
@@ -23,6 +24,9 @@ PERM_EXECUTE = "live.execute"
 PERM_REMEDIATE = "live.remediate"
 #: Permission of network containment.
 PERM_ISOLATE = "live.isolate"
+
+#: Platforms of commands that only Linux agents can run.
+LINUX_ONLY = frozenset({"linux"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,10 @@ class CommandSpec:
     result_model: type[CommandResult]
     permission: str
     destructive: bool = False
-    allowed_while_isolated: bool = True
+    #: May run while the device is isolated (it needs nothing but the broker).
+    allowed_while_isolated: bool = False
+    #: May be sent to a device without a session (containment).
+    device_level: bool = False
     platforms: frozenset[str] = frozenset({"linux", "darwin", "windows"})
     positionals: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
@@ -121,44 +128,58 @@ def build_registry() -> Registry:
         [
             CommandSpec(
                 "dir", "List a directory (symlinks shown, not followed)",
-                fs.DirArgs, fs.DirResult, PERM_READ,
+                fs.DirArgs, fs.DirResult, PERM_READ, allowed_while_isolated=True,
                 positionals=("path",), optional_positionals=frozenset({"path"}),
             ),
             CommandSpec(
                 "cd", "Change the session's working directory",
-                fs.CdArgs, fs.CdResult, PERM_READ, positionals=("path",),
+                fs.CdArgs, fs.CdResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
             ),
             CommandSpec(
                 "fileinfo", "Stat a file and hash it (sha256, sha1, md5)",
-                fs.FileInfoArgs, fs.FileInfoResult, PERM_READ, positionals=("path",),
+                fs.FileInfoArgs, fs.FileInfoResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
             ),
             CommandSpec(
                 "findfile", "Find files whose name matches a glob, bounded",
-                fs.FindFileArgs, fs.FindFileResult, PERM_READ,
+                fs.FindFileArgs, fs.FindFileResult, PERM_READ, allowed_while_isolated=True,
                 positionals=("name",),
                 options=(Option("--path", "path", "directory to search from"),
                          Option("--max", "max", "stop after this many matches")),
             ),
             CommandSpec(
                 "getfilehash", "Hash a file (streamed)",
-                fs.GetFileHashArgs, fs.GetFileHashResult, PERM_READ,
+                fs.GetFileHashArgs, fs.GetFileHashResult, PERM_READ, allowed_while_isolated=True,
                 positionals=("path",),
                 options=(Option("--algo", "algo", "sha256, sha1, md5 or all"),),
             ),
             CommandSpec(
                 "processes", "List processes",
-                proc.ProcessesArgs, proc.ProcessesResult, PERM_READ,
+                proc.ProcessesArgs, proc.ProcessesResult, PERM_READ, allowed_while_isolated=True,
                 options=(Option("--pid", "pid", "only this process"),
                          Option("--tree", "tree", "show as a tree")),
             ),
             CommandSpec(
                 "netstat", "List network connections and listening sockets",
-                net.NetstatArgs, net.NetstatResult, PERM_READ,
+                net.NetstatArgs, net.NetstatResult, PERM_READ, allowed_while_isolated=True,
             ),
             CommandSpec(
                 "kill", "End a process (never pid 1, the agent or its parent)",
                 proc.KillArgs, proc.KillResult, PERM_REMEDIATE,
                 destructive=True, allowed_while_isolated=True, positionals=("pid",),
+            ),
+            CommandSpec(
+                "isolate", "Cut the device off the network but for the broker (nftables)",
+                iso.IsolateArgs, iso.IsolateResult, PERM_ISOLATE,
+                allowed_while_isolated=True, device_level=True, platforms=LINUX_ONLY,
+                options=(Option("--mode", "mode", "full, or selective with --allow"),
+                         Option("--allow", "allow", "IP, CIDR, IP:PORT, [IPv6]:PORT, ...")),
+            ),
+            CommandSpec(
+                "release", "Remove the isolation: the device's network is as before",
+                iso.ReleaseArgs, iso.ReleaseResult, PERM_ISOLATE,
+                allowed_while_isolated=True, device_level=True, platforms=LINUX_ONLY,
             ),
         ]
     )

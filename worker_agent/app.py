@@ -17,6 +17,7 @@ from tasks.queues import validate_device_id
 from tasks.registry import REGISTRY, CommandSpec, Registry
 from worker_agent.executor import Executor
 from worker_agent.handlers import HANDLERS, check_handlers
+from worker_agent.isolation import broker_endpoints
 from worker_agent.registration import beat, mark_stopped, register_device
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
         device_id=device_id, client=client, keys=keys, registry=registry,
         handlers=dict(HANDLERS), output_max_bytes=settings.output_max_bytes,
         agent_pid=os.getpid(),
+        broker_endpoints=broker_endpoints(settings.redis_url),
     )
     for spec in registry.values():
         _register_task(app, spec, executor, settings.command_time_limit_s)

@@ -8,6 +8,18 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class BrokerEndpoint:
+    """One address and TCP port the agent reaches its broker at."""
+
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class CommandContext:
     """Per-command facts a handler may use; handlers never reach for globals."""
 
@@ -18,6 +30,8 @@ class CommandContext:
     protected_pids: frozenset[int] = field(default_factory=frozenset)
     #: Largest result we return; handlers that list things stop early past it.
     output_max_bytes: int = 4 * 1024 * 1024
+    #: Where the broker is (empty for a unix socket); None when unknown, so isolation refuses.
+    broker_endpoints: tuple[BrokerEndpoint, ...] | None = None
 
     def resolve(self, path: str) -> Path:
         """`path` made absolute against the session cwd (no symlink resolution, no I/O)."""

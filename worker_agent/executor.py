@@ -19,7 +19,7 @@ from tasks.errors import CommandFailedError, CommandTimeoutError, LiveResponseEr
 from tasks.keys import Keys
 from tasks.registry import CommandSpec, Registry
 from tasks.state import CommandStateStore
-from worker_agent.context import CommandContext
+from worker_agent.context import BrokerEndpoint, CommandContext
 from worker_agent.limits import truncate_result
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ class Executor:
     output_max_bytes: int
     #: The agent's main process pid, fixed when the agent starts.
     agent_pid: int
+    #: Where the broker is, for isolation (see CommandContext.broker_endpoints).
+    broker_endpoints: tuple[BrokerEndpoint, ...] | None = None
 
     def __post_init__(self) -> None:
         self.states = CommandStateStore(self.client, self.keys)
@@ -124,6 +126,7 @@ class Executor:
             cwd=env.cwd,
             protected_pids=frozenset(protected),
             output_max_bytes=self.output_max_bytes,
+            broker_endpoints=self.broker_endpoints,
         )
 
     def _protected_pids(self) -> set[int]:

@@ -10,6 +10,7 @@ from tasks.commands.base import CommandResult
 from tasks.registry import CommandSpec
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import run_cd, run_dir, run_fileinfo, run_findfile, run_getfilehash
+from worker_agent.isolation import run_isolate, run_release
 from worker_agent.network import run_netstat
 from worker_agent.processes import run_kill, run_processes
 
@@ -28,6 +29,8 @@ HANDLERS: dict[str, Handler] = {
     "processes": run_processes,
     "netstat": run_netstat,
     "kill": run_kill,
+    "isolate": run_isolate,
+    "release": run_release,
 }
 
 
