@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 from pydantic import BaseModel
 
 from tasks import clock
-from tasks.errors import UnknownDeviceError
+from tasks.errors import UnknownDeviceError, UsageError
 from tasks.keys import Keys
 from tasks.queues import validate_device_id
 from tasks.replies import as_text
+
+#: Modes a device may be isolated in (see tasks.commands.isolation).
+ISOLATION_MODES = ("full", "selective")
+#: Hash fields that describe an isolation in place, dropped on release.
+_ISOLATION_DETAILS = ("isolated_since", "isolated_by", "isolation_allow")
 
 
 class Device(BaseModel):
@@ -22,7 +29,13 @@ class Device(BaseModel):
     hostname: str | None = None
     agent_version: str | None = None
     registered_at: float | None = None
+    #: `none`, or the mode of the isolation in place (`full`, `selective`).
     isolation: str = "none"
+    #: When the device was isolated, and by whom (None when it is not).
+    isolated_since: float | None = None
+    isolated_by: str | None = None
+    #: Destinations a selective isolation still lets through.
+    isolation_allow: list[str] = []
     tags: list[str] = []
 
 
@@ -44,6 +57,28 @@ class DeviceRegistry:
                 hint="run 'lr devices' to see registered devices; start lr-agent on the endpoint",
             )
         return self._to_device(device_id, {as_text(k): as_text(v) for k, v in raw.items()})
+
+    def set_isolation(self, device_id: str, mode: str, by: str,
+                      allow: Sequence[str] = ()) -> Device:
+        """Record that `by` isolated the device (after its agent confirmed it); the device."""
+        if mode not in ISOLATION_MODES:
+            raise UsageError(f"unknown isolation mode {mode!r}", hint="use full or selective")
+        self.get(device_id)
+        self.client.hset(self.keys.device(device_id), mapping={
+            "isolation": mode, "isolated_since": repr(clock.now()), "isolated_by": by,
+            "isolation_allow": ",".join(allow),
+        })
+        return self.get(device_id)
+
+    def clear_isolation(self, device_id: str) -> Device:
+        """Record that the device is no longer isolated; the device."""
+        self.get(device_id)
+        key = self.keys.device(device_id)
+        pipe = self.client.pipeline()
+        pipe.hset(key, "isolation", "none")
+        pipe.hdel(key, *_ISOLATION_DETAILS)
+        pipe.execute()
+        return self.get(device_id)
 
     def list(self) -> list[Device]:
         """Every registered device, sorted by id."""
@@ -70,5 +105,8 @@ class DeviceRegistry:
             agent_version=raw.get("agent_version"),
             registered_at=float(raw["registered_at"]) if raw.get("registered_at") else None,
             isolation=raw.get("isolation", "none"),
+            isolated_since=float(raw["isolated_since"]) if raw.get("isolated_since") else None,
+            isolated_by=raw.get("isolated_by") or None,
+            isolation_allow=[a for a in raw.get("isolation_allow", "").split(",") if a],
             tags=[t for t in raw.get("tags", "").split(",") if t],
         )
