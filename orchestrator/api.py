@@ -4,17 +4,24 @@
 # of the routes defined inside create_app, not strings it cannot resolve.
 
 import logging
+import shlex
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from orchestrator.api_admin import add_admin_routes
+from orchestrator.api_approvals import add_approval_routes
+from orchestrator.api_audit import add_audit_routes
+from orchestrator.devices import Device
 from orchestrator.dispatch import Dispatcher
 from orchestrator.identity import User, authenticate
 from orchestrator.plane import ControlPlane
-from orchestrator.policies.rbac import PERM_SESSION, PERM_VIEW, require
+from orchestrator.policies.rbac import PERM_ADMIN, PERM_SESSION, PERM_VIEW, authorize, is_allowed
+from orchestrator.records import CommandRecord
+from tasks.envelope import CommandStatus
 from tasks.errors import AuthenticationError, LiveResponseError, PermissionDeniedError
 
 log = logging.getLogger(__name__)
@@ -26,6 +33,11 @@ class OpenSessionBody(BaseModel):
 
 class RunBody(BaseModel):
     line: str = Field(min_length=1, max_length=8192)
+
+
+class IsolateBody(BaseModel):
+    mode: str = Field(default="full", max_length=16)
+    allow: str | None = Field(default=None, max_length=4096)
 
 
 def create_app(plane: ControlPlane) -> FastAPI:
@@ -53,13 +65,26 @@ def create_app(plane: ControlPlane) -> FastAPI:
         _require(user, PERM_VIEW, request.url.path)
         return user
 
-    def _require(user: User, permission: str, target: str) -> None:
+    def _require(user: User, permission: str, target: str, device: Device | None = None) -> None:
+        """Check `permission` (on `device`, when given) under the policy in force; audit a no."""
         try:
-            require(user.name, user.roles, permission)
+            authorize(plane.policies.policy, user.name, user.grants, permission,
+                      device.id if device else None, device.tags if device else None)
         except PermissionDeniedError as exc:
             plane.audit.append(user.name, "access.denied", target, "denied",
-                               permission=permission, message=exc.message)
+                               permission=permission, device=device.id if device else None,
+                               message=exc.message)
             raise
+
+    def _sees(user: User, tags: list[str]) -> bool:
+        return is_allowed(plane.policies.policy, user.grants, PERM_VIEW, tags)
+
+    def _answer(record: CommandRecord) -> Response:
+        """A command record; 202 while it waits for approval, 200 once it has an outcome."""
+        status = 202 if record.status is CommandStatus.PENDING_APPROVAL else 200
+        # Serialised by pydantic directly: results can be large, the generic encoder is slow.
+        return Response(record.model_dump_json(), status_code=status,
+                        media_type="application/json")
 
     @app.exception_handler(LiveResponseError)
     async def on_lr_error(_: Request, exc: LiveResponseError) -> JSONResponse:
@@ -83,6 +108,9 @@ def create_app(plane: ControlPlane) -> FastAPI:
             status_code=500,
         )
 
+    add_admin_routes(app, plane, current_user, _require)
+    add_approval_routes(app, plane, dispatcher, current_user, viewer, _answer)
+
     @app.get("/health")
     def health() -> dict[str, Any]:
         """Check: open — a liveness probe that reveals nothing but that Redis answers."""
@@ -91,25 +119,29 @@ def create_app(plane: ControlPlane) -> FastAPI:
     @app.get("/whoami")
     def whoami(user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
         """Check: authenticated only — every user may see who they are."""
-        return {"user": user.name, "roles": user.roles}
+        return {"user": user.name, "roles": user.roles,
+                "grants": [g.model_dump() for g in user.grants]}
 
     @app.get("/devices")
     def list_devices(user: Annotated[User, Depends(viewer)]) -> list[dict[str, Any]]:
-        """Check: view."""
-        return [d.model_dump(mode="json") for d in plane.devices.list()]
+        """Check: view; a user whose view is scoped sees only the devices of their groups."""
+        return [d.model_dump(mode="json") for d in plane.devices.list()
+                if _sees(user, d.tags)]
 
     @app.get("/devices/{device_id}")
     def get_device(device_id: str, user: Annotated[User, Depends(viewer)]) -> dict[str, Any]:
-        """Check: view."""
-        return plane.devices.get(device_id).model_dump(mode="json")
+        """Check: view on this device."""
+        device = plane.devices.get(device_id)
+        _require(user, PERM_VIEW, device_id, device)
+        return device.model_dump(mode="json")
 
     @app.post("/sessions", status_code=201)
     def open_session(body: OpenSessionBody,
                      user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
-        """Check: session.open, and the device must be registered."""
+        """Check: the device must be registered, and session.open on it (role and scope)."""
         try:
-            _require(user, PERM_SESSION, body.device_id)
             device = plane.devices.get(body.device_id)
+            _require(user, PERM_SESSION, body.device_id, device)
         except LiveResponseError as exc:
             plane.audit.append(user.name, "session.denied", body.device_id, "denied",
                                device=body.device_id, reason=exc.code, message=exc.message)
@@ -135,7 +167,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
                       user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
         """Check: the session's owner, or an admin."""
         session = plane.sessions.get(session_id)
-        if session.user != user.name and "admin" not in user.roles:
+        if session.user != user.name and not is_allowed(plane.policies.policy, user.grants,
+                                                        PERM_ADMIN):
             exc = PermissionDeniedError(f"session {session_id} belongs to {session.user!r}")
             plane.audit.append(user.name, "session.denied", session_id, "denied",
                                session=session_id, reason=exc.code, message=exc.message)
@@ -149,31 +182,36 @@ def create_app(plane: ControlPlane) -> FastAPI:
     @app.post("/sessions/{session_id}/commands")
     def run_command(session_id: str, body: RunBody,
                     user: Annotated[User, Depends(current_user)]) -> Response:
-        """Check: the full command pipeline (session, parse, permission, device, isolation)."""
-        record = dispatcher.run(user, session_id, body.line)
-        # Serialised by pydantic directly: results can be large, the generic encoder is slow.
-        return Response(record.model_dump_json(), media_type="application/json")
+        """Check: the full command pipeline (session, parse, device, permission on the device,
+        isolation, approval). A command held for approval answers 202 at once."""
+        record = dispatcher.submit(user, session_id, body.line)
+        if record.status is CommandStatus.PENDING_APPROVAL:
+            return _answer(record)
+        return _answer(dispatcher.wait(record))
+
+    @app.post("/devices/{device_id}/isolate")
+    def isolate(device_id: str, body: IsolateBody,
+                user: Annotated[User, Depends(current_user)]) -> Response:
+        """Check: the device pipeline (permission live.isolate on the device, approval)."""
+        words = ["isolate", "--mode", body.mode] + (["--allow", body.allow] if body.allow else [])
+        record = dispatcher.submit_device(user, device_id, shlex.join(words))
+        if record.status is CommandStatus.PENDING_APPROVAL:
+            return _answer(record)
+        return _answer(dispatcher.wait(record))
+
+    @app.post("/devices/{device_id}/release")
+    def release(device_id: str, user: Annotated[User, Depends(current_user)]) -> Response:
+        """Check: the device pipeline (permission live.isolate on the device, approval)."""
+        record = dispatcher.submit_device(user, device_id, "release")
+        if record.status is CommandStatus.PENDING_APPROVAL:
+            return _answer(record)
+        return _answer(dispatcher.wait(record))
 
     @app.get("/commands/{command_id}")
     def get_command(command_id: str, user: Annotated[User, Depends(viewer)]) -> dict[str, Any]:
         """Check: view."""
         return dispatcher.get(command_id).model_dump(mode="json")
 
-    @app.get("/audit")
-    def audit_show(
-        user: Annotated[User, Depends(viewer)],
-        session: str | None = None, device: str | None = None, actor: str | None = None,
-        command: str | None = None, since: float | None = None, until: float | None = None,
-        limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
-    ) -> list[dict[str, Any]]:
-        """Check: view."""
-        entries = plane.audit.read(session=session, device=device, actor=actor,
-                                   command=command, since=since, until=until, limit=limit)
-        return [e.model_dump(mode="json") for e in entries]
-
-    @app.get("/audit/verify")
-    def audit_verify(user: Annotated[User, Depends(viewer)]) -> dict[str, Any]:
-        """Check: view."""
-        return plane.audit.verify().model_dump(mode="json")
+    add_audit_routes(app, plane, current_user, viewer, _require)
 
     return app

@@ -11,16 +11,21 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from orchestrator.audit import digest
+from orchestrator.devices import Device
 from orchestrator.identity import User
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.isolation import check_isolation
-from orchestrator.policies.rbac import require
-from orchestrator.records import CommandRecord
+from orchestrator.policies.model import ApprovalRule
+from orchestrator.policies.rbac import authorize
+from orchestrator.records import CommandRecord, record_fields, record_from_fields
+from orchestrator.sessions import Session
 from tasks import clock
+from tasks.commands.base import CommandArgs
 from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, ErrorInfo
-from tasks.errors import CommandNotFoundError, LiveResponseError
+from tasks.errors import CommandNotFoundError, LiveResponseError, UsageError
 from tasks.parsing import parse_line
 from tasks.queues import queue_for
+from tasks.registry import CommandSpec
 from tasks.replies import as_text
 
 log = logging.getLogger(__name__)
@@ -45,58 +50,115 @@ class Dispatcher:
         self.plane = plane
 
     def submit(self, user: User, session_id: str, line: str) -> CommandRecord:
-        """Run every check, audit the request and enqueue; raise the first denial."""
+        """Run every check for a command in a session, audit it, then enqueue it or hold it
+        for approval; raise the first denial (audited)."""
         p = self.plane
         command_id = new_command_id()
         try:
             session = p.sessions.check_usable(session_id, user.name)
             spec, args = parse_line(line)
-            require(user.name, user.roles, spec.permission)
             device = p.devices.get(session.device_id)
-            check_isolation(device, spec)
+            rule = self._check(user, spec, device)
         except LiveResponseError as exc:
             self._audit_denial(user, session_id, command_id, line, exc)
             raise
+        return self._admit(user, command_id, spec, args, line, device, rule, session)
+
+    def submit_device(self, user: User, device_id: str, line: str) -> CommandRecord:
+        """The same for a device-level command (containment), which needs no session."""
+        command_id = new_command_id()
+        try:
+            spec, args = parse_line(line)
+            if not spec.device_level:
+                raise UsageError(f"{spec.name!r} runs inside a session, not on a device directly",
+                                 hint="open one with `lr session open DEVICE`")
+            device = self.plane.devices.get(device_id)
+            rule = self._check(user, spec, device)
+        except LiveResponseError as exc:
+            self._audit_denial(user, "", command_id, line, exc, device=device_id)
+            raise
+        return self._admit(user, command_id, spec, args, line, device, rule, None)
+
+    def _check(self, user: User, spec: CommandSpec, device: Device) -> ApprovalRule | None:
+        """Authorize on the device, apply its isolation; return the approval rule, if any."""
+        policy = self.plane.policies.policy
+        authorize(policy, user.name, user.grants, spec.permission, device.id, device.tags)
+        check_isolation(device, spec)
+        return policy.approval_rule(spec.name, device.tags)
+
+    def _admit(self, user: User, command_id: str, spec: CommandSpec, args: CommandArgs,
+               line: str, device: Device, rule: ApprovalRule | None,
+               session: Session | None) -> CommandRecord:
+        """Record and audit an allowed command; enqueue it, or hold it for a second person."""
+        p = self.plane
         now = clock.now()
-        envelope = CommandEnvelope(
-            command_id=command_id, device_id=device.id, session_id=session.id, user=user.name,
-            command=spec.name, args=args.model_dump(mode="json"), cwd=session.cwd,
-            issued_at=now, expires_at=now + p.settings.command_expiry_s,
-        )
+        session_id = session.id if session else ""
+        pending = rule is not None
         record = CommandRecord(
-            command_id=command_id, session_id=session.id, device_id=device.id, user=user.name,
-            command=spec.name, line=line, status=CommandStatus.QUEUED, created_at=now,
-            expires_at=envelope.expires_at,
+            command_id=command_id, session_id=session_id, device_id=device.id, user=user.name,
+            command=spec.name, line=line, created_at=now,
+            status=CommandStatus.PENDING_APPROVAL if pending else CommandStatus.QUEUED,
+            expires_at=None if pending else now + p.settings.command_expiry_s,
+            approval_expires_at=now + rule.timeout_s if rule else None,
         )
         # One round trip for the record, the session's activity and the "requested" entry.
         pipe = p.client.pipeline(transaction=False)
-        pipe.hset(p.keys.command(command_id), mapping=_record_fields(record))
+        pipe.hset(p.keys.command(command_id), mapping=record_fields(record))
         pipe.expire(p.keys.command(command_id), RECORD_TTL_S)
-        pipe.rpush(p.keys.session_commands(session.id), command_id)
-        finish_active = p.sessions.stage_active(pipe, session)
-        finish_audit = p.audit.stage(pipe, user.name, "command.requested", device.id, "allowed",
-                                     session=session.id, device=device.id,
-                                     command_id=command_id, command=spec.name, line=line)
+        if record.approval_expires_at is not None:
+            pipe.zadd(p.keys.approvals, {command_id: record.approval_expires_at})
+        finish_active = None
+        if session is not None:
+            pipe.rpush(p.keys.session_commands(session.id), command_id)
+            finish_active = p.sessions.stage_active(pipe, session)
+        finish_audit = p.audit.stage(
+            pipe, user.name, "command.requested", device.id,
+            "pending-approval" if pending else "allowed",
+            session=session_id or None, device=device.id, command_id=command_id,
+            command=spec.name, line=line,
+            approval_expires_at=record.approval_expires_at)
         replies = pipe.execute()
         finish_audit(replies[-1])
-        try:
-            finish_active(replies[-2])
-        except LiveResponseError as exc:  # the session closed between check and write
-            p.states.transition(command_id, CommandStatus.DENIED, [CommandStatus.QUEUED])
-            self._audit_denial(user, session_id, command_id, line, exc)
-            raise
-        p.celery.send_task(
-            spec.task_name, args=[envelope.model_dump(mode="json")], task_id=command_id,
-            queue=queue_for(device.id), expires=p.settings.command_expiry_s,
-            # Flower shows argsrepr: name the command, never its arguments.
-            argsrepr=f"<{spec.name} {command_id}>", kwargsrepr="{}",
-        )
+        if finish_active is not None:
+            try:
+                finish_active(replies[-2])
+            except LiveResponseError as exc:  # the session closed between check and write
+                p.states.transition(command_id, CommandStatus.DENIED,
+                                    [CommandStatus.QUEUED, CommandStatus.PENDING_APPROVAL])
+                p.client.zrem(p.keys.approvals, command_id)
+                self._audit_denial(user, session_id, command_id, line, exc)
+                raise
+        if not pending:
+            self.send(record, spec, args, session.cwd if session else None)
         return record
 
+    def send(self, record: CommandRecord, spec: CommandSpec, args: CommandArgs,
+             cwd: str | None) -> None:
+        """Sign the command's envelope and send it by name to its device's own queue."""
+        p = self.plane
+        assert record.expires_at is not None
+        envelope = CommandEnvelope(
+            command_id=record.command_id, device_id=record.device_id,
+            session_id=record.session_id, user=record.user, command=spec.name,
+            args=args.model_dump(mode="json"), cwd=cwd,
+            issued_at=clock.now(), expires_at=record.expires_at,
+        )
+        signer = getattr(p, "signer", None)
+        if signer is not None:
+            envelope = signer.sign(envelope)
+        p.celery.send_task(
+            spec.task_name, args=[envelope.model_dump(mode="json")],
+            task_id=record.command_id, queue=queue_for(record.device_id),
+            expires=max(record.expires_at - clock.now(), 1.0),
+            # Flower shows argsrepr: name the command, never its arguments.
+            argsrepr=f"<{spec.name} {record.command_id}>", kwargsrepr="{}",
+        )
+
     def _audit_denial(self, user: User, session_id: str, command_id: str, line: str,
-                      exc: LiveResponseError) -> None:
-        self.plane.audit.append(user.name, "command.denied", session_id, "denied",
-                                session=session_id, command_id=command_id, line=line,
+                      exc: LiveResponseError, device: str | None = None) -> None:
+        self.plane.audit.append(user.name, "command.denied", session_id or device or "",
+                                "denied", session=session_id or None, device=device,
+                                command_id=command_id, line=line,
                                 reason=exc.code, message=exc.message)
 
     def wait(self, record: CommandRecord) -> CommandRecord:
@@ -151,9 +213,10 @@ class Dispatcher:
         for raw_id in p.client.lrange(p.keys.session_commands(session_id), 0, -1):
             command_id = as_text(raw_id)
             moved, _ = p.states.transition(command_id, CommandStatus.CANCELLED,
-                                           [CommandStatus.QUEUED],
+                                           [CommandStatus.QUEUED, CommandStatus.PENDING_APPROVAL],
                                            {"finished_at": repr(clock.now())})
             if moved:
+                p.client.zrem(p.keys.approvals, command_id)
                 AsyncResult(command_id, app=p.celery).revoke()
                 p.audit.append(user.name, "command.cancelled", session_id, "cancelled",
                                session=session_id, command_id=command_id, reason=reason)
@@ -191,19 +254,36 @@ class Dispatcher:
             "truncated": outcome.truncated, "started_at": outcome.started_at,
             "finished_at": outcome.finished_at or clock.now(),
         })
-        if done.command == "cd" and done.status is CommandStatus.COMPLETED and done.result:
-            p.sessions.set_cwd(done.session_id, str(done.result["cwd"]))
         pipe = p.client.pipeline(transaction=False)
-        pipe.hset(p.keys.command(done.command_id), mapping=_record_fields(done))
+        pipe.hset(p.keys.command(done.command_id), mapping=record_fields(done))
         finish_audit = p.audit.stage(
             pipe, done.user, f"command.{done.status.value}", done.device_id,
-            done.status.value, session=done.session_id, device=done.device_id,
+            done.status.value, session=done.session_id or None, device=done.device_id,
             command_id=done.command_id, command=done.command,
             result_digest=digest(json.dumps(done.result, sort_keys=True)),
             error=done.error.code if done.error else None,
         )
         finish_audit(pipe.execute()[-1])
+        if done.status is CommandStatus.COMPLETED and done.result is not None:
+            self._apply_effects(done, done.result)
         return done
+
+    def _apply_effects(self, done: CommandRecord, result: dict[str, Any]) -> None:
+        """What the orchestrator records once a command succeeded: cwd, isolation state."""
+        p = self.plane
+        if done.command == "cd":
+            p.sessions.set_cwd(done.session_id, str(result["cwd"]))
+        elif done.command == "isolate":
+            allowed = [str(a) for a in result.get("allowed") or []]
+            p.devices.set_isolation(done.device_id, str(result["mode"]), done.user, allowed)
+            p.audit.append(done.user, "device.isolated", done.device_id, "allowed",
+                           device=done.device_id, command_id=done.command_id,
+                           mode=result["mode"], allowed=allowed, approved_by=done.decided_by)
+        elif done.command == "release":
+            p.devices.clear_isolation(done.device_id)
+            p.audit.append(done.user, "device.released", done.device_id, "allowed",
+                           device=done.device_id, command_id=done.command_id,
+                           approved_by=done.decided_by)
 
 
 def _error_outcome(record: CommandRecord, status: CommandStatus, code: str, message: str,
@@ -212,23 +292,3 @@ def _error_outcome(record: CommandRecord, status: CommandStatus, code: str, mess
                           command=record.command, status=status,
                           error=ErrorInfo(code=code, message=message, hint=hint),
                           finished_at=clock.now())
-
-
-def _record_fields(record: CommandRecord) -> dict[str, str]:
-    data: dict[str, Any] = record.model_dump(mode="json")
-    out = {k: json.dumps(v) for k, v in data.items() if k not in ("status",)}
-    out["state"] = record.status.value
-    return out
-
-
-def record_from_fields(raw: dict[str, str]) -> CommandRecord:
-    """Rebuild a record from its Redis hash (state is the live field the agent moves)."""
-    data: dict[str, Any] = {}
-    for name in CommandRecord.model_fields:
-        if name in raw and name != "status":
-            try:
-                data[name] = json.loads(raw[name])
-            except json.JSONDecodeError:
-                data[name] = raw[name]
-    data["status"] = raw["state"]
-    return CommandRecord.model_validate(data)

@@ -10,6 +10,7 @@ import secrets
 import redis
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.policies.model import NAME_RE, TAG_RE, Grant
 from tasks import clock
 from tasks.errors import AuthenticationError, LiveResponseError, NotFoundError, UsageError
 from tasks.keys import Keys
@@ -17,8 +18,8 @@ from tasks.replies import as_text
 
 #: What a user name may look like: it becomes part of key names and audit entries.
 USER_NAME_RE = re.compile(r"[a-z0-9._-]{1,64}")
-#: What a role name may look like (roles are plain data until RBAC gives them meaning).
-ROLE_NAME_RE = re.compile(r"[a-z0-9._-]{1,64}")
+#: What a role name may look like (the policy gives roles their meaning).
+ROLE_NAME_RE = NAME_RE
 #: Every token starts with this, so a pasted token is recognisable (and scannable in leaks).
 TOKEN_PREFIX = "lr_"
 #: A well-formed token: the prefix and 43 url-safe characters (`secrets.token_urlsafe(32)`).
@@ -33,8 +34,13 @@ class User(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
-    roles: list[str]
+    grants: list[Grant]
     created_at: float
+
+    @property
+    def roles(self) -> list[str]:
+        """The names of the roles held, on any scope."""
+        return sorted({g.role for g in self.grants})
 
 
 def hash_token(token: str) -> str:
@@ -52,27 +58,52 @@ def validate_user_name(name: str) -> str:
     return name
 
 
-def create_user(client: redis.Redis, keys: Keys, name: str, roles: list[str]) -> User:
-    """Create a user with `roles`; UsageError if the name is invalid or already taken."""
+def validate_grant(grant: Grant) -> Grant:
+    """Return `grant` if its role and scope are well-formed, else raise UsageError."""
+    if not ROLE_NAME_RE.fullmatch(grant.role):
+        raise UsageError(f"invalid role name {grant.role!r}",
+                         hint="use 1-64 characters of [a-z0-9._-]")
+    if grant.scope is not None and not TAG_RE.fullmatch(grant.scope):
+        raise UsageError(f"invalid scope {grant.scope!r}",
+                         hint="a scope is a device tag such as group:finance")
+    return grant
+
+
+def create_user(client: redis.Redis, keys: Keys, name: str, roles: list[str] | None = None,
+                *, grants: list[Grant] | None = None) -> User:
+    """Create a user holding `roles` everywhere plus `grants`; UsageError if invalid or taken."""
     validate_user_name(name)
-    for role in roles:
-        if not isinstance(role, str) or not ROLE_NAME_RE.fullmatch(role):
-            raise UsageError(
-                f"invalid role name {role!r}", hint="use 1-64 characters of [a-z0-9._-]"
-            )
+    wanted = [Grant(role=r) for r in roles or []] + list(grants or [])
+    for grant in wanted:
+        validate_grant(grant)
     # SADD is the atomic claim on the name: of two concurrent creators only one gets 1.
     if not client.sadd(keys.users, name):
-        raise UsageError(f"user {name!r} already exists")
-    user = User(name=name, roles=sorted(set(roles)), created_at=float(clock.now()))
-    client.hset(
-        keys.user(name),
-        mapping={
-            "name": user.name,
-            "roles": json.dumps(user.roles),
-            "created_at": repr(user.created_at),
-        },
-    )
+        raise UsageError(f"user {name!r} already exists",
+                         hint="add a role to an existing user with `lr admin user grant`")
+    user = User(name=name, grants=_unique(wanted), created_at=float(clock.now()))
+    client.hset(keys.user(name), mapping={
+        "name": user.name,
+        "grants": _grants_json(user.grants),
+        "created_at": repr(user.created_at),
+    })
     return user
+
+
+def set_grants(client: redis.Redis, keys: Keys, name: str, grants: list[Grant]) -> User:
+    """Replace the grants of the existing user `name`."""
+    user = get_user(client, keys, name)
+    for grant in grants:
+        validate_grant(grant)
+    client.hset(keys.user(name), "grants", _grants_json(_unique(grants)))
+    return user.model_copy(update={"grants": _unique(grants)})
+
+
+def _unique(grants: list[Grant]) -> list[Grant]:
+    return sorted(set(grants), key=lambda g: (g.role, g.scope or ""))
+
+
+def _grants_json(grants: list[Grant]) -> str:
+    return json.dumps([g.model_dump() for g in grants])
 
 
 def get_user(client: redis.Redis, keys: Keys, name: str) -> User:
@@ -81,11 +112,11 @@ def get_user(client: redis.Redis, keys: Keys, name: str) -> User:
     if not raw:
         raise NotFoundError(f"no user named {name!r}", hint="list users with `lr user list`")
     fields = {as_text(k): as_text(v) for k, v in raw.items()}
-    return User(
-        name=fields["name"],
-        roles=json.loads(fields["roles"]),
-        created_at=float(fields["created_at"]),
-    )
+    if "grants" in fields:
+        grants = [Grant.model_validate(g) for g in json.loads(fields["grants"])]
+    else:  # users written before grants existed held their roles everywhere
+        grants = [Grant(role=r) for r in json.loads(fields.get("roles", "[]"))]
+    return User(name=fields["name"], grants=grants, created_at=float(fields["created_at"]))
 
 
 def list_users(client: redis.Redis, keys: Keys) -> list[User]:
@@ -106,15 +137,53 @@ def has_any_user(client: redis.Redis, keys: Keys) -> bool:
     return bool(client.scard(keys.users))
 
 
+def token_id(token: str) -> str:
+    """The public name of a token: the first 12 hex digits of its hash (safe to show and log)."""
+    return hash_token(token.strip())[:12]
+
+
 def issue_token(client: redis.Redis, keys: Keys, user: User | str) -> str:
     """A new API token for `user`; the plain token is returned once and never stored."""
     name = user.name if isinstance(user, User) else user
     get_user(client, keys, name)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    digest = hash_token(token)
     # NX: a collision of 256-bit random tokens is not expected, but never rebind one.
-    if not client.set(keys.token(hash_token(token)), name, nx=True):
+    if not client.set(keys.token(digest), name, nx=True):
         raise LiveResponseError("token collision; issue the token again")
+    client.sadd(keys.user_tokens(name), digest)
     return token
+
+
+def find_token(client: redis.Redis, keys: Keys, token_or_id: str) -> tuple[str, str] | None:
+    """(hash, user) of a token given as the token itself or its 12-digit id; None if unknown."""
+    text = (token_or_id or "").strip()
+    if TOKEN_RE.fullmatch(text):
+        digest = hash_token(text)
+        owner = client.get(keys.token(digest))
+        return (digest, as_text(owner)) if owner is not None else None
+    if not re.fullmatch(r"[0-9a-f]{12}", text):
+        raise UsageError(f"{_shown(text)} is neither an API token nor a token id",
+                         hint="a token id is the 12 hex digits `lr admin token create` printed")
+    for name in client.smembers(keys.users):
+        for raw in client.smembers(keys.user_tokens(as_text(name))):
+            digest = as_text(raw)
+            if digest.startswith(text) and client.exists(keys.token(digest)):
+                return digest, as_text(name)
+    return None
+
+
+def revoke_token_hash(client: redis.Redis, keys: Keys, digest: str, user: str) -> bool:
+    """Make the token stored under `digest` unusable; True if it was valid until now."""
+    pipe = client.pipeline()
+    pipe.delete(keys.token(digest))
+    pipe.srem(keys.user_tokens(user), digest)
+    return bool(pipe.execute()[0])
+
+
+def _shown(text: str) -> str:
+    """How a rejected token-ish value is named in an error: never echoed (it may be a secret)."""
+    return f"the value given ({len(text)} characters)"
 
 
 def authenticate(client: redis.Redis, keys: Keys, token: str | None) -> User:
@@ -140,6 +209,7 @@ def authenticate(client: redis.Redis, keys: Keys, token: str | None) -> User:
 
 def revoke_token(client: redis.Redis, keys: Keys, token: str) -> bool:
     """Make `token` unusable from now on; True if it was valid until now."""
-    if not token:
+    if not token or not TOKEN_RE.fullmatch(token.strip()):
         return False
-    return bool(client.delete(keys.token(hash_token(token.strip()))))
+    found = find_token(client, keys, token)
+    return found is not None and revoke_token_hash(client, keys, *found)

@@ -51,14 +51,33 @@ class Keys:
         """String: hash of the newest audit entry (the chain's head)."""
         return f"{self.prefix}:audit:head"
 
+    @property
+    def audit_checkpoint(self) -> str:
+        """String: the signed checkpoint of the newest trim (JSON); absent until a first trim."""
+        return f"{self.prefix}:audit:checkpoint"
+
     def user(self, name: str) -> str:
-        """Hash: one user (roles, created)."""
+        """Hash: one user (grants, created)."""
         return f"{self.prefix}:user:{name}"
 
     @property
     def users(self) -> str:
         """Set of user names."""
         return f"{self.prefix}:users"
+
+    def user_tokens(self, name: str) -> str:
+        """Set: hashes of the tokens issued to one user (to list and revoke them)."""
+        return f"{self.prefix}:user:{name}:tokens"
+
+    @property
+    def policy(self) -> str:
+        """Hash: the policy in force (yaml, digest, who set it, when)."""
+        return f"{self.prefix}:policy"
+
+    @property
+    def approvals(self) -> str:
+        """Sorted set: ids of commands waiting for approval, by approval deadline."""
+        return f"{self.prefix}:approvals"
 
     def token(self, token_hash: str) -> str:
         """String: the user a token (by its sha256) belongs to."""

@@ -16,8 +16,10 @@ from orchestrator.agents import LocalAgent
 from orchestrator.cleanup import delete_matching
 from orchestrator.identity import create_user, issue_token
 from orchestrator.plane import ControlPlane
+from orchestrator.policies.model import Grant
 from orchestrator.server import ServerThread
 from tasks.queues import queue_for
+from tasks.signing import KeyPair, generate_keypair
 
 
 @dataclass
@@ -27,7 +29,15 @@ class Stack:
     plane: ControlPlane
     url: str
     token: str
+    #: The orchestrator's signing keys; agents trust `signing.public_path`.
+    signing: KeyPair
     agents: dict[str, LocalAgent] = field(default_factory=dict)
+
+    def local_agent(self, device_id: str, log_path: Path) -> LocalAgent:
+        """An agent (not started) on this stack's Redis and prefix, trusting its signing key."""
+        return LocalAgent(device_id, self.plane.settings.redis_url or "",
+                          key_prefix=self.plane.keys.prefix, log_path=log_path,
+                          public_key_file=self.signing.public_path)
 
     def client(self, token: str | None = None) -> httpx.Client:
         """An HTTP client of the API, authenticated as `token` (default: the admin)."""
@@ -47,10 +57,17 @@ class Stack:
                                              json={"line": line}).json()
             return body
 
-    def user(self, name: str, roles: list[str]) -> str:
-        """Create a user and return a fresh token of theirs."""
-        user = create_user(self.plane.client, self.plane.keys, name, roles)
+    def user(self, name: str, roles: list[str], scope: str | None = None) -> str:
+        """Create a user holding `roles` (on devices tagged `scope`, if given); their token."""
+        grants = [Grant(role=r, scope=scope) for r in roles]
+        user = create_user(self.plane.client, self.plane.keys, name, grants=grants)
         return issue_token(self.plane.client, self.plane.keys, user)
+
+    def tag(self, device_id: str, *tags: str) -> None:
+        """Give a device its groups, as an admin does."""
+        with self.client() as http:
+            resp = http.put(f"/devices/{device_id}/tags", json={"tags": list(tags)})
+            assert resp.status_code == 200, resp.text
 
 
 def new_device_id(tag: str = "dev") -> str:
@@ -60,9 +77,15 @@ def new_device_id(tag: str = "dev") -> str:
 
 @contextmanager
 def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Path,
-               **settings: Any) -> Iterator[Stack]:
-    """Start the API and one agent per device id; stop everything on exit, even on failure."""
-    cfg = Settings(redis_url=redis_url, key_prefix=key_prefix, **settings)
+               *, signing: KeyPair | None = None, **settings: Any) -> Iterator[Stack]:
+    """Start the API and one agent per device id; stop everything on exit, even on failure.
+
+    `signing`: the orchestrator's keys (default: a new pair in `log_dir`).
+    """
+    signing = signing or generate_keypair(log_dir / "signing-keys")
+    cfg = Settings(redis_url=redis_url, key_prefix=key_prefix,
+                   signing_key_file=signing.private_path,
+                   orchestrator_public_key_file=signing.public_path, **settings)
     with ExitStack() as stack:
         plane = ControlPlane.from_settings(cfg)
         stack.callback(plane.close)
@@ -73,10 +96,11 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
         env = {k: str(v) for k, v in _agent_env(settings).items()}
         for device_id in devices:
             agent = LocalAgent(device_id, redis_url, key_prefix=key_prefix,
-                               log_path=log_dir / f"agent-{device_id}.log", env=env)
+                               log_path=log_dir / f"agent-{device_id}.log", env=env,
+                               public_key_file=signing.public_path)
             stack.enter_context(agent)
             agents[device_id] = agent
-        yield Stack(plane=plane, url=server.url, token=token, agents=agents)
+        yield Stack(plane=plane, url=server.url, token=token, signing=signing, agents=agents)
         for agent in agents.values():
             purge_device_queue(plane, agent.device_id)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -59,7 +61,7 @@ class ApiClient:
         self.close()
 
     def whoami(self) -> dict[str, Any]:
-        """The caller's user name and roles."""
+        """The caller's user name, roles and grants."""
         return self._call("GET", "/whoami")
 
     def devices(self) -> list[dict[str, Any]]:
@@ -91,6 +93,16 @@ class ApiClient:
             timeout=self.run_timeout_s,
         )
 
+    def isolate(self, device_id: str, mode: str, allow: str | None) -> dict[str, Any]:
+        """Isolate a device and wait for the command's record (admin)."""
+        return self._call("POST", f"/devices/{_segment(device_id)}/isolate",
+                          json={"mode": mode, "allow": allow}, timeout=self.run_timeout_s)
+
+    def release(self, device_id: str) -> dict[str, Any]:
+        """Release a device's isolation and wait for the command's record (admin)."""
+        return self._call("POST", f"/devices/{_segment(device_id)}/release", json={},
+                          timeout=self.run_timeout_s)
+
     def get_command(self, command_id: str) -> dict[str, Any]:
         """One command's record."""
         return self._call("GET", f"/commands/{_segment(command_id)}")
@@ -104,10 +116,83 @@ class ApiClient:
         """The verifier's verdict on the whole audit chain."""
         return self._call("GET", "/audit/verify")
 
+    @contextmanager
+    def audit_export(self) -> Iterator[Iterator[str]]:
+        """The whole audit chain as export lines (header first), streamed as they arrive."""
+        with self._reaching(None), self._http.stream("GET", "/audit/export") as resp:
+            if not resp.is_success:
+                resp.read()
+                self._answer(resp, "/audit/export")
+            try:
+                yield resp.iter_lines()
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                raise OrchestratorUnreachableError(
+                    f"the export from {self.base_url} broke off ({type(exc).__name__})",
+                    hint="run it again; see the orchestrator's log",
+                ) from None
+
+    def audit_trim(self, before: float) -> dict[str, Any]:
+        """Remove audit entries older than `before` under a signed checkpoint (admin)."""
+        return self._call("POST", "/audit/trim", json={"before": before})
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user with their grants (admin)."""
+        return self._call("GET", "/users")
+
+    def add_user(self, name: str, grants: list[dict[str, Any]]) -> dict[str, Any]:
+        """Create a user holding `grants` ({"role", "scope"}) (admin)."""
+        return self._call("POST", "/users", json={"name": name, "grants": grants})
+
+    def add_grant(self, name: str, role: str, scope: str | None) -> dict[str, Any]:
+        """Give user `name` one more role, on every device or on group `scope` (admin)."""
+        return self._call("POST", f"/users/{_segment(name)}/grants",
+                          json={"role": role, "scope": scope})
+
+    def create_token(self, user: str) -> dict[str, Any]:
+        """A new API token of `user`: {"user", "token", "token_id"} (admin)."""
+        return self._call("POST", f"/users/{_segment(user)}/tokens")
+
+    def revoke_token(self, token_or_id: str) -> dict[str, Any]:
+        """Revoke a token given as itself or by its id (admin, or the token's owner)."""
+        return self._call("POST", "/tokens/revoke", json={"token": token_or_id})
+
+    def set_tags(self, device_id: str, tags: list[str]) -> dict[str, Any]:
+        """Replace a device's tags (its groups) (admin)."""
+        return self._call("PUT", f"/devices/{_segment(device_id)}/tags", json={"tags": tags})
+
+    def policy(self) -> dict[str, Any]:
+        """The policy in force: {"yaml", "digest", "set_by", "set_at", "default"}."""
+        return self._call("GET", "/policy")
+
+    def set_policy(self, text: str, source: str) -> dict[str, Any]:
+        """Make `text` the policy in force (admin); errors name line and field."""
+        return self._call("PUT", "/policy", json={"yaml": text, "source": source})
+
+    def approvals(self) -> list[dict[str, Any]]:
+        """Commands waiting for a second person."""
+        return self._call("GET", "/approvals")
+
+    def approve(self, command_id: str) -> dict[str, Any]:
+        """Approve a pending command and wait for its record (any final status)."""
+        return self._call("POST", f"/commands/{_segment(command_id)}/approve",
+                          timeout=self.run_timeout_s)
+
+    def deny(self, command_id: str, reason: str | None) -> dict[str, Any]:
+        """Deny a pending command; its record."""
+        return self._call("POST", f"/commands/{_segment(command_id)}/deny",
+                          json={"reason": reason})
+
     def _call(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
         """Send one request; return its JSON or raise the error it carries."""
-        try:
+        with self._reaching(timeout):
             resp = self._http.request(method, path, timeout=timeout or self.timeout, **kwargs)
+        return self._answer(resp, path)
+
+    @contextmanager
+    def _reaching(self, timeout: float | None) -> Iterator[None]:
+        """Turn httpx's transport errors inside the block into our exceptions."""
+        try:
+            yield
         except httpx.UnsupportedProtocol:
             raise ConfigurationError(
                 f"invalid API URL {self.base_url!r}", hint="use http:// or https://"
@@ -128,6 +213,9 @@ class ApiClient:
                 f"cannot reach the orchestrator at {self.base_url} ({type(exc).__name__})",
                 hint=UNREACHABLE_HINT,
             ) from None
+
+    def _answer(self, resp: httpx.Response, path: str) -> Any:
+        """The JSON body of a successful answer; else raise the error it carries."""
         try:
             body = resp.json()
         except ValueError:

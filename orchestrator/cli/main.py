@@ -9,15 +9,18 @@ from pydantic import ValidationError
 
 from config.settings import Settings
 from orchestrator.cli.admin import admin
+from orchestrator.cli.approve import approvals, approve, deny
 from orchestrator.cli.audit import audit
 from orchestrator.cli.context import CliContext, to_json
 from orchestrator.cli.demo import demo
 from orchestrator.cli.devices import devices
 from orchestrator.cli.errors import format_error
+from orchestrator.cli.isolate import isolate, release
 from orchestrator.cli.run import run
 from orchestrator.cli.serve import orchestrator
 from orchestrator.cli.session import session
 from orchestrator.cli.shell import shell
+from orchestrator.cli.users import device_group, policy_group, token_group, user_group
 from orchestrator.cli.whoami import whoami
 from tasks.errors import ConfigurationError, LiveResponseError
 
@@ -90,7 +93,16 @@ main.add_command(whoami)
 main.add_command(session)
 main.add_command(run)
 main.add_command(shell)
+main.add_command(isolate)
+main.add_command(release)
 main.add_command(audit)
 main.add_command(admin)
+admin.add_command(user_group)
+admin.add_command(token_group)
+admin.add_command(policy_group)
+admin.add_command(device_group)
+main.add_command(approvals)
+main.add_command(approve)
+main.add_command(deny)
 main.add_command(orchestrator)
 main.add_command(demo)

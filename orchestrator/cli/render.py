@@ -179,6 +179,21 @@ def _render_kill(r: Result) -> list[str]:
     return [f"{who} sent {clean(r.get('signal'))} but has not ended yet"]
 
 
+def _render_isolate(r: Result) -> list[str]:
+    reachable = ", ".join(clean(b) for b in r.get("broker") or []) or "its unix socket"
+    lines = [f"isolated ({clean(r.get('mode'))}): only loopback and the broker "
+             f"({reachable}) stay reachable"]
+    if r.get("allowed"):
+        lines.append("also allowed: " + ", ".join(clean(a) for a in r["allowed"]))
+    return lines
+
+
+def _render_release(r: Result) -> list[str]:
+    if r.get("removed"):
+        return [f"released: table {clean(r.get('table'))} removed"]
+    return [f"was not isolated: no table {clean(r.get('table'))} to remove"]
+
+
 def _render_unknown(r: Result) -> list[str]:
     # A command this CLI does not know yet: show its result rather than nothing.
     return [clean(line) for line in json.dumps(r, indent=2, sort_keys=True).splitlines()]
@@ -205,6 +220,8 @@ _RENDERERS: dict[str, Callable[[Result], list[str]]] = {
     "processes": _render_processes,
     "netstat": _render_netstat,
     "kill": _render_kill,
+    "isolate": _render_isolate,
+    "release": _render_release,
 }
 
 
@@ -220,11 +237,23 @@ def render_devices(devices: list[dict[str, Any]]) -> str:
             format_age(d.get("last_seen"), now),
             d.get("platform"),
             d.get("hostname"),
-            d.get("isolation"),
+            format_isolation(d),
         ]
         for d in devices
     ]
     return format_table(["ID", "ONLINE", "LAST SEEN", "PLATFORM", "HOSTNAME", "ISOLATION"], rows)
+
+
+def format_isolation(device: dict[str, Any]) -> str:
+    """`none`, or `full since 2025-03-01 14:02:11 by alice` (selective adds what it allows)."""
+    mode = clean(device.get("isolation") or "none")
+    if mode == "none":
+        return mode
+    allow = device.get("isolation_allow") or []
+    if allow:
+        mode += " (" + ", ".join(clean(a) for a in allow) + ")"
+    since = format_time(device.get("isolated_since"))
+    return f"{mode} since {since} by {clean(device.get('isolated_by'))}"
 
 
 def render_sessions(sessions: list[dict[str, Any]]) -> str:
@@ -280,12 +309,27 @@ def render_verdict(verdict: dict[str, Any]) -> str:
     """One line: the chain is sound, or where it breaks."""
     entries = verdict.get("entries", 0)
     if verdict.get("ok"):
-        return f"audit chain ok: {entries} entries, head {clean(verdict.get('head'))[:16]}…"
-    where = f" at entry {verdict['entry_id']}" if verdict.get("entry_id") else ""
+        trimmed = f" ({verdict['trimmed']} older ones trimmed)" if verdict.get("trimmed") else ""
+        return (
+            f"audit chain ok: {entries} entries{trimmed}, head {clean(verdict.get('head'))[:16]}…"
+        )
+    places = [f"line {verdict['line']}" if verdict.get("line") else ""]
+    places.append(f"entry {clean(verdict['entry_id'])}" if verdict.get("entry_id") else "")
+    where = " at " + ", ".join(p for p in places if p) if any(places) else ""
     return f"audit chain broken{where}: {clean(verdict.get('problem'))}"
 
 
 def render_whoami(me: dict[str, Any]) -> str:
-    """`name (roles: a, b)`."""
-    roles = ", ".join(clean(r) for r in me.get("roles") or []) or "none"
-    return f"{clean(me.get('user'))} (roles: {roles})"
+    """`name (roles: a, b@group:web)`: each role, with the device group it is limited to."""
+    return f"{clean(me.get('user'))} (roles: {format_grants(me)})"
+
+
+def format_grants(user: dict[str, Any]) -> str:
+    """`a, b@group:web` from a user's grants (or plain role names when no grants are given)."""
+    grants = user.get("grants")
+    if grants is None:
+        names = [clean(r) for r in user.get("roles") or []]
+    else:
+        names = [clean(g.get("role")) + (f"@{clean(g['scope'])}" if g.get("scope") else "")
+                 for g in grants]
+    return ", ".join(names) or "none"

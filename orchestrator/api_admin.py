@@ -1,0 +1,163 @@
+"""HTTP routes of administration: users and their grants, API tokens, the policy.
+
+Every route needs the global `admin` permission (revoking one's own token excepted), and
+every call, refused or not, is an audit entry. Tokens appear once, in the creating answer.
+"""
+
+# No `from __future__ import annotations`: FastAPI must resolve the dependency objects.
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel, Field
+
+from orchestrator.identity import (
+    User,
+    create_user,
+    find_token,
+    get_user,
+    issue_token,
+    list_users,
+    revoke_token_hash,
+    set_grants,
+    token_id,
+)
+from orchestrator.plane import ControlPlane
+from orchestrator.policies.loader import parse_policy
+from orchestrator.policies.model import PERM_ADMIN, Grant
+from orchestrator.policies.rbac import check_grant, is_allowed
+from tasks.errors import LiveResponseError, NotFoundError, UsageError
+
+
+class UserBody(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    grants: list[Grant] = Field(min_length=1, max_length=64)
+
+
+class RevokeBody(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class TagsBody(BaseModel):
+    tags: list[str] = Field(max_length=64)
+
+
+class PolicyBody(BaseModel):
+    yaml: str = Field(min_length=1, max_length=256 * 1024)
+    source: str = Field(default="policy", max_length=200)
+
+
+def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[..., User],
+                     require: Callable[..., None]) -> None:
+    """Register /users, /tokens and /policy on `app`."""
+
+    def admin(user: Annotated[User, Depends(current_user)]) -> User:
+        require(user, PERM_ADMIN, "admin")
+        return user
+
+    @contextmanager
+    def audited(user: User, action: str, target: str, **details: Any) -> Iterator[None]:
+        """Audit `<action>.refused` with the reason when the body raises one of our errors."""
+        try:
+            yield
+        except LiveResponseError as exc:
+            plane.audit.append(user.name, f"{action}.refused", target, "denied",
+                               reason=exc.code, message=exc.message, **details)
+            raise
+
+    def user_view(user: User) -> dict[str, Any]:
+        return {"name": user.name, "roles": user.roles, "created_at": user.created_at,
+                "grants": [g.model_dump() for g in user.grants]}
+
+    @app.get("/users")
+    def users(user: Annotated[User, Depends(admin)]) -> list[dict[str, Any]]:
+        """Check: admin."""
+        return [user_view(u) for u in list_users(plane.client, plane.keys)]
+
+    @app.post("/users", status_code=201)
+    def add_user(body: UserBody, user: Annotated[User, Depends(admin)]) -> dict[str, Any]:
+        """Check: admin; every grant names a role (and group) of the policy in force."""
+        grants = [g.model_dump() for g in body.grants]
+        with audited(user, "user.create", body.name, user=body.name, grants=grants):
+            for grant in body.grants:
+                check_grant(plane.policies.policy, grant)
+            created = create_user(plane.client, plane.keys, body.name, grants=body.grants)
+        plane.audit.append(user.name, "user.created", created.name, "allowed",
+                           user=created.name, grants=grants)
+        return user_view(created)
+
+    @app.post("/users/{name}/grants")
+    def add_grant(name: str, body: Grant, user: Annotated[User, Depends(admin)]) -> dict[str, Any]:
+        """Check: admin; the grant names a role (and group) of the policy in force."""
+        with audited(user, "user.grant", name, user=name, grant=body.model_dump()):
+            check_grant(plane.policies.policy, body)
+            target = get_user(plane.client, plane.keys, name)
+            updated = set_grants(plane.client, plane.keys, name, [*target.grants, body])
+        plane.audit.append(user.name, "user.granted", name, "allowed", user=name,
+                           grant=body.model_dump())
+        return user_view(updated)
+
+    @app.post("/users/{name}/tokens", status_code=201)
+    def create_token(name: str, user: Annotated[User, Depends(admin)]) -> dict[str, Any]:
+        """Check: admin. The token is in this answer only; the audit records its id."""
+        with audited(user, "token.create", name, user=name):
+            token = issue_token(plane.client, plane.keys, name)
+        plane.audit.append(user.name, "token.created", name, "allowed", user=name,
+                           token_id=token_id(token))
+        return {"user": name, "token": token, "token_id": token_id(token)}
+
+    @app.post("/tokens/revoke")
+    def revoke(body: RevokeBody, user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
+        """Check: admin, or the owner of the token (anyone may revoke their own)."""
+        shown = body.token if len(body.token) == 12 else "given token"
+        with audited(user, "token.revoke", shown):
+            found = find_token(plane.client, plane.keys, body.token)
+            if found is None:
+                raise NotFoundError("no such token (never issued, or already revoked)",
+                                    hint="list a user's tokens' ids with `lr admin user list`")
+            digest, owner = found
+            if owner != user.name:
+                require(user, PERM_ADMIN, f"token {digest[:12]}")
+            revoke_token_hash(plane.client, plane.keys, digest, owner)
+        plane.audit.append(user.name, "token.revoked", owner, "allowed", user=owner,
+                           token_id=digest[:12])
+        return {"user": owner, "token_id": digest[:12], "revoked": True}
+
+    @app.put("/devices/{device_id}/tags")
+    def set_tags(device_id: str, body: TagsBody,
+                 user: Annotated[User, Depends(admin)]) -> dict[str, Any]:
+        """Check: admin. Tags are the device's groups: scopes and approval rules name them;
+        the orchestrator sets them, never the endpoint itself."""
+        with audited(user, "device.tag", device_id, device=device_id, tags=body.tags):
+            before = plane.devices.get(device_id).tags
+            device = plane.devices.set_tags(device_id, body.tags)
+        plane.audit.append(user.name, "device.tagged", device_id, "allowed", device=device_id,
+                           tags=device.tags, previous_tags=before)
+        return device.model_dump(mode="json")
+
+    @app.get("/policy")
+    def get_policy(user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
+        """Check: authenticated — every user may read the rules applied to them."""
+        current = plane.policies.current()
+        return {"yaml": current.text, "digest": current.digest, "set_by": current.set_by,
+                "set_at": current.set_at, "default": current.set_by is None}
+
+    @app.put("/policy")
+    def put_policy(body: PolicyBody, user: Annotated[User, Depends(admin)]) -> dict[str, Any]:
+        """Check: admin; the text must validate (errors name line and field)."""
+        with audited(user, "policy.change", "policy", source=body.source):
+            policy = parse_policy(body.yaml, source=body.source)
+            everyone = list_users(plane.client, plane.keys)
+            if not any(is_allowed(policy, u.grants, PERM_ADMIN) for u in everyone):
+                raise UsageError(
+                    f"{body.source}: under this policy no user would hold {PERM_ADMIN!r}; "
+                    "nobody could change it back",
+                    hint="keep a role with the admin permission that an existing user holds")
+            new, previous = plane.policies.replace(body.yaml, user.name, source=body.source)
+        plane.audit.append(user.name, "policy.changed", "policy", "allowed",
+                           source=body.source, digest=new.digest, previous_digest=previous)
+        orphans = [f"{u.name}:{g}" for u in everyone for g in u.grants
+                   if g.role not in new.policy.roles]
+        return {"digest": new.digest, "previous_digest": previous, "orphaned_grants": orphans}
