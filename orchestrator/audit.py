@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.audit_checkpoint import checkpoint_problem, parse_checkpoint
 from tasks.auditchain import (
     ENTRY_FIELDS,
     FORBIDDEN_DETAIL_KEYS,
@@ -22,8 +24,13 @@ from tasks.auditchain import (
 )
 from tasks.replies import as_text
 
+if TYPE_CHECKING:
+    from tasks.signing import Verifier
+
 #: Entries fetched per XRANGE while reading or verifying.
 SCAN_BATCH = 1000
+#: How often `verify` starts over when a trim moved the chain's start while it read.
+MAX_VERIFY_ATTEMPTS = 3
 
 __all__ = [
     "ENTRY_FIELDS",
@@ -35,6 +42,8 @@ __all__ = [
     "AuditEntry",
     "AuditLog",
     "AuditVerdict",
+    "ChainSnapshot",
+    "ChainWalk",
     "check_details",
     "compute_hash",
     "digest",
@@ -52,6 +61,54 @@ class AuditVerdict(BaseModel):
     head: str
     problem: str | None = None
     entry_id: str | None = None
+    #: Entries removed by trims before the first one checked (the checkpoint's count).
+    trimmed: int = 0
+    #: Line of an exported file where the problem is (offline verification only).
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class ChainSnapshot:
+    """The chain's head, checkpoint, newest id and length, read at one instant."""
+
+    head: str | None
+    checkpoint: str | None
+    newest_id: str | None
+    entries: int
+
+
+class ChainWalk:
+    """The one per-entry check, fed entries oldest first, starting from the hash before them."""
+
+    def __init__(self, start: str = GENESIS) -> None:
+        self.start = start
+        self.expected_prev = start
+        self.entries = 0
+        self.last_id: str | None = None
+
+    def step(self, entry_id: str, fields: Mapping[str, str]) -> str | None:
+        """The problem with the next entry, or None (then it becomes the one to link to)."""
+        self.entries += 1
+        problem = _check_entry(entry_id, fields, self.expected_prev, first=self.last_id is None)
+        if problem is None:
+            self.expected_prev = fields["hash"]
+            self.last_id = entry_id
+        return problem
+
+    def head_problem(self, head: str | None) -> str | None:
+        """The problem with `head` as the newest hash, once every entry went through `step`."""
+        if self.last_id is None:
+            if head and head != self.start:
+                return f"no entries, but the head is {head[:16]}…: every entry was deleted"
+            return None
+        if not head:
+            return "head is missing (deleted)"
+        if head != self.expected_prev:
+            return (
+                f"entry {self.last_id}: the newest entry's hash does not match the head "
+                "(newest entries deleted, or the head replaced)"
+            )
+        return None
 
 
 class AuditLog(AuditChain):
@@ -96,44 +153,75 @@ class AuditLog(AuditChain):
         found.reverse()
         return found
 
-    def verify(self) -> AuditVerdict:
-        """Recompute the chain in stream order; report the first edit, deletion or reordering."""
-        stored_head = as_text(self.client.get(self.keys.audit_head))
-        expected_prev = GENESIS
-        count = 0
-        last_id: str | None = None
+    def snapshot(self) -> ChainSnapshot:
+        """Head, checkpoint, newest entry id and length in one transaction (one instant)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.audit_head)
+        pipe.get(self.keys.audit_checkpoint)
+        pipe.xrevrange(self.keys.audit, max="+", min="-", count=1)
+        pipe.xlen(self.keys.audit)
+        head, checkpoint, newest, length = pipe.execute()
+        return ChainSnapshot(
+            head=as_text(head) or None,
+            checkpoint=as_text(checkpoint) or None,
+            newest_id=as_text(newest[0][0]) if newest else None,
+            entries=int(length),
+        )
+
+    def verify(self, verifier: Verifier | None = None) -> AuditVerdict:
+        """Recompute the chain in stream order; report the first edit, deletion or reordering.
+
+        A trimmed chain starts at its checkpoint's anchor, once the checkpoint's signature
+        holds with `verifier` (the orchestrator's public key).
+        """
+        for _ in range(MAX_VERIFY_ATTEMPTS):
+            snap = self.snapshot()
+            verdict = self._verify_snapshot(snap, verifier)
+            # A trim between the snapshot and the scan moves the chain's start: read again.
+            if verdict.ok or as_text(self.client.get(self.keys.audit_checkpoint)) == (
+                snap.checkpoint or ""
+            ):
+                return verdict
+        return verdict
+
+    def _verify_snapshot(self, snap: ChainSnapshot, verifier: Verifier | None) -> AuditVerdict:
+        walk = ChainWalk(GENESIS)
+        trimmed = 0
 
         def fail(problem: str, entry_id: str | None) -> AuditVerdict:
             return AuditVerdict(
-                ok=False, entries=count, head=stored_head or "", problem=problem, entry_id=entry_id
+                ok=False, entries=walk.entries, head=snap.head or "", problem=problem,
+                entry_id=entry_id, trimmed=trimmed,
             )
 
-        for entry_id, fields in self._scan(reverse=False):
-            count += 1
-            problem = _check_entry(entry_id, fields, expected_prev, first=(last_id is None))
+        if snap.checkpoint is not None:
+            try:
+                checkpoint = parse_checkpoint(snap.checkpoint)
+            except ValueError as exc:
+                return fail(str(exc), None)
+            problem = checkpoint_problem(checkpoint, verifier)
             if problem:
-                return fail(problem, entry_id)
-            expected_prev = fields["hash"]
-            last_id = entry_id
-        if last_id is None:
-            if stored_head and stored_head != GENESIS:
-                return fail(
-                    f"stream is empty but the head is {stored_head[:16]}…: every entry was deleted",
-                    None,
-                )
-            return AuditVerdict(ok=True, entries=0, head=stored_head or GENESIS)
-        if not stored_head:
-            return fail("head key is missing (deleted)", last_id)
-        if stored_head != expected_prev:
-            return fail(
-                f"entry {last_id}: the newest entry's hash does not match the head "
-                "(newest entries deleted, or the head replaced)",
-                last_id,
-            )
-        return AuditVerdict(ok=True, entries=count, head=stored_head)
+                return fail(problem, checkpoint.anchor_id)
+            walk = ChainWalk(checkpoint.anchor)
+            trimmed = checkpoint.removed
+        if snap.newest_id is not None:
+            for entry_id, fields in self.scan(upto=snap.newest_id):
+                problem = walk.step(entry_id, fields)
+                if problem:
+                    return fail(problem, entry_id)
+        problem = walk.head_problem(snap.head)
+        if problem:
+            return fail(problem, walk.last_id)
+        return AuditVerdict(
+            ok=True, entries=walk.entries, head=snap.head or GENESIS, trimmed=trimmed
+        )
 
-    def _scan(self, *, reverse: bool) -> Iterator[tuple[str, dict[str, str]]]:
-        """Every stream entry as (id, decoded fields), in batches."""
+    def scan(self, *, upto: str = "+") -> Iterator[tuple[str, dict[str, str]]]:
+        """Entries oldest first up to the id `upto` (inclusive), as (id, decoded fields)."""
+        return self._scan(reverse=False, upto=upto)
+
+    def _scan(self, *, reverse: bool, upto: str = "+") -> Iterator[tuple[str, dict[str, str]]]:
+        """Every stream entry (forward: up to `upto`) as (id, decoded fields), in batches."""
         cursor = "+" if reverse else "-"
         while True:
             if reverse:
@@ -141,7 +229,7 @@ class AuditLog(AuditChain):
                     self.keys.audit, max=cursor, min="-", count=SCAN_BATCH
                 )
             else:
-                reply = self.client.xrange(self.keys.audit, min=cursor, max="+", count=SCAN_BATCH)
+                reply = self.client.xrange(self.keys.audit, min=cursor, max=upto, count=SCAN_BATCH)
             batch = cast(list[tuple[bytes, dict[bytes, bytes]]], reply or [])
             for raw_id, raw_fields in batch:
                 yield as_text(raw_id), {as_text(k): as_text(v) for k, v in raw_fields.items()}

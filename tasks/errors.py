@@ -187,6 +187,15 @@ class FirewallError(CommandFailedError):
     code = "firewall_failed"
 
 
+class AuditChainBrokenError(LiveResponseError):
+    """Raised when the audit chain (in Redis or in an exported file) has an entry edited,
+    deleted or reordered, or a checkpoint that does not verify."""
+
+    code = "audit_broken"
+    http_status = 409
+    exit_code = 12
+
+
 class CommandRejectedError(LiveResponseError):
     """Raised on the agent when it refuses to run a task at all (replayed, cancelled, expired,
     addressed to another device, or unknown)."""
