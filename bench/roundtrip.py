@@ -35,6 +35,7 @@ from orchestrator.identity import create_user, issue_token  # noqa: E402
 from orchestrator.plane import ControlPlane  # noqa: E402
 from orchestrator.server import ServerThread  # noqa: E402
 from tasks.queues import queue_for  # noqa: E402
+from tasks.signing import generate_keypair  # noqa: E402
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -149,7 +150,9 @@ def main() -> None:
             where = f"embedded Redis ({embedded.executable})"
         prefix = f"lrbench-{uuid.uuid4().hex[:6]}"
         stack.callback(_cleanup, redis_url, prefix)
-        settings = Settings(redis_url=redis_url, key_prefix=prefix)
+        signing = generate_keypair(tmpdir / "keys")
+        settings = Settings(redis_url=redis_url, key_prefix=prefix,
+                            signing_key_file=signing.private_path)
         plane = ControlPlane.from_settings(settings)
         stack.callback(plane.close)
         server = stack.enter_context(ServerThread(plane))
@@ -157,6 +160,7 @@ def main() -> None:
         token = issue_token(plane.client, plane.keys, user)
         device = "bench-host"
         stack.enter_context(LocalAgent(device, redis_url, key_prefix=prefix,
+                                       public_key_file=signing.public_path,
                                        log_path=tmpdir / "agent.log"))
         subject = tmpdir / "subject.bin"
         subject.write_bytes(os.urandom(4096))

@@ -51,6 +51,23 @@ class Settings(BaseSettings):
     #: Seconds between broker polls of an idle agent (Redis transport).
     agent_polling_interval_s: float = 0.5
 
+    #: The orchestrator's Ed25519 private key; default `<data_dir>/keys/orchestrator-signing.key`.
+    signing_key_file: Path | None = None
+    #: The agent's copy of the orchestrator's public key; default `<data_dir>/keys/…signing.pub`.
+    orchestrator_public_key_file: Path | None = None
+
+    def keys_dir(self) -> Path:
+        """Where `lr admin keys init` writes the signing keys by default."""
+        return self.data_dir / "keys"
+
+    def signing_key_path(self) -> Path:
+        """Where the orchestrator's private signing key is read from."""
+        return self.signing_key_file or self.keys_dir() / "orchestrator-signing.key"
+
+    def orchestrator_public_key_path(self) -> Path:
+        """Where an agent reads the public key it checks every task's signature with."""
+        return self.orchestrator_public_key_file or self.keys_dir() / "orchestrator-signing.pub"
+
 
 def get_settings(**overrides: object) -> Settings:
     """Read settings from the environment, with keyword overrides on top."""

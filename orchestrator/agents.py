@@ -21,11 +21,11 @@ AGENT_START_TIMEOUT_S = 30.0
 
 
 class LocalAgent:
-    """One `lr-agent --device-id ID` child process."""
+    """One `lr-agent --device-id ID` child process (`public_key_file`: the key it trusts)."""
 
     def __init__(self, device_id: str, redis_url: str, *, key_prefix: str = "lr",
                  log_path: Path | None = None, env: dict[str, str] | None = None,
-                 concurrency: int = 2) -> None:
+                 concurrency: int = 2, public_key_file: Path | None = None) -> None:
         self.device_id = device_id
         self.redis_url = redis_url
         self.keys = Keys(key_prefix)
@@ -33,6 +33,9 @@ class LocalAgent:
         self.concurrency = concurrency
         self.env = {**os.environ, "LR_REDIS_URL": redis_url, "LR_KEY_PREFIX": key_prefix,
                     **(env or {})}
+        if public_key_file is not None:
+            # The orchestrator's public key: the agent runs only what that key signed.
+            self.env["LR_ORCHESTRATOR_PUBLIC_KEY_FILE"] = str(public_key_file)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LocalAgent:

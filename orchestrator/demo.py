@@ -22,8 +22,9 @@ from orchestrator.agents import LocalAgent
 from orchestrator.cleanup import delete_matching
 from orchestrator.cli.client import ApiClient
 from orchestrator.cli.render import render_record, render_verdict
+from orchestrator.cli.serve import announce_keys
 from orchestrator.identity import create_user, issue_token
-from orchestrator.plane import ControlPlane
+from orchestrator.plane import ControlPlane, ensure_signing_keys
 from orchestrator.server import ServerThread
 from tasks.queues import queue_for
 
@@ -91,13 +92,18 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
             redis_url, where = server.url, f"embedded Redis ({server.executable})"
         prefix = f"lrdemo-{uuid.uuid4().hex[:8]}"
         stack.callback(_drop_keys, redis_url, prefix)
-        plane = ControlPlane.from_settings(Settings(redis_url=redis_url, key_prefix=prefix))
+        settings = Settings(redis_url=redis_url, key_prefix=prefix)
+        created = ensure_signing_keys(settings, embedded=not os.environ.get("LR_REDIS_URL"))
+        if created is not None:
+            print(announce_keys(created), file=sys.stderr)
+        plane = ControlPlane.from_settings(settings)
         stack.callback(plane.close)
         api = stack.enter_context(ServerThread(plane))
         analyst = create_user(plane.client, plane.keys, "alice.analyst", ["advanced"])
         token = issue_token(plane.client, plane.keys, analyst)
-        agent = stack.enter_context(LocalAgent(DEMO_DEVICE, redis_url, key_prefix=prefix,
-                                               log_path=tmp / "agent.log"))
+        agent = stack.enter_context(LocalAgent(
+            DEMO_DEVICE, redis_url, key_prefix=prefix, log_path=tmp / "agent.log",
+            public_key_file=settings.orchestrator_public_key_path()))
         scene = plant_scene(stack, tmp / "endpoint")
         echo("liveresponse demo: investigating a suspicious download on "
              f"{DEMO_DEVICE}\n")

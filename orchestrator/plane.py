@@ -14,6 +14,7 @@ from orchestrator.sessions import SessionStore
 from tasks.app import make_celery_app
 from tasks.errors import ConfigurationError
 from tasks.keys import Keys
+from tasks.signing import KeyPair, Signer, generate_keypair
 from tasks.state import CommandStateStore
 
 
@@ -29,12 +30,14 @@ class ControlPlane:
     sessions: SessionStore
     devices: DeviceRegistry
     states: CommandStateStore
+    signer: Signer
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ControlPlane:
         """Connect to `settings.redis_url`; it must be set (callers start any embedded Redis)."""
         if not settings.redis_url:
             raise ConfigurationError("no Redis URL: set LR_REDIS_URL or start the embedded Redis")
+        signer = Signer.from_file(settings.signing_key_path())
         client = redis.Redis.from_url(settings.redis_url)
         keys = Keys(settings.key_prefix)
         return cls(
@@ -46,9 +49,24 @@ class ControlPlane:
             sessions=SessionStore(client, keys, settings),
             devices=DeviceRegistry(client, keys, settings.device_offline_after_s),
             states=CommandStateStore(client, keys),
+            signer=signer,
         )
 
     def close(self) -> None:
         """Release connections."""
         self.celery.close()
         self.client.close()
+
+
+def ensure_signing_keys(settings: Settings, *, embedded: bool) -> KeyPair | None:
+    """Create the signing keys at their default place for a local setup; None if not needed.
+
+    Only with the embedded Redis and no key file configured: a setup with an external Redis
+    has agents elsewhere that must be given the public key, so its keys are made on purpose
+    with `lr admin keys init` (`from_settings` says so when they are missing).
+    """
+    if not embedded or settings.signing_key_file is not None:
+        return None
+    if settings.signing_key_path().exists():
+        return None
+    return generate_keypair(settings.keys_dir())

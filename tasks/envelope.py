@@ -52,6 +52,8 @@ class CommandEnvelope(BaseModel):
     cwd: str | None = None
     issued_at: float
     expires_at: float
+    #: Id of the key that signed the envelope (covered by the signature, so it cannot be swapped).
+    key_id: str | None = None
     signature: str | None = None
 
     def canonical_bytes(self) -> bytes:

@@ -187,6 +187,19 @@ class FirewallError(CommandFailedError):
     code = "firewall_failed"
 
 
+class SignatureError(LiveResponseError):
+    """Raised when a command envelope is unsigned, signed by a key the agent does not trust, or
+    its signature does not match its content (`code`: unsigned, unknown_key, bad_signature)."""
+
+    code = "bad_signature"
+    http_status = 403
+    exit_code = 14
+
+    def __init__(self, code: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+
+
 class AuditChainBrokenError(LiveResponseError):
     """Raised when the audit chain (in Redis or in an exported file) has an entry edited,
     deleted or reordered, or a checkpoint that does not verify."""

@@ -13,6 +13,7 @@ import redis
 from config import EmbeddedRedis
 from orchestrator.cleanup import delete_matching
 from tasks.keys import Keys
+from tasks.signing import KeyPair, generate_keypair
 
 
 @pytest.fixture(scope="session")
@@ -52,12 +53,21 @@ def keys(key_prefix: str) -> Keys:
     return Keys(key_prefix)
 
 
+@pytest.fixture(scope="session")
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    """The orchestrator's signing key pair for this test run; agents trust its public key."""
+    return generate_keypair(tmp_path_factory.mktemp("signing") / "keys")
+
+
 @pytest.fixture
-def stack_factory(redis_url: str, key_prefix: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+def stack_factory(  # type: ignore[no-untyped-def]
+    redis_url: str, key_prefix: str, tmp_path: Path, signing_keys: KeyPair
+):
     """Start a live stack (API + real agents) on this test's prefix: `with stack_factory([d])`."""
     from tests.stack import live_stack
 
     def factory(devices: list[str], **settings: object):  # type: ignore[no-untyped-def]
-        return live_stack(redis_url, key_prefix, devices, tmp_path, **settings)
+        return live_stack(redis_url, key_prefix, devices, tmp_path, signing=signing_keys,
+                          **settings)
 
     return factory

@@ -15,6 +15,7 @@ from tasks.app import make_celery_app
 from tasks.keys import Keys
 from tasks.queues import validate_device_id
 from tasks.registry import REGISTRY, CommandSpec, Registry
+from tasks.signing import Verifier
 from worker_agent.executor import Executor
 from worker_agent.handlers import HANDLERS, check_handlers
 from worker_agent.isolation import broker_endpoints
@@ -73,13 +74,15 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
     if not settings.redis_url:
         raise ValueError("the agent needs LR_REDIS_URL: the broker its orchestrator uses")
     check_handlers(registry)
+    # Before anything connects: an agent that cannot check signatures must not consume.
+    verifier = Verifier.from_file(settings.orchestrator_public_key_path())
     app = make_celery_app(settings.redis_url, name=f"lr-agent-{device_id}")
     client = redis.Redis.from_url(settings.redis_url)
     keys = Keys(settings.key_prefix)
     executor = Executor(
         device_id=device_id, client=client, keys=keys, registry=registry,
         handlers=dict(HANDLERS), output_max_bytes=settings.output_max_bytes,
-        agent_pid=os.getpid(),
+        agent_pid=os.getpid(), verifier=verifier,
         broker_endpoints=broker_endpoints(settings.redis_url),
     )
     for spec in registry.values():
@@ -90,8 +93,8 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
 
 
 def _register_task(app: Celery, spec: CommandSpec, executor: Executor, limit_s: float) -> None:
-    def run(envelope: dict[str, Any]) -> dict[str, Any]:
-        return executor.execute(spec, envelope)
+    def run(task: Any, envelope: dict[str, Any]) -> dict[str, Any]:
+        return executor.execute(spec, envelope, task_id=task.request.id)
 
     run.__name__ = f"command_{spec.name}"
     app.task(
@@ -100,4 +103,5 @@ def _register_task(app: Celery, spec: CommandSpec, executor: Executor, limit_s: 
         time_limit=limit_s + HARD_LIMIT_GRACE_S,
         acks_late=False,
         ignore_result=False,
+        bind=True,
     )(run)

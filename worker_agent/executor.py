@@ -13,11 +13,18 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 
 from tasks import clock
+from tasks.auditchain import AuditChain
 from tasks.commands.base import CommandArgs, CommandResult
 from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, ErrorInfo
-from tasks.errors import CommandFailedError, CommandTimeoutError, LiveResponseError
+from tasks.errors import (
+    CommandFailedError,
+    CommandTimeoutError,
+    LiveResponseError,
+    SignatureError,
+)
 from tasks.keys import Keys
 from tasks.registry import CommandSpec, Registry
+from tasks.signing import Verifier
 from tasks.state import CommandStateStore
 from worker_agent.context import BrokerEndpoint, CommandContext
 from worker_agent.limits import truncate_result
@@ -28,6 +35,9 @@ Handler = Callable[[CommandArgs, CommandContext], CommandResult]
 
 #: How long the ledger remembers a started command id (far beyond any redelivery).
 LEDGER_TTL_S = 7 * 24 * 60 * 60
+
+#: Why a task must not run: the status it ends in, a stable reason code, a message.
+Refusal = tuple[CommandStatus, str, str]
 
 
 @dataclass
@@ -42,25 +52,38 @@ class Executor:
     output_max_bytes: int
     #: The agent's main process pid, fixed when the agent starts.
     agent_pid: int
+    #: Checks every envelope's signature against the orchestrator's public key.
+    verifier: Verifier
     #: Where the broker is, for isolation (see CommandContext.broker_endpoints).
     broker_endpoints: tuple[BrokerEndpoint, ...] | None = None
 
     def __post_init__(self) -> None:
         self.states = CommandStateStore(self.client, self.keys)
+        self.audit = AuditChain(self.client, self.keys)
 
-    def execute(self, spec: CommandSpec, raw: object) -> dict[str, object]:
-        """Run one task's payload and return a CommandOutcome as JSON-able dict."""
+    def execute(
+        self, spec: CommandSpec, raw: object, task_id: str | None = None
+    ) -> dict[str, object]:
+        """Run one task's payload and return a CommandOutcome as JSON-able dict.
+
+        `task_id` is the Celery task id the payload arrived under; it must be the command id.
+        """
         started = clock.now()
         try:
             envelope = CommandEnvelope.model_validate(raw)
         except ValidationError:
-            log.warning("rejected a malformed envelope for %s", spec.name)
-            return self._outcome_raw(spec, raw, CommandStatus.REJECTED, "malformed_envelope",
-                                     "the task's envelope is malformed")
-        refusal = self._refuse(spec, envelope)
+            message = "the task's envelope is malformed"
+            command_id = str(raw.get("command_id", "") if isinstance(raw, dict) else "")[:128]
+            self._audit_refusal(CommandStatus.REJECTED, "malformed_envelope", message,
+                                command_id=command_id, command=spec.name, key_id=None)
+            return self._outcome_raw(spec, command_id, CommandStatus.REJECTED,
+                                     "malformed_envelope", message)
+        refusal = self._refuse(spec, envelope, task_id)
         if refusal is not None:
             status, code, message = refusal
             log.warning("refused %s %s: %s", envelope.command, envelope.command_id, message)
+            self._audit_refusal(status, code, message, command_id=envelope.command_id,
+                                command=envelope.command, key_id=envelope.key_id)
             return self._outcome(envelope, status, error=ErrorInfo(code=code, message=message))
         try:
             args = spec.args_model.model_validate(envelope.args)
@@ -86,15 +109,27 @@ class Executor:
             return self._finish(envelope, CommandStatus.FAILED, started, error=err)
 
     def _refuse(
-        self, spec: CommandSpec, env: CommandEnvelope
-    ) -> tuple[CommandStatus, str, str] | None:
-        """Why this envelope must not run, or None. Marks it started when it may run."""
+        self, spec: CommandSpec, env: CommandEnvelope, task_id: str | None
+    ) -> Refusal | None:
+        """Why this envelope must not run, or None. Marks it started when it may run.
+
+        The signature comes first: nothing else in an envelope means anything until the
+        orchestrator is known to have written it.
+        """
+        try:
+            self.verifier.verify(env)
+        except SignatureError as exc:
+            return (CommandStatus.REJECTED, exc.code, exc.message)
         if env.device_id != self.device_id:
             return (CommandStatus.REJECTED, "wrong_device",
                     f"addressed to device {env.device_id!r}, this is {self.device_id!r}")
         if env.command != spec.name:
             return (CommandStatus.REJECTED, "wrong_task",
                     f"envelope for {env.command!r} arrived as task {spec.name!r}")
+        if task_id is not None and task_id != env.command_id:
+            return (CommandStatus.REJECTED, "wrong_task_id",
+                    f"command {env.command_id} arrived as task {task_id}: a signed envelope "
+                    "re-sent under another task id")
         if clock.now() > env.expires_at:
             self.states.transition(env.command_id, CommandStatus.EXPIRED,
                                    [CommandStatus.QUEUED])
@@ -117,6 +152,18 @@ class Executor:
                     f"command {env.command_id} is {before.value}: it already started once; "
                     "never run twice")
         return None
+
+    def _audit_refusal(self, status: CommandStatus, code: str, message: str, *,
+                       command_id: str, command: str, key_id: str | None) -> None:
+        """Record a refused task in the audit stream (never its signature or arguments)."""
+        action = "agent.expired" if status is CommandStatus.EXPIRED else "agent.rejected"
+        try:
+            self.audit.append(f"agent:{self.device_id}", action, command_id, "rejected",
+                              device=self.device_id, command_id=command_id, command=command,
+                              reason=code, message=message, key_id=key_id)
+        except (redis.RedisError, LiveResponseError) as exc:
+            # The refusal itself stands; the analyst still gets it in the outcome.
+            log.error("could not audit the refusal of %s: %s", command_id, exc)
 
     def _context(self, spec: CommandSpec, env: CommandEnvelope) -> CommandContext:
         # Walking the process table costs milliseconds: only commands that act need it.
@@ -162,9 +209,8 @@ class Executor:
                               command=env.command, status=status,
                               **fields).model_dump(mode="json")  # type: ignore[arg-type]
 
-    def _outcome_raw(self, spec: CommandSpec, raw: object, status: CommandStatus,
+    def _outcome_raw(self, spec: CommandSpec, command_id: str, status: CommandStatus,
                      code: str, message: str) -> dict:
-        command_id = raw.get("command_id", "") if isinstance(raw, dict) else ""
-        return CommandOutcome(command_id=str(command_id), device_id=self.device_id,
+        return CommandOutcome(command_id=command_id, device_id=self.device_id,
                               command=spec.name, status=status,
                               error=ErrorInfo(code=code, message=message)).model_dump(mode="json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -31,17 +32,29 @@ def worker_argv(device_id: str, concurrency: int, loglevel: str) -> list[str]:
 @click.option("--device-id", required=True,
               help="This endpoint's device id ([A-Za-z0-9._-]{1,64}).")
 @click.option("--redis-url", envvar="LR_REDIS_URL", help="Broker and state (default LR_REDIS_URL).")
+@click.option("--orchestrator-key", "orchestrator_key", envvar="LR_ORCHESTRATOR_PUBLIC_KEY_FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The orchestrator's public key; only tasks it signed run "
+                   "(default LR_ORCHESTRATOR_PUBLIC_KEY_FILE, else <data dir>/keys/"
+                   "orchestrator-signing.pub).")
 @click.option("--concurrency", type=int, default=None, help="Worker processes (default 2).")
 @click.option("--loglevel", default="INFO", show_default=True)
-def main(device_id: str, redis_url: str | None, concurrency: int | None, loglevel: str) -> None:
+def main(device_id: str, redis_url: str | None, orchestrator_key: Path | None,
+         concurrency: int | None, loglevel: str) -> None:
     """Run the liveresponse agent for DEVICE_ID."""
     overrides: dict[str, object] = {}
     if redis_url:
         overrides["redis_url"] = redis_url
+    if orchestrator_key:
+        overrides["orchestrator_public_key_file"] = orchestrator_key
     settings = get_settings(**overrides)
     try:
         app = build_agent_app(device_id, settings)
-    except (LiveResponseError, ValueError) as exc:
+    except LiveResponseError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        click.echo(f"lr-agent: {exc.message}{hint}", err=True)
+        sys.exit(2)
+    except ValueError as exc:
         click.echo(f"lr-agent: {exc}", err=True)
         sys.exit(2)
     app.worker_main(worker_argv(device_id, concurrency or settings.agent_concurrency, loglevel))

@@ -1,8 +1,9 @@
-"""`lr admin init`: create the first admin and its token, straight in Redis (no API yet)."""
+"""`lr admin init` and `lr admin keys init`: bootstrap users and signing keys (no API yet)."""
 
 from __future__ import annotations
 
 import getpass
+from pathlib import Path
 
 import click
 import redis
@@ -81,3 +82,72 @@ def _os_user() -> str | None:
         return getpass.getuser()
     except (KeyError, OSError):
         return None
+
+
+@admin.group("keys")
+def keys_group() -> None:
+    """The orchestrator's command-signing keys."""
+
+
+@keys_group.command("init")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the pair [default: <data dir>/keys].",
+)
+@click.option("--force", is_flag=True, help="Replace existing keys (agents then need the new one).")
+@pass_cli
+def keys_init(cli: CliContext, directory: Path | None, force: bool) -> None:
+    """Create the Ed25519 key pair the orchestrator signs every command with.
+
+    The private key stays with the orchestrator (mode 0600); each agent is started with the
+    public key (`lr-agent --orchestrator-key FILE`) and runs nothing else's commands.
+    """
+    from orchestrator.audit import AuditLog
+    from tasks.keys import Keys
+    from tasks.signing import generate_keypair
+
+    # Redis first: keys nobody audited must not appear, so no Redis means no keys.
+    client = redis.Redis.from_url(find_redis_url(cli.settings))
+    try:
+        pair = generate_keypair(directory or cli.settings.keys_dir(), overwrite=force)
+        try:
+            AuditLog(client, Keys(cli.settings.key_prefix)).append(
+                BOOTSTRAP_ACTOR,
+                "keys.created",
+                pair.key_id,
+                "allowed",
+                key_id=pair.key_id,
+                public_key_file=str(pair.public_path),
+                replaced=force,
+                os_user=_os_user(),
+            )
+        except BaseException:
+            if not force:  # fresh keys that were never audited: take them back
+                pair.private_path.unlink(missing_ok=True)
+                pair.public_path.unlink(missing_ok=True)
+            raise
+    except redis.RedisError as exc:
+        raise ConfigurationError(f"Redis failed during keys init: {exc}") from None
+    finally:
+        client.close()
+    if cli.json_output:
+        click.echo(
+            to_json(
+                {
+                    "private_key": str(pair.private_path),
+                    "public_key": str(pair.public_path),
+                    "key_id": pair.key_id,
+                }
+            )
+        )
+        return
+    click.echo(f"created signing key pair {pair.key_id}")
+    click.echo(f"  private key  {pair.private_path}  (orchestrator only, mode 0600)")
+    click.echo(f"  public key   {pair.public_path}  (every agent: lr-agent --orchestrator-key)")
+    if cli.settings.signing_key_path() != pair.private_path:
+        click.echo(
+            f"set LR_SIGNING_KEY_FILE={pair.private_path} for the orchestrator to use it",
+            err=True,
+        )

@@ -5,12 +5,16 @@ from __future__ import annotations
 import ipaddress
 import socket
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import click
 
 from orchestrator.cli.context import CliContext, pass_cli
 from orchestrator.cli.local_redis import answering_url, embedded_socket, redact_url
 from tasks.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from tasks.signing import KeyPair
 
 #: Where the API listens unless told otherwise (matches the CLI's default LR_API_URL).
 DEFAULT_HOST = "127.0.0.1"
@@ -35,11 +39,12 @@ def orchestrator() -> None:
 def serve(cli: CliContext, host: str, port: int) -> None:
     """Serve the HTTP API until interrupted.
 
-    Without LR_REDIS_URL a private Redis is started in the data directory and stopped on exit.
+    Without LR_REDIS_URL a private Redis is started in the data directory and stopped on exit,
+    and the signing keys are created there if there are none yet.
     """
     # Imported here: only this command needs uvicorn, FastAPI and Celery.
     from config.embedded import EmbeddedRedis
-    from orchestrator.plane import ControlPlane
+    from orchestrator.plane import ControlPlane, ensure_signing_keys
     from orchestrator.server import serve as serve_api
 
     check_port_free(host, port)
@@ -65,6 +70,9 @@ def serve(cli: CliContext, host: str, port: int) -> None:
                 ) from None
             stack.callback(embedded.stop)
             url = embedded.url
+        created = ensure_signing_keys(settings, embedded=not settings.redis_url)
+        if created is not None:
+            click.echo(announce_keys(created), err=True)
         plane = ControlPlane.from_settings(settings.model_copy(update={"redis_url": url}))
         stack.callback(plane.close)
         click.echo(
@@ -72,6 +80,14 @@ def serve(cli: CliContext, host: str, port: int) -> None:
             err=True,
         )
         serve_api(plane, host, port)
+
+
+def announce_keys(created: KeyPair) -> str:
+    """The stderr line saying where new signing keys were written."""
+    return (
+        f"lr: created signing key {created.private_path} (key id {created.key_id}); "
+        f"agents need its public key {created.public_path}"
+    )
 
 
 def check_port_free(host: str, port: int) -> None:

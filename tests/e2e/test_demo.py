@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 
-def test_lr_demo_runs_every_step_and_verifies_the_audit() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "LR_REDIS_URL"}
+def test_lr_demo_runs_every_step_and_verifies_the_audit(tmp_path: Path) -> None:
+    unset = ("LR_REDIS_URL", "LR_SIGNING_KEY_FILE", "LR_ORCHESTRATOR_PUBLIC_KEY_FILE")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["LR_DATA_DIR"] = str(tmp_path / "lr-home")  # where the demo makes its signing keys
     lr = Path(sys.executable).with_name("lr")
     done = subprocess.run([str(lr), "demo"], env=env, capture_output=True, text=True,
                           timeout=180)
@@ -24,3 +26,5 @@ def test_lr_demo_runs_every_step_and_verifies_the_audit() -> None:
     assert "is gone" in out
     assert "audit chain ok" in out
     assert "Traceback" not in out + done.stderr
+    private = tmp_path / "lr-home" / "keys" / "orchestrator-signing.key"
+    assert f"created signing key {private}" in done.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from orchestrator.agents import LocalAgent
 from tasks.envelope import CommandStatus
 from tests.stack import new_device_id
 
@@ -22,9 +21,7 @@ def test_command_for_offline_device_expires_and_never_runs_later(stack_factory, 
         assert waited < 10, "an offline device must not make the analyst wait past the expiry"
 
         # The agent comes back: the old command must be dropped, not run.
-        agent = LocalAgent(device, st.plane.settings.redis_url or "",
-                           key_prefix=st.plane.keys.prefix, log_path=tmp_path / "back.log")
-        with agent:
+        with st.local_agent(device, tmp_path / "back.log"):
             fresh = st.run(session, "dir /")
             assert fresh["status"] == "completed"
         keys = st.plane.keys

@@ -6,7 +6,6 @@ import threading
 import time
 from typing import Any
 
-from orchestrator.agents import LocalAgent
 from tasks.envelope import CommandStatus
 from tests.stack import new_device_id
 
@@ -33,8 +32,7 @@ def test_closing_a_session_cancels_its_queued_command(stack_factory, tmp_path) -
         assert answer["status"] == "cancelled", answer
         command_id = answer["command_id"]
 
-        with LocalAgent(device, st.plane.settings.redis_url or "",
-                        key_prefix=st.plane.keys.prefix, log_path=tmp_path / "back.log"):
+        with st.local_agent(device, tmp_path / "back.log"):
             time.sleep(1.5)  # time to receive and drop the old message
         assert not st.plane.client.exists(st.plane.keys.ledger(device, command_id))
         assert st.plane.states.state(command_id) is CommandStatus.CANCELLED

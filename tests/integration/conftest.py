@@ -9,17 +9,20 @@ import pytest
 import redis
 
 from orchestrator.cleanup import delete_matching
+from tasks.signing import KeyPair
 from tests.stack import Stack, live_stack, new_device_id
 
 
 @pytest.fixture(scope="module")
-def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory, signing_keys: KeyPair
+) -> Iterator[Stack]:
     """API + agents for devices `a` and `b` (ids in `stack.agents`), cleaned up afterwards."""
     prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
     devices = [new_device_id("a"), new_device_id("b")]
     try:
         with live_stack(redis_url, prefix, devices, tmp_path_factory.mktemp("agents"),
-                        command_expiry_s=3.0) as st:
+                        signing=signing_keys, command_expiry_s=3.0) as st:
             yield st
     finally:
         delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")

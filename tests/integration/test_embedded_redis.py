@@ -15,6 +15,7 @@ from orchestrator.agents import LocalAgent
 from orchestrator.dispatch import Dispatcher
 from orchestrator.identity import create_user
 from orchestrator.plane import ControlPlane
+from tasks.signing import KeyPair
 
 
 def _short_dir() -> Path:
@@ -37,15 +38,19 @@ def test_bundled_server_from_the_wheel_starts_and_stops() -> None:
         redis.Redis(unix_socket_path=str(server.socket_path), retry=no_retry).ping()
 
 
-def test_a_command_round_trips_over_the_bundled_server(tmp_path: Path) -> None:
+def test_a_command_round_trips_over_the_bundled_server(
+    tmp_path: Path, signing_keys: KeyPair
+) -> None:
     executable = bundled_redis_server()
     assert executable
     with EmbeddedRedis(_short_dir(), executable=executable) as server:
-        plane = ControlPlane.from_settings(Settings(redis_url=server.url, key_prefix="emb"))
+        plane = ControlPlane.from_settings(Settings(
+            redis_url=server.url, key_prefix="emb", signing_key_file=signing_keys.private_path))
         try:
             user = create_user(plane.client, plane.keys, "emb", ["advanced"])
             with LocalAgent("emb-host", server.url, key_prefix="emb",
-                            log_path=tmp_path / "agent.log"):
+                            log_path=tmp_path / "agent.log",
+                            public_key_file=signing_keys.public_path):
                 session = plane.sessions.open(user.name, "emb-host")
                 record = Dispatcher(plane).run(user, session.id, f"dir {tmp_path}")
             assert record.status == "completed", record

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tasks.envelope import CommandEnvelope
-from tasks.queues import queue_for
-from tasks.registry import REGISTRY
+from tests.security.by_hand import send_raw
 from tests.stack import Stack, new_device_id
 
 
-def send_raw(st: Stack, envelope: CommandEnvelope, queue_device: str) -> dict[str, Any]:
-    """Put an envelope on `queue_device`'s queue as a task, bypassing the orchestrator."""
-    result = st.plane.celery.send_task(
-        REGISTRY[envelope.command].task_name, args=[envelope.model_dump(mode="json")],
-        queue=queue_for(queue_device))
-    return dict(result.get(timeout=20))
-
-
 def completed_dir(st: Stack, device: str) -> CommandEnvelope:
-    """Run `dir /` through the orchestrator and return the envelope it sent."""
+    """Run `dir /` through the orchestrator; return that command again, validly signed.
+
+    Signed with the orchestrator's own key, so only the once-only checks can stop it.
+    """
     session = st.open_session(device)
     first = st.run(session, "dir /")
     assert first["status"] == "completed"
-    return CommandEnvelope(
+    return st.plane.signer.sign(CommandEnvelope(
         command_id=first["command_id"], device_id=device, session_id=session,
         user="admin", command="dir", args={"path": "/"}, issued_at=first["created_at"],
         expires_at=first["created_at"] + 3600,
-    )
+    ))
 
 
 def test_a_replayed_envelope_is_refused(stack_factory) -> None:
@@ -41,10 +33,10 @@ def test_a_replayed_envelope_is_refused(stack_factory) -> None:
 def test_an_envelope_for_another_device_is_refused(stack_factory) -> None:
     device = new_device_id("mine")
     with stack_factory([device]) as st:
-        envelope = CommandEnvelope(
+        envelope = st.plane.signer.sign(CommandEnvelope(
             command_id="c-foreign", device_id="someone-else", session_id="S1", user="admin",
             command="dir", args={}, issued_at=0, expires_at=4_000_000_000,
-        )
+        ))
         outcome = send_raw(st, envelope, device)
         assert outcome["status"] == "rejected"
         assert outcome["error"]["code"] == "wrong_device"

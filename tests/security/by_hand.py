@@ -1,0 +1,60 @@
+"""Tasks put on a device queue by hand, bypassing the orchestrator, as a broker intruder would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tasks import clock
+from tasks.envelope import CommandEnvelope
+from tasks.queues import queue_for
+from tasks.registry import REGISTRY
+from tests.stack import Stack
+
+#: Seconds a hand-sent task's result is waited for.
+RESULT_TIMEOUT_S = 20
+
+
+def send_raw(st: Stack, envelope: CommandEnvelope, queue_device: str,
+             task_id: str | None = None) -> dict[str, Any]:
+    """Put an envelope on `queue_device`'s queue as it is, under `task_id` (default its id)."""
+    task_id = task_id or envelope.command_id
+    # A result stored under this id by an earlier run would answer before the agent does.
+    st.plane.celery.AsyncResult(task_id).forget()
+    result = st.plane.celery.send_task(
+        REGISTRY[envelope.command].task_name, args=[envelope.model_dump(mode="json")],
+        queue=queue_for(queue_device), task_id=task_id)
+    return dict(result.get(timeout=RESULT_TIMEOUT_S))
+
+
+def queued_envelope(st: Stack, device: str, command: str, args: dict[str, Any],
+                    *, ttl_s: float = 600.0) -> CommandEnvelope:
+    """An unsigned envelope whose command the orchestrator's state knows as queued.
+
+    The state makes the agent willing to start it, so only the check under test stops it.
+    """
+    command_id = uuid.uuid4().hex
+    key = st.plane.keys.command(command_id)
+    st.plane.client.hset(key, mapping={"state": "queued", "device_id": device,
+                                       "command": command})
+    st.plane.client.expire(key, 3600)
+    now = clock.now()
+    return CommandEnvelope(command_id=command_id, device_id=device, session_id="S-by-hand",
+                           user="admin", command=command, args=args, issued_at=now,
+                           expires_at=now + ttl_s)
+
+
+@contextmanager
+def victim() -> Iterator[subprocess.Popen[bytes]]:
+    """A real process a forged `kill` would end; stopped afterwards whatever happened."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
