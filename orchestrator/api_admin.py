@@ -58,12 +58,12 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[.
         return user
 
     @contextmanager
-    def audited(user: User, action: str, target: str, **details: Any) -> Iterator[None]:
+    def audited(actor: User, action: str, target: str, **details: Any) -> Iterator[None]:
         """Audit `<action>.refused` with the reason when the body raises one of our errors."""
         try:
             yield
         except LiveResponseError as exc:
-            plane.audit.append(user.name, f"{action}.refused", target, "denied",
+            plane.audit.append(actor.name, f"{action}.refused", target, "denied",
                                reason=exc.code, message=exc.message, **details)
             raise
 
