@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import IO
@@ -25,12 +26,15 @@ class LocalAgent:
 
     def __init__(self, device_id: str, redis_url: str, *, key_prefix: str = "lr",
                  log_path: Path | None = None, env: dict[str, str] | None = None,
-                 concurrency: int = 2, public_key_file: Path | None = None) -> None:
+                 concurrency: int = 2, public_key_file: Path | None = None,
+                 command_prefix: Sequence[str] = ()) -> None:
         self.device_id = device_id
         self.redis_url = redis_url
         self.keys = Keys(key_prefix)
         self.log_path = log_path
         self.concurrency = concurrency
+        #: Run before the agent's own argv, e.g. `ip netns exec NS` (tests of isolation).
+        self.command_prefix = list(command_prefix)
         self.env = {**os.environ, "LR_REDIS_URL": redis_url, "LR_KEY_PREFIX": key_prefix,
                     **(env or {})}
         if public_key_file is not None:
@@ -42,7 +46,8 @@ class LocalAgent:
         """Start the agent and wait until its worker is ready to consume."""
         client = redis.Redis.from_url(self.redis_url)
         client.delete(self.keys.device(self.device_id))
-        argv = [sys.executable, "-m", "worker_agent.main", "--device-id", self.device_id,
+        argv = [*self.command_prefix, sys.executable, "-m", "worker_agent.main",
+                "--device-id", self.device_id,
                 "--concurrency", str(self.concurrency), "--loglevel", "INFO"]
         log: AbstractContextManager[IO[bytes] | int] = (
             open(self.log_path, "ab") if self.log_path else nullcontext(subprocess.DEVNULL))
