@@ -1,15 +1,27 @@
-"""`lr audit show|verify`: read the audit stream and check its hash chain."""
+"""`lr audit show|verify|export|trim`: read, check, export and trim the audit chain."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import tempfile
+import time
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import click
 
+from orchestrator.audit_file import EXPORT_FORMAT, verify_file
 from orchestrator.cli.context import CliContext, pass_cli, to_json
-from orchestrator.cli.errors import AuditChainBrokenError, format_error
+from orchestrator.cli.errors import format_error
 from orchestrator.cli.render import render_audit, render_verdict
+from tasks.errors import AuditChainBrokenError, LiveResponseError, UsageError
+from tasks.signing import Verifier
+
+#: Seconds between progress lines on stderr while an export streams in.
+PROGRESS_EVERY_S = 1.0
 
 
 class Timestamp(click.ParamType):
@@ -80,11 +92,33 @@ def show(
 
 
 @audit.command("verify")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Check an `lr audit export` file offline (needs neither orchestrator nor Redis).",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PUB",
+    help="With --file: the orchestrator's public key, to check the checkpoint of a trimmed "
+    "chain [default: LR_ORCHESTRATOR_PUBLIC_KEY_FILE or <data dir>/keys/orchestrator-signing.pub].",
+)
 @pass_cli
 @click.pass_context
-def verify(ctx: click.Context, cli: CliContext) -> None:
-    """Recompute the hash chain; exit 12 if any entry was edited, deleted or reordered."""
-    verdict = cli.client.audit_verify()
+def verify(ctx: click.Context, cli: CliContext, file: Path | None, public_key: Path | None) -> None:
+    """Recompute the hash chain; exit 12 if any entry was edited, deleted or reordered.
+
+    Without --file the orchestrator checks the live stream; with --file this checks an export
+    and reports the first problem's line and entry id.
+    """
+    if public_key is not None and file is None:
+        raise UsageError(
+            "--public-key only applies with --file",
+            hint="the orchestrator checks the live stream with its own key",
+        )
+    verdict = cli.client.audit_verify() if file is None else _verify_file(cli, file, public_key)
     if verdict.get("ok"):
         cli.emit(verdict, render_verdict)
         return
@@ -96,3 +130,122 @@ def verify(ctx: click.Context, cli: CliContext) -> None:
         click.echo(to_json(verdict))
     click.echo(format_error(error), err=True)
     ctx.exit(error.exit_code)
+
+
+def _verify_file(cli: CliContext, file: Path, public_key: Path | None) -> dict[str, Any]:
+    """The offline verdict on `file`; the key is loaded only if the file has a checkpoint."""
+
+    def load_verifier() -> Verifier | None:
+        if public_key is not None:
+            return Verifier.from_file(public_key)
+        default = cli.settings.orchestrator_public_key_path()
+        return Verifier.from_file(default) if default.exists() else None
+
+    try:
+        return verify_file(file, load_verifier).model_dump(mode="json")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read {file}: {exc.strerror or exc}", hint="check the path and its permissions"
+        ) from None
+
+
+@audit.command("export")
+@click.option(
+    "--jsonl",
+    "target",
+    required=True,
+    metavar="FILE",
+    help="Write the export to FILE as JSON Lines ('-' for standard output).",
+)
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@pass_cli
+def export(cli: CliContext, target: str, force: bool) -> None:
+    """Export the whole audit chain, to be checked offline with `lr audit verify --file`.
+
+    Always the whole chain, never filtered: only a complete chain verifies. Entries removed
+    by `lr audit trim` are stood for by the signed checkpoint in the file's header.
+    """
+    if target == "-":
+        summary = _copy_export(cli, sys.stdout)
+        click.echo(_render_export(summary, "standard output"), err=True)
+        return
+    path = Path(target)
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory", hint="name a file to write")
+    try:
+        # Written beside the target and moved over it at the end: never a half export at FILE.
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".partial",
+            delete=False,
+        ) as tmp:
+            try:
+                summary = _copy_export(cli, tmp)
+            except BaseException:
+                tmp.close()
+                os.unlink(tmp.name)
+                raise
+        os.replace(tmp.name, path)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {path}: {exc.strerror or exc}", hint="choose a file you can write"
+        ) from None
+    cli.emit({**summary, "file": str(path)}, lambda s: _render_export(s, str(path)))
+
+
+def _copy_export(cli: CliContext, out: IO[str]) -> dict[str, Any]:
+    """Stream the export into `out`, with progress on stderr; check every entry arrived."""
+    with cli.client.audit_export() as lines:
+        first = next(lines, "")
+        header = _export_header(first)
+        out.write(first + "\n")
+        count, announced = 0, int(header["entries"])
+        shown = time.monotonic()
+        for line in lines:
+            if not line:
+                continue
+            out.write(line + "\n")
+            count += 1
+            if time.monotonic() - shown >= PROGRESS_EVERY_S:
+                click.echo(f"exported {count} of {announced} entries…", err=True)
+                shown = time.monotonic()
+    if count != announced:
+        raise LiveResponseError(
+            f"the export stopped after {count} of the {announced} entries it announced",
+            hint="entries were trimmed during the export, or the connection dropped; run it again",
+        )
+    return {"entries": count, "head": header["head"], "trimmed": bool(header["checkpoint"])}
+
+
+def _export_header(line: str) -> dict[str, Any]:
+    """The header line's object; LiveResponseError if the answer is not an export."""
+    try:
+        header = json.loads(line)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+        raise LiveResponseError(
+            "the orchestrator's export does not start with a liveresponse-audit/1 header",
+            hint="is LR_API_URL the orchestrator's address, and of the same version as lr?",
+        )
+    return header
+
+
+def _render_export(summary: dict[str, Any], where: str) -> str:
+    return f"exported {summary['entries']} audit entries (head {summary['head'][:16]}…) to {where}"
+
+
+@audit.command("trim")
+@click.option(
+    "--before", type=Timestamp(), required=True, help="Remove the entries older than this time."
+)
+@pass_cli
+def trim(cli: CliContext, before: float) -> None:
+    """Remove old audit entries (admin), keeping a signed checkpoint so the chain verifies.
+
+    The newest entry is always kept, and the trim is itself an audit entry. Export the chain
+    first (lr audit export) if the removed entries must be kept.
+    """
+    result = cli.client.audit_trim(before)
+    cli.emit(result, lambda r: str(r.get("message")))

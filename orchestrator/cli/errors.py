@@ -20,13 +20,6 @@ class OrchestratorUnreachableError(LiveResponseError):
     exit_code = 11
 
 
-class AuditChainBrokenError(LiveResponseError):
-    """Raised when `lr audit verify` finds an entry edited, deleted or reordered."""
-
-    code = "audit_broken"
-    exit_code = 12
-
-
 #: The error class whose exit code `lr run` uses for each final status but `completed`.
 STATUS_ERRORS: dict[str, type[LiveResponseError]] = {
     "failed": CommandFailedError,

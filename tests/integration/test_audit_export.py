@@ -1,0 +1,199 @@
+"""Audit export files on a real Redis and real files: each kind of tampering is found offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from orchestrator.audit import AuditLog, AuditVerdict
+from orchestrator.audit_file import EXPORT_FORMAT, export_lines, verify_file
+from tasks.keys import Keys
+
+pytestmark = pytest.mark.integration
+
+ENTRIES = 6
+
+
+@pytest.fixture
+def audit(redis_client: redis.Redis, keys: Keys) -> AuditLog:
+    return AuditLog(redis_client, keys)
+
+
+@pytest.fixture
+def exported(audit: AuditLog, tmp_path: Path) -> Path:
+    """An export of a chain of ENTRIES entries, written to a real file."""
+    for i in range(ENTRIES):
+        audit.append("alice", "command.requested", "dev1", "allowed", command_id=f"c{i}", n=i)
+    return write_export(audit, tmp_path / "audit.jsonl")
+
+
+def write_export(audit: AuditLog, path: Path) -> Path:
+    with path.open("w", encoding="utf-8") as out:
+        out.writelines(export_lines(audit, audit.snapshot()))
+    return path
+
+
+def no_key() -> None:
+    raise AssertionError("a file without a checkpoint must not need a public key")
+
+
+def lines_of(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def entry_id_at(lines: list[str], number: int) -> str:
+    return str(json.loads(lines[number - 1])["id"])
+
+
+def broken(verdict: AuditVerdict) -> str:
+    assert not verdict.ok, verdict
+    assert verdict.problem is not None
+    return verdict.problem
+
+
+def test_export_of_an_untouched_chain_verifies_offline(
+    audit: AuditLog, exported: Path, redis_client: redis.Redis, keys: Keys
+) -> None:
+    verdict = verify_file(exported, no_key)
+    assert verdict.ok, verdict.problem
+    assert verdict.entries == ENTRIES
+    assert verdict.head == redis_client.get(keys.audit_head).decode()
+
+
+def test_export_starts_with_a_header_then_one_stored_entry_per_line(
+    audit: AuditLog, exported: Path
+) -> None:
+    header, *entries = [json.loads(line) for line in lines_of(exported)]
+    assert header["type"] == "header" and header["format"] == EXPORT_FORMAT
+    assert header["entries"] == ENTRIES and header["checkpoint"] is None
+    stored = audit.read()
+    assert [e["id"] for e in entries] == [e.id for e in stored]
+    assert header["head"] == stored[-1].hash
+    first = entries[0]
+    assert first["type"] == "entry" and first["hash"] == stored[0].hash
+    # ts and details exactly as stored: text, so the hash is recomputed byte for byte.
+    assert json.loads(first["details"]) == {"command_id": "c0", "n": 0}
+    assert float(first["ts"]) == stored[0].ts
+
+
+def test_an_empty_chain_exports_and_verifies(audit: AuditLog, tmp_path: Path) -> None:
+    path = write_export(audit, tmp_path / "empty.jsonl")
+    assert len(lines_of(path)) == 1
+    verdict = verify_file(path, no_key)
+    assert verdict.ok and verdict.entries == 0
+
+
+def test_entries_appended_during_an_export_are_left_for_the_next(
+    audit: AuditLog, exported: Path, tmp_path: Path
+) -> None:
+    lines = export_lines(audit, audit.snapshot())
+    header = next(lines)
+    audit.append("bob", "command.requested", "dev2", "allowed")
+    path = tmp_path / "during.jsonl"
+    path.write_text(header + "".join(lines), encoding="utf-8")
+    verdict = verify_file(path, no_key)
+    assert verdict.ok, verdict.problem
+    assert verdict.entries == ENTRIES
+
+
+def test_an_edited_field_is_reported_with_its_line_and_entry_id(exported: Path) -> None:
+    lines = lines_of(exported)
+    entry = json.loads(lines[2])
+    lines[2] = json.dumps({**entry, "decision": "denied"}) + "\n"
+    exported.write_text("".join(lines), encoding="utf-8")
+    verdict = verify_file(exported, no_key)
+    assert "hash does not match its content" in broken(verdict)
+    assert verdict.line == 3
+    assert verdict.entry_id == entry["id"]
+
+
+def test_edited_details_are_reported(exported: Path) -> None:
+    lines = lines_of(exported)
+    lines[4] = lines[4].replace('\\"c3\\"', '\\"c9\\"')
+    assert '\\"c9\\"' in lines[4]
+    exported.write_text("".join(lines), encoding="utf-8")
+    verdict = verify_file(exported, no_key)
+    assert "altered" in broken(verdict) and verdict.line == 5
+
+
+def test_a_deleted_line_is_reported_where_the_chain_breaks(exported: Path) -> None:
+    lines = lines_of(exported)
+    del lines[3]
+    exported.write_text("".join(lines), encoding="utf-8")
+    verdict = verify_file(exported, no_key)
+    assert "prev mismatch" in broken(verdict)
+    assert verdict.line == 4
+    assert verdict.entry_id == entry_id_at(lines, 4)
+
+
+def test_two_swapped_lines_are_reported(exported: Path) -> None:
+    lines = lines_of(exported)
+    lines[3], lines[4] = lines[4], lines[3]
+    exported.write_text("".join(lines), encoding="utf-8")
+    verdict = verify_file(exported, no_key)
+    assert "prev mismatch" in broken(verdict)
+    assert verdict.line == 4
+    assert verdict.entry_id == entry_id_at(lines, 4)
+
+
+def test_a_file_cut_after_a_whole_line_is_reported_truncated(exported: Path) -> None:
+    lines = lines_of(exported)[:-2]
+    exported.write_text("".join(lines), encoding="utf-8")
+    verdict = verify_file(exported, no_key)
+    assert "truncated" in broken(verdict)
+    assert f"after {ENTRIES - 2} of the {ENTRIES}" in broken(verdict)
+    assert verdict.line == len(lines)
+    assert verdict.entry_id == entry_id_at(lines, len(lines))
+
+
+def test_a_file_cut_inside_a_line_is_reported_truncated(exported: Path) -> None:
+    data = exported.read_bytes()
+    exported.write_bytes(data[: len(data) - 40])
+    verdict = verify_file(exported, no_key)
+    assert "cut off" in broken(verdict) and "truncated" in broken(verdict)
+    assert verdict.line == ENTRIES + 1
+
+
+def test_a_line_that_is_not_json_is_reported(exported: Path) -> None:
+    lines = lines_of(exported)
+    lines[2] = "{this is not json\n"
+    exported.write_text("".join(lines), encoding="utf-8")
+    verdict = verify_file(exported, no_key)
+    assert "not valid JSON" in broken(verdict) and verdict.line == 3
+
+
+def test_an_added_entry_line_is_reported(exported: Path) -> None:
+    lines = lines_of(exported)
+    lines.append(lines[-1])
+    exported.write_text("".join(lines), encoding="utf-8")
+    verdict = verify_file(exported, no_key)
+    assert "more entries than" in broken(verdict) and verdict.line == len(lines)
+
+
+def test_a_replaced_head_in_the_header_is_reported(exported: Path) -> None:
+    lines = lines_of(exported)
+    header = json.loads(lines[0])
+    lines[0] = json.dumps({**header, "head": "f" * 64}) + "\n"
+    exported.write_text("".join(lines), encoding="utf-8")
+    assert "does not match the head" in broken(verify_file(exported, no_key))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("", "empty"),
+        ("not json\n", "not valid JSON"),
+        ('{"type": "entry"}\n', "not an audit export header"),
+        ('{"type": "header", "format": "other/9"}\n', "unknown format"),
+    ],
+)
+def test_a_file_without_an_export_header_is_reported_at_line_1(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content, encoding="utf-8")
+    verdict = verify_file(path, no_key)
+    assert expected in broken(verdict) and verdict.line == 1
