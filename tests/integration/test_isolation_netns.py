@@ -166,6 +166,34 @@ def test_selective_isolation_lets_through_only_the_allowed_destination(
     assert lab.reachable(lab.other_port)
 
 
+def test_isolating_a_critical_device_waits_for_a_second_admin(lab: Lab, released: str) -> None:
+    device = released
+    lab.stack.tag(device, "critical")
+    try:
+        held = lr(lab, "isolate", device)
+        assert held.exit_code != 0, "held for approval is not isolated yet"
+        command_id = _pending_id(lab, device)
+        assert f"waiting for approval by another user: lr approve {command_id}" in held.output
+        assert not lab.ns.has_isolation_table()
+        assert lab.device(device)["isolation"] == "none"
+
+        second = lab.stack.user(f"bob-{uuid.uuid4().hex[:6]}", ["admin"])
+        with lab.stack.client(second) as http:
+            approved = http.post(f"/commands/{command_id}/approve").json()
+        assert approved["status"] == "completed", approved
+        assert lab.ns.has_isolation_table()
+        assert not lab.reachable()
+        assert lab.device(device)["isolation"] == "full"
+    finally:
+        lab.stack.tag(device)
+
+
+def _pending_id(lab: Lab, device: str) -> str:
+    with lab.stack.client() as http:
+        (record,) = [r for r in http.get("/approvals").json() if r["device_id"] == device]
+    return str(record["command_id"])
+
+
 def assert_refused_and_not_recorded(lab: Lab, device: str, message: str) -> None:
     for path, body in ((f"/devices/{device}/isolate", {"mode": "full"}),
                        (f"/devices/{device}/release", {})):
