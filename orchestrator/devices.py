@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 import redis
 from pydantic import BaseModel
 
+from orchestrator.policies.model import TAG_RE
 from tasks import clock
 from tasks.errors import UnknownDeviceError, UsageError
 from tasks.keys import Keys
@@ -92,6 +94,16 @@ class DeviceRegistry:
                 fields = {as_text(k): as_text(v) for k, v in raw.items()}
                 out.append(self._to_device(device_id, fields))
         return out
+
+    def set_tags(self, device_id: str, tags: builtins.list[str]) -> Device:
+        """Replace the device's tags (its groups, e.g. `group:finance`, `critical`)."""
+        self.get(device_id)
+        for tag in tags:
+            if not TAG_RE.fullmatch(tag) or "," in tag:
+                raise UsageError(f"invalid tag {tag!r}",
+                                 hint="use 1-64 of [A-Za-z0-9._:/-], e.g. group:finance")
+        self.client.hset(self.keys.device(device_id), "tags", ",".join(sorted(set(tags))))
+        return self.get(device_id)
 
     def _to_device(self, device_id: str, raw: dict[str, str]) -> Device:
         last_seen = float(raw["last_seen"]) if raw.get("last_seen") else None

@@ -20,6 +20,13 @@ class OrchestratorUnreachableError(LiveResponseError):
     exit_code = 11
 
 
+class AwaitingApprovalError(LiveResponseError):
+    """Raised (exit 13) when `lr run` answers for a command the policy holds for a second person."""
+
+    code = "pending_approval"
+    exit_code = 13
+
+
 #: The error class whose exit code `lr run` uses for each final status but `completed`.
 STATUS_ERRORS: dict[str, type[LiveResponseError]] = {
     "failed": CommandFailedError,
@@ -59,6 +66,11 @@ def record_error(record: dict[str, Any]) -> LiveResponseError | None:
     if status == "completed":
         return None
     command = str(record.get("command") or "command")
+    if status == "pending-approval":
+        command_id = record.get("command_id")
+        return AwaitingApprovalError(
+            f"{command} waits for approval by a second person (command {command_id})",
+            hint=f"another user with the right role runs: lr approve {command_id}")
     raw_error = record.get("error")
     error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
     cls = STATUS_ERRORS.get(status, LiveResponseError)

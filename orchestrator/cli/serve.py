@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -35,8 +36,16 @@ def orchestrator() -> None:
     type=click.IntRange(1, 65535),
     help="TCP port to listen on.",
 )
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="LR_POLICY_FILE",
+    help="RBAC policy (YAML) to put in force at start [default: LR_POLICY_FILE; else the "
+    "policy in force stays].",
+)
 @pass_cli
-def serve(cli: CliContext, host: str, port: int) -> None:
+def serve(cli: CliContext, host: str, port: int, policy_file: Path | None) -> None:
     """Serve the HTTP API until interrupted.
 
     Without LR_REDIS_URL a private Redis is started in the data directory and stopped on exit,
@@ -75,6 +84,9 @@ def serve(cli: CliContext, host: str, port: int) -> None:
             click.echo(announce_keys(created), err=True)
         plane = ControlPlane.from_settings(settings.model_copy(update={"redis_url": url}))
         stack.callback(plane.close)
+        if policy_file is not None:
+            click.echo(f"lr: policy {plane.policies.load_at_start(policy_file, plane.audit)}",
+                       err=True)
         click.echo(
             f"lr: orchestrator on http://{host}:{port} (Redis {redact_url(url)}); Ctrl-C stops it",
             err=True,

@@ -4,55 +4,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from orchestrator.cli.main import main
 from orchestrator.cli.render import render_record
 from orchestrator.server import free_port
+from tests.e2e.cli import Lr
+from tests.e2e.cli import cli_env as _env
+from tests.e2e.cli import ok as _ok
 from tests.stack import Stack, new_device_id
 
 pytestmark = pytest.mark.integration
-
-Lr = Callable[..., Result]
-
-
-@pytest.fixture
-def device_id() -> str:
-    return new_device_id("cli")
-
-
-@pytest.fixture
-def stack(stack_factory, device_id: str) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    """API + one agent, stopped when the test ends, failed or not."""
-    with stack_factory([device_id]) as st:
-        yield st
-
-
-@pytest.fixture
-def lr(stack: Stack, tmp_path: Path) -> Lr:
-    """Run `lr` against the stack as its admin (or `token=`), isolated from the user's env."""
-    runner = CliRunner()
-
-    def invoke(*args: str, token: str | None = None, input: str | None = None) -> Result:
-        argv = ["--api-url", stack.url, "--token", token or stack.token, *args]
-        return runner.invoke(main, argv, input=input, env=_env(tmp_path))
-
-    return invoke
-
-
-def _env(tmp_path: Path) -> dict[str, str | None]:
-    return {"LR_DATA_DIR": str(tmp_path / "lr-home"), "LR_API_URL": None, "LR_TOKEN": None}
-
-
-def _ok(result: Result) -> Result:
-    assert result.exit_code == 0, (result.exit_code, result.output)
-    return result
-
 
 def _open(lr: Lr, device_id: str) -> str:
     return str(json.loads(_ok(lr("--json", "session", "open", device_id)).stdout)["id"])
