@@ -143,9 +143,7 @@ class Dispatcher:
             args=args.model_dump(mode="json"), cwd=cwd,
             issued_at=clock.now(), expires_at=record.expires_at,
         )
-        signer = getattr(p, "signer", None)
-        if signer is not None:
-            envelope = signer.sign(envelope)
+        envelope = p.signer.sign(envelope)
         p.celery.send_task(
             spec.task_name, args=[envelope.model_dump(mode="json")],
             task_id=record.command_id, queue=queue_for(record.device_id),

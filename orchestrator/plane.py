@@ -10,6 +10,7 @@ from celery import Celery
 from config import Settings
 from orchestrator.audit import AuditLog
 from orchestrator.devices import DeviceRegistry
+from orchestrator.policies.store import PolicyStore
 from orchestrator.sessions import SessionStore
 from tasks.app import make_celery_app
 from tasks.errors import ConfigurationError
@@ -31,6 +32,7 @@ class ControlPlane:
     devices: DeviceRegistry
     states: CommandStateStore
     signer: Signer
+    policies: PolicyStore
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ControlPlane:
@@ -50,6 +52,7 @@ class ControlPlane:
             devices=DeviceRegistry(client, keys, settings.device_offline_after_s),
             states=CommandStateStore(client, keys),
             signer=signer,
+            policies=PolicyStore(client, keys),
         )
 
     def close(self) -> None:

@@ -216,3 +216,18 @@ class CommandRejectedError(LiveResponseError):
     code = "rejected"
     http_status = 409
     exit_code = 9
+
+
+class PolicyError(UsageError):
+    """Raised when a policy file or text is invalid: names the line and field at fault."""
+
+    code = "invalid_policy"
+
+
+class ApprovalStateError(LiveResponseError):
+    """Raised when a command cannot be approved or denied: not waiting for approval any more,
+    or its approval window passed."""
+
+    code = "not_pending_approval"
+    http_status = 409
+    exit_code = 6
