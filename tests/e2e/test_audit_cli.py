@@ -178,3 +178,16 @@ def test_a_long_export_reports_progress_on_stderr(
     assert "exported 2500 of 2500 entries…" in result.stderr
     assert len(path.read_text(encoding="utf-8").splitlines()) == 2501
     ok(lr("audit", "verify", "--file", str(path)))
+
+
+def test_trim_of_a_tampered_stream_exits_12_and_removes_nothing(lr: Lr, filled: Stack) -> None:
+    client, keys = filled.plane.client, filled.plane.keys
+    ids = [e.id for e in filled.plane.audit.read()]
+    client.xdel(keys.audit, ids[1])
+    result = lr("audit", "trim", "--before", str(clock.now() + 60))
+    assert result.exit_code == 12, result.output
+    assert "refusing to trim" in result.stderr and "prev mismatch" in result.stderr
+    assert [e.id for e in filled.plane.audit.read()][: len(ids) - 1] == [ids[0], *ids[2:]]
+    assert client.get(keys.audit_checkpoint) is None
+    (refusal,) = filled.plane.audit.read(actor="admin", limit=1)
+    assert (refusal.action, refusal.decision) == ("audit.trim.denied", "denied")
