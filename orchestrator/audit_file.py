@@ -34,7 +34,8 @@ def export_lines(log: AuditLog, snap: ChainSnapshot) -> Iterator[str]:
         "format": EXPORT_FORMAT,
         "exported_at": float(clock.now()),
         "entries": snap.entries,
-        "head": snap.head or GENESIS,
+        # A missing head with entries present stays missing: the verifier reports it.
+        "head": snap.head or (GENESIS if snap.newest_id is None else ""),
         "checkpoint": json.loads(snap.checkpoint) if snap.checkpoint else None,
     })
     if snap.newest_id is None:

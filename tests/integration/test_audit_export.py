@@ -197,3 +197,12 @@ def test_a_file_without_an_export_header_is_reported_at_line_1(
     path.write_text(content, encoding="utf-8")
     verdict = verify_file(path, no_key)
     assert expected in broken(verdict) and verdict.line == 1
+
+
+def test_an_export_of_a_stream_whose_head_was_deleted_does_not_verify(
+    audit: AuditLog, exported: Path, redis_client: redis.Redis, keys: Keys, tmp_path: Path
+) -> None:
+    redis_client.delete(keys.audit_head)
+    path = write_export(audit, tmp_path / "headless.jsonl")
+    verdict = verify_file(path, no_key)
+    assert "'head' is missing" in broken(verdict) and verdict.line == 1
