@@ -28,12 +28,17 @@ from orchestrator.plane import ControlPlane
 from orchestrator.policies.loader import parse_policy
 from orchestrator.policies.model import PERM_ADMIN, Grant
 from orchestrator.policies.rbac import check_grant, is_allowed
+from tasks import clock
 from tasks.errors import LiveResponseError, NotFoundError, UsageError
 
 
 class UserBody(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     grants: list[Grant] = Field(min_length=1, max_length=64)
+
+
+class TokenBody(BaseModel):
+    ttl_s: float | None = Field(default=None, description="lifetime; none: until revoked")
 
 
 class RevokeBody(BaseModel):
@@ -100,13 +105,17 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[.
         return user_view(updated)
 
     @app.post("/users/{name}/tokens", status_code=201)
-    def create_token(name: str, user: Annotated[User, Depends(admin)]) -> dict[str, Any]:
+    def create_token(name: str, user: Annotated[User, Depends(admin)],
+                     body: TokenBody | None = None) -> dict[str, Any]:
         """Check: admin. The token is in this answer only; the audit records its id."""
-        with audited(user, "token.create", name, user=name):
-            token = issue_token(plane.client, plane.keys, name)
+        ttl_s = body.ttl_s if body else None
+        with audited(user, "token.create", name, user=name, ttl_s=ttl_s):
+            token = issue_token(plane.client, plane.keys, name, ttl_s=ttl_s)
+        expires_at = clock.now() + ttl_s if ttl_s is not None else None
         plane.audit.append(user.name, "token.created", name, "allowed", user=name,
-                           token_id=token_id(token))
-        return {"user": name, "token": token, "token_id": token_id(token)}
+                           token_id=token_id(token), expires_at=expires_at)
+        return {"user": name, "token": token, "token_id": token_id(token),
+                "expires_at": expires_at}
 
     @app.post("/tokens/revoke")
     def revoke(body: RevokeBody, user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:

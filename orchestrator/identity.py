@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import secrets
+from datetime import UTC, datetime
 
 import redis
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +25,10 @@ ROLE_NAME_RE = NAME_RE
 TOKEN_PREFIX = "lr_"
 #: A well-formed token: the prefix and 43 url-safe characters (`secrets.token_urlsafe(32)`).
 TOKEN_RE = re.compile(r"lr_[A-Za-z0-9_-]{43}")
+#: Longest lifetime a token may be given (a year).
+MAX_TOKEN_TTL_S = 366 * 24 * 3600
+#: How long an expired token is remembered, so its use is answered "expired", not "unknown".
+EXPIRED_TOKEN_GRACE_S = 30 * 24 * 3600
 #: What every authentication failure tells the user to do.
 TOKEN_HINT = "pass a token with LR_TOKEN or --token"
 
@@ -142,14 +147,24 @@ def token_id(token: str) -> str:
     return hash_token(token.strip())[:12]
 
 
-def issue_token(client: redis.Redis, keys: Keys, user: User | str) -> str:
-    """A new API token for `user`; the plain token is returned once and never stored."""
+def issue_token(client: redis.Redis, keys: Keys, user: User | str,
+                ttl_s: float | None = None) -> str:
+    """A new API token for `user`, valid for `ttl_s` seconds (None: until revoked).
+
+    The plain token is returned once and never stored.
+    """
     name = user.name if isinstance(user, User) else user
     get_user(client, keys, name)
+    if ttl_s is not None and not 1 <= ttl_s <= MAX_TOKEN_TTL_S:
+        raise UsageError(f"token lifetime {ttl_s:g} s is out of range",
+                         hint=f"give 1 s to {MAX_TOKEN_TTL_S // 86400} days")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     digest = hash_token(token)
+    value = name if ttl_s is None else f"{name}|{clock.now() + ttl_s!r}"
+    # The key outlives the token by a grace period, so a late use hears "expired".
+    key_ttl = None if ttl_s is None else int(ttl_s + EXPIRED_TOKEN_GRACE_S)
     # NX: a collision of 256-bit random tokens is not expected, but never rebind one.
-    if not client.set(keys.token(digest), name, nx=True):
+    if not client.set(keys.token(digest), value, nx=True, ex=key_ttl):
         raise LiveResponseError("token collision; issue the token again")
     client.sadd(keys.user_tokens(name), digest)
     return token
@@ -161,7 +176,7 @@ def find_token(client: redis.Redis, keys: Keys, token_or_id: str) -> tuple[str, 
     if TOKEN_RE.fullmatch(text):
         digest = hash_token(text)
         owner = client.get(keys.token(digest))
-        return (digest, as_text(owner)) if owner is not None else None
+        return (digest, _token_value(owner)[0]) if owner is not None else None
     if not re.fullmatch(r"[0-9a-f]{12}", text):
         raise UsageError(f"{_shown(text)} is neither an API token nor a token id",
                          hint="a token id is the 12 hex digits `lr admin token create` printed")
@@ -181,6 +196,12 @@ def revoke_token_hash(client: redis.Redis, keys: Keys, digest: str, user: str) -
     return bool(pipe.execute()[0])
 
 
+def _token_value(value: bytes | str) -> tuple[str, float | None]:
+    """(user, expires_at or None) from a stored token value `user` or `user|expires_at`."""
+    name, _, expires = as_text(value).partition("|")
+    return name, float(expires) if expires else None
+
+
 def _shown(text: str) -> str:
     """How a rejected token-ish value is named in an error: never echoed (it may be a secret)."""
     return f"the value given ({len(text)} characters)"
@@ -196,11 +217,16 @@ def authenticate(client: redis.Redis, keys: Keys, token: str | None) -> User:
             f"malformed API token (expected '{TOKEN_PREFIX}' followed by 43 characters)",
             hint=TOKEN_HINT,
         )
-    name = client.get(keys.token(hash_token(token.strip())))
-    if name is None:
+    value = client.get(keys.token(hash_token(token.strip())))
+    if value is None:
         raise AuthenticationError("unknown API token (never issued, or revoked)", hint=TOKEN_HINT)
+    name, expires_at = _token_value(value)
+    if expires_at is not None and clock.now() >= expires_at:
+        raise AuthenticationError(
+            f"API token expired at {datetime.fromtimestamp(expires_at, UTC):%Y-%m-%d %H:%M} UTC",
+            hint="ask an admin for a new one: lr admin token create USER")
     try:
-        return get_user(client, keys, as_text(name))
+        return get_user(client, keys, name)
     except NotFoundError:
         raise AuthenticationError(
             "the API token's user no longer exists", hint=TOKEN_HINT

@@ -148,9 +148,9 @@ class ApiClient:
         return self._call("POST", f"/users/{_segment(name)}/grants",
                           json={"role": role, "scope": scope})
 
-    def create_token(self, user: str) -> dict[str, Any]:
-        """A new API token of `user`: {"user", "token", "token_id"} (admin)."""
-        return self._call("POST", f"/users/{_segment(user)}/tokens")
+    def create_token(self, user: str, ttl_s: float | None = None) -> dict[str, Any]:
+        """A new API token of `user`: {"user", "token", "token_id", "expires_at"} (admin)."""
+        return self._call("POST", f"/users/{_segment(user)}/tokens", json={"ttl_s": ttl_s})
 
     def revoke_token(self, token_or_id: str) -> dict[str, Any]:
         """Revoke a token given as itself or by its id (admin, or the token's owner)."""

@@ -58,16 +58,35 @@ def token_group() -> None:
     """API tokens: shown once at creation, stored only as a hash."""
 
 
+class Duration(click.ParamType):
+    """A lifetime: seconds, or a number with s, m, h or d (`90d`, `12h`)."""
+
+    name = "DURATION"
+    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        text = str(value).strip().lower()
+        unit = self.UNITS.get(text[-1:], None)
+        number = text[:-1] if unit else text
+        try:
+            return float(number) * (unit or 1)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (e.g. 3600, 12h, 90d)", param, ctx)
+
+
 @token_group.command("create")
 @click.argument("user")
+@click.option("--ttl", type=Duration(), help="Lifetime (e.g. 12h, 90d) [default: until revoked].")
 @pass_cli
-def token_create(cli: CliContext, user: str) -> None:
+def token_create(cli: CliContext, user: str, ttl: float | None) -> None:
     """Issue a new API token for USER and print it once (--json: {"token": ...})."""
-    made = cli.client.create_token(user)
+    made = cli.client.create_token(user, ttl)
     if cli.json_output:
         click.echo(to_json(made))
         return
-    click.echo(f"token for {made['user']} (id {made['token_id']}):", err=True)
+    until = f", expires {format_time(made['expires_at'])}" if made.get("expires_at") else ""
+    click.echo(f"token for {made['user']} (id {made['token_id']}{until}):", err=True)
     click.echo(made["token"])
     click.echo("store it now: it is kept only as a hash and cannot be shown again", err=True)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from orchestrator.identity import list_users, token_id
@@ -162,3 +164,19 @@ def test_only_admins_manage_users(stack: Stack) -> None:
     assert resp.status_code == 403
     assert "sneaky" not in _user_names(stack)
     assert _last(stack, "not-admin", "access.denied")["details"]["permission"] == "admin"
+
+
+def test_an_expired_token_gets_401_saying_so(stack: Stack) -> None:
+    stack.user("shortlived", ["viewer"])
+    with stack.client() as http:
+        made = http.post("/users/shortlived/tokens", json={"ttl_s": 1}).json()
+        assert made["expires_at"] is not None
+        too_long = http.post("/users/shortlived/tokens", json={"ttl_s": 10 * 365 * 86400})
+        assert too_long.status_code == 400 and "out of range" in too_long.json()["error"]["message"]
+    with stack.client(made["token"]) as http:
+        assert http.get("/whoami").status_code == 200
+        time.sleep(1.2)
+        resp = http.get("/whoami")
+    assert resp.status_code == 401
+    assert "API token expired at" in resp.json()["error"]["message"]
+    assert "expired" in _last(stack, "anonymous", "auth.failed")["details"]["message"]
