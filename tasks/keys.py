@@ -70,6 +70,11 @@ class Keys:
         return f"{self.prefix}:user:{name}:tokens"
 
     @property
+    def bootstrap(self) -> str:
+        """String: the first admin's name, claimed once by `lr admin init`."""
+        return f"{self.prefix}:bootstrap"
+
+    @property
     def policy(self) -> str:
         """Hash: the policy in force (yaml, digest, who set it, when)."""
         return f"{self.prefix}:policy"

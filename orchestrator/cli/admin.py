@@ -37,12 +37,17 @@ def init(cli: CliContext, name: str) -> None:
     client = redis.Redis.from_url(find_redis_url(cli.settings))
     keys = Keys(cli.settings.key_prefix)
     try:
-        if has_any_user(client, keys):
+        # The bootstrap key is the one atomic claim: of two concurrent inits only one wins.
+        if has_any_user(client, keys) or not client.set(keys.bootstrap, name, nx=True):
             raise UsageError(
                 "users already exist: 'lr admin init' only sets up the first admin",
                 hint="ask an existing admin for an account",
             )
-        user = create_user(client, keys, name, ["admin"])
+        try:
+            user = create_user(client, keys, name, ["admin"])
+        except BaseException:
+            client.delete(keys.bootstrap)
+            raise
         token = issue_token(client, keys, user)
         try:
             AuditLog(client, keys).append(
@@ -57,7 +62,7 @@ def init(cli: CliContext, name: str) -> None:
         except BaseException:
             # An admin nobody audited must not exist: undo, then report.
             revoke_token(client, keys, token)
-            client.delete(keys.user(user.name))
+            client.delete(keys.user(user.name), keys.bootstrap)
             client.srem(keys.users, user.name)
             raise
     except redis.RedisError as exc:

@@ -106,3 +106,7 @@ main.add_command(approve)
 main.add_command(deny)
 main.add_command(orchestrator)
 main.add_command(demo)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +74,24 @@ def test_a_second_init_is_refused_with_exit_2(env: dict[str, str | None]) -> Non
     (line,) = second.stderr.splitlines()
     assert line.startswith("lr: users already exist")
     assert "lr_" not in second.stdout
+
+
+def test_concurrent_inits_make_exactly_one_admin(
+    env: dict[str, str | None], redis_client: redis.Redis, keys: Keys
+) -> None:
+    lr = [sys.executable, "-m", "orchestrator.cli.main"]
+    full_env = {**os.environ, **{k: v for k, v in env.items() if v is not None}}
+    for name in ("LR_API_URL", "LR_TOKEN"):
+        full_env.pop(name, None)
+    procs = [subprocess.Popen([*lr, "admin", "init", "--user", f"root{i}"], env=full_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(4)]
+    codes = sorted(p.wait(timeout=60) for p in procs)
+    for p in procs:
+        p.stdout.close()  # type: ignore[union-attr]
+        p.stderr.close()  # type: ignore[union-attr]
+    assert codes == [0, 2, 2, 2]
+    assert len(redis_client.smembers(keys.users)) == 1
 
 
 def test_init_without_any_redis_says_how_to_get_one(tmp_path: Path) -> None:
