@@ -237,11 +237,13 @@ def render_devices(devices: list[dict[str, Any]]) -> str:
             format_age(d.get("last_seen"), now),
             d.get("platform"),
             d.get("hostname"),
+            ",".join(clean(t) for t in d.get("tags") or []) or MISSING,
             format_isolation(d),
         ]
         for d in devices
     ]
-    return format_table(["ID", "ONLINE", "LAST SEEN", "PLATFORM", "HOSTNAME", "ISOLATION"], rows)
+    return format_table(
+        ["ID", "ONLINE", "LAST SEEN", "PLATFORM", "HOSTNAME", "GROUPS", "ISOLATION"], rows)
 
 
 def format_isolation(device: dict[str, Any]) -> str:

@@ -63,6 +63,9 @@ def test_policy_check_names_line_and_field(lr: Lr, tmp_path: Path) -> None:
 def test_a_held_command_waits_and_a_second_person_approves_it(
         lr: Lr, stack: Stack, device_id: str) -> None:
     ok(lr("admin", "device", "tag", device_id, "critical", "group:web"))
+    row = [line.split() for line in ok(lr("devices")).stdout.splitlines()
+           if line.startswith(device_id)]
+    assert "critical,group:web" in row[0]
     alice, bob = stack.user("alice", ["advanced"]), stack.user("bob", ["advanced"])
     session = json.loads(ok(lr("--json", "session", "open", device_id, token=alice)).stdout)["id"]
     victim = subprocess.Popen(["sleep", "300"])
