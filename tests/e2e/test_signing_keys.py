@@ -119,6 +119,16 @@ def test_serve_with_an_external_redis_and_no_key_fails_clearly(
     assert not (tmp_path / "lr-home" / "keys").exists()  # external Redis: never made silently
 
 
+def test_demo_with_an_external_redis_and_no_key_fails_clearly(
+    env: dict[str, str | None], tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(main, ["demo"], env=env)
+    assert result.exit_code == 10, result.output
+    assert "lr admin keys init" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "lr-home" / "keys").exists()
+
+
 @pytest.fixture
 def short_home() -> Iterator[Path]:
     """A data directory short enough for the embedded Redis's unix socket."""

@@ -18,6 +18,8 @@ import redis
 
 from orchestrator.cleanup import delete_matching
 from tasks.envelope import CommandEnvelope, CommandStatus
+from tasks.queues import queue_for
+from tasks.registry import REGISTRY
 from tasks.signing import KeyPair, Signer, generate_keypair
 from tests.security.by_hand import queued_envelope, send_raw, victim
 from tests.stack import Stack, live_stack, new_device_id
@@ -160,6 +162,19 @@ def test_a_signed_task_runs_once_and_its_replay_is_refused(st: Stack, device: st
     assert_refused_and_audited(st, device, env, again, "rejected", "replayed")
     assert st.plane.states.state(env.command_id) is CommandStatus.COMPLETED
     assert st.plane.states.get(env.command_id)["finished_at"] == finished
+
+
+def test_a_malformed_envelope_is_refused_and_audited(st: Stack, device: str) -> None:
+    command_id = uuid.uuid4().hex
+    result = st.plane.celery.send_task(
+        REGISTRY["kill"].task_name, args=[{"command_id": command_id, "signature": "x"}],
+        queue=queue_for(device), task_id=command_id)
+    outcome = dict(result.get(timeout=20))
+    assert outcome["status"] == "rejected" and outcome["error"]["code"] == "malformed_envelope"
+    (entry,) = st.plane.audit.read(command=command_id)
+    assert entry.action == "agent.rejected" and entry.details["reason"] == "malformed_envelope"
+    assert entry.details["key_id"] is None
+    assert st.plane.audit.verify().ok
 
 
 def test_an_agent_without_a_readable_public_key_refuses_to_start(
