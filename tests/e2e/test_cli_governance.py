@@ -19,7 +19,7 @@ def test_admin_adds_a_scoped_user_gives_a_token_and_revokes_it(lr: Lr, stack: St
     assert out.stdout.strip() == "created user dana (roles: advanced@group:web)"
     made = json.loads(ok(lr("--json", "admin", "token", "create", "dana")).stdout)
     token = made["token"]
-    assert token.startswith("lr_") and set(made) == {"user", "token", "token_id"}
+    assert token.startswith("lr_") and set(made) == {"user", "token", "token_id", "expires_at"}
     assert ok(lr("whoami", token=token)).stdout.strip() == "dana (roles: advanced@group:web)"
     ok(lr("admin", "user", "grant", "dana", "--role", "viewer"))
     listed = ok(lr("admin", "user", "list")).stdout
