@@ -240,7 +240,7 @@ class AuditLog(AuditChain):
 
 
 def _check_entry(
-    entry_id: str, fields: dict[str, str], expected_prev: str, *, first: bool
+    entry_id: str, fields: Mapping[str, str], expected_prev: str, *, first: bool
 ) -> str | None:
     """The problem with one stored entry given the hash before it, or None when it is sound."""
     missing = [name for name in ENTRY_FIELDS if name not in fields]

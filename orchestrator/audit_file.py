@@ -61,9 +61,10 @@ def verify_file(path: Path, load_verifier: Callable[[], Verifier | None]) -> Aud
 
 def _verify_stream(stream: IO[bytes], load_verifier: Callable[[], Verifier | None]) -> AuditVerdict:
     lines = _numbered_lines(stream)
-    header, problem = _read_header(next(lines, None))
+    header, header_problem = _read_header(next(lines, None))
     if header is None:
-        return AuditVerdict(ok=False, entries=0, head="", problem=problem, line=1)
+        return AuditVerdict(ok=False, entries=0, head="", problem=header_problem, line=1)
+    problem: str | None
     head = header["head"]
     announced: int = header["entries"]
     walk = ChainWalk(GENESIS)

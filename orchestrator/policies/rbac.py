@@ -52,7 +52,7 @@ def is_allowed(policy: Policy, grants: Sequence[Grant], permission: str,
 def authorize(policy: Policy, user_name: str, grants: Sequence[Grant], permission: str,
               device_id: str | None = None, device_tags: Iterable[str] | None = None) -> None:
     """Raise PermissionDeniedError naming the missing permission unless it is granted."""
-    tags = list(device_tags) if device_id is not None else None
+    tags = list(device_tags or []) if device_id is not None else None
     if is_allowed(policy, grants, permission, tags):
         return
     held = ", ".join(str(g) for g in grants) or "none"
