@@ -207,11 +207,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
             return _answer(record)
         return _answer(dispatcher.wait(record))
 
-    @app.get("/commands/{command_id}")
-    def get_command(command_id: str, user: Annotated[User, Depends(viewer)]) -> dict[str, Any]:
-        """Check: view."""
-        return dispatcher.get(command_id).model_dump(mode="json")
-
     add_audit_routes(app, plane, current_user, viewer, _require)
 
     return app

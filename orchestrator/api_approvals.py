@@ -1,4 +1,4 @@
-"""HTTP routes of second-person approval: list, approve (then wait for the result), deny."""
+"""HTTP routes of a command after its request: read it; list, approve (then wait), deny."""
 
 # No `from __future__ import annotations`: FastAPI must resolve the dependency objects.
 
@@ -23,13 +23,19 @@ class DenyBody(BaseModel):
 def add_approval_routes(app: FastAPI, plane: ControlPlane, dispatcher: Dispatcher,
                         current_user: Callable[..., User], viewer: Callable[..., User],
                         answer: Callable[[CommandRecord], Response]) -> None:
-    """Register /approvals and /commands/{id}/approve|deny on `app`."""
+    """Register /approvals, /commands/{id} and /commands/{id}/approve|deny on `app`."""
     approvals = Approvals(dispatcher)
 
     @app.get("/approvals")
     def list_pending(user: Annotated[User, Depends(viewer)]) -> list[dict[str, Any]]:
         """Check: view. Commands waiting for a second person (overdue ones expire here)."""
         return [r.model_dump(mode="json") for r in approvals.pending()]
+
+    @app.get("/commands/{command_id}")
+    def get_command(command_id: str, user: Annotated[User, Depends(viewer)]) -> dict[str, Any]:
+        """Check: view. A command whose approval window passed shows as expired."""
+        approvals.expire_overdue()
+        return dispatcher.get(command_id).model_dump(mode="json")
 
     @app.post("/commands/{command_id}/approve")
     def approve(command_id: str, user: Annotated[User, Depends(current_user)]) -> Response:

@@ -157,6 +157,8 @@ def test_an_unapproved_command_expires(stack: Stack, critical: str, people: dict
     try:
         record = _request_kill(stack, critical, people["alice"], victim.pid)
         time.sleep(1.5)
+        with stack.client(people["alice"]) as http:
+            assert http.get(f"/commands/{record['command_id']}").json()["status"] == "expired"
         with stack.client(people["bob"]) as http:
             assert http.get("/approvals").json() == []
             resp = http.post(f"/commands/{record['command_id']}/approve")
