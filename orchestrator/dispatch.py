@@ -25,7 +25,7 @@ from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, Error
 from tasks.errors import CommandNotFoundError, LiveResponseError, UsageError
 from tasks.parsing import parse_line
 from tasks.queues import queue_for
-from tasks.registry import CommandSpec
+from tasks.registry import REGISTRY, CommandSpec
 from tasks.replies import as_text
 
 log = logging.getLogger(__name__)
@@ -176,8 +176,8 @@ class Dispatcher:
             state = CommandStatus(fields["state"]) if fields.get("state") else None
             if state is CommandStatus.RUNNING:
                 started = float(fields.get("started_at") or clock.now())
-                deadline = max(deadline, started + p.settings.command_time_limit_s
-                               + 2 * WAIT_GRACE_S)
+                limit = REGISTRY[record.command].time_limit(p.settings.command_time_limit_s)
+                deadline = max(deadline, started + limit + 2 * WAIT_GRACE_S)
             elif state is not None and state.final:
                 return self._finish(record, _error_outcome(
                     record, state, state.value,

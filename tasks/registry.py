@@ -52,11 +52,17 @@ class CommandSpec:
     allowed_while_isolated: bool = False
     #: May be sent to a device without a session (containment).
     device_level: bool = False
+    #: The command's own soft time limit in seconds (long transfers); None: the default one.
+    time_limit_s: float | None = None
     platforms: frozenset[str] = frozenset({"linux", "darwin", "windows"})
     positionals: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
     #: Positionals that may be omitted (they must be last).
     optional_positionals: frozenset[str] = field(default_factory=frozenset)
+
+    def time_limit(self, default_s: float) -> float:
+        """The soft time limit this command runs under, given the configured default."""
+        return self.time_limit_s if self.time_limit_s is not None else default_s
 
     @property
     def task_name(self) -> str:

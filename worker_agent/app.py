@@ -84,9 +84,10 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
         handlers=dict(HANDLERS), output_max_bytes=settings.output_max_bytes,
         agent_pid=os.getpid(), verifier=verifier,
         broker_endpoints=broker_endpoints(settings.redis_url),
+        settings=settings,
     )
     for spec in registry.values():
-        _register_task(app, spec, executor, settings.command_time_limit_s)
+        _register_task(app, spec, executor, spec.time_limit(settings.command_time_limit_s))
     app.lr_agent = AgentRuntime(device_id, client, keys, settings.heartbeat_interval_s)  # type: ignore[attr-defined]
     app.steps["worker"].add(HeartbeatStep)
     return app

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from config.settings import Settings
+from tasks.keys import Keys
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,13 @@ class CommandContext:
     output_max_bytes: int = 4 * 1024 * 1024
     #: Where the broker is (empty for a unix socket); None when unknown, so isolation refuses.
     broker_endpoints: tuple[BrokerEndpoint, ...] | None = None
+    #: The command's id (also names its file transfer stream, if it has one).
+    command_id: str = ""
+    #: The agent's Redis client and key names, for commands that move bytes over the broker.
+    client: Any = None
+    keys: Keys = field(default_factory=Keys)
+    #: The agent's settings (limits, data directory, configurable roots).
+    settings: Settings = field(default_factory=Settings)
 
     def resolve(self, path: str) -> Path:
         """`path` made absolute against the session cwd (no symlink resolution, no I/O)."""

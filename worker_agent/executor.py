@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
 
+from config.settings import Settings
 from tasks import clock
 from tasks.auditchain import AuditChain
 from tasks.commands.base import CommandArgs, CommandResult
@@ -56,6 +57,8 @@ class Executor:
     verifier: Verifier
     #: Where the broker is, for isolation (see CommandContext.broker_endpoints).
     broker_endpoints: tuple[BrokerEndpoint, ...] | None = None
+    #: The agent's settings, handed to handlers in their context.
+    settings: Settings = field(default_factory=Settings)
 
     def __post_init__(self) -> None:
         self.states = CommandStateStore(self.client, self.keys)
@@ -174,6 +177,10 @@ class Executor:
             protected_pids=frozenset(protected),
             output_max_bytes=self.output_max_bytes,
             broker_endpoints=self.broker_endpoints,
+            command_id=env.command_id,
+            client=self.client,
+            keys=self.keys,
+            settings=self.settings,
         )
 
     def _protected_pids(self) -> set[int]:
