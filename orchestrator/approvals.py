@@ -10,12 +10,22 @@ from orchestrator.policies.isolation import check_isolation
 from orchestrator.policies.rbac import authorize
 from orchestrator.records import CommandRecord
 from tasks import clock
+from tasks.commands.base import CommandArgs
 from tasks.envelope import CommandStatus, ErrorInfo
 from tasks.errors import ApprovalStateError, LiveResponseError, PermissionDeniedError
 from tasks.parsing import parse_line
+from tasks.registry import REGISTRY, CommandSpec
 from tasks.replies import as_text
 
 PENDING = CommandStatus.PENDING_APPROVAL
+
+
+def command_of(record: CommandRecord) -> tuple[CommandSpec, CommandArgs]:
+    """The spec and the arguments (as prepared when requested) of a recorded command."""
+    if record.args is None:
+        return parse_line(record.line)
+    spec = REGISTRY[record.command]
+    return spec, spec.args_model.model_validate(record.args)
 
 
 class Approvals:
@@ -30,7 +40,7 @@ class Approvals:
         p = self.plane
         try:
             record = self._decidable(user, command_id)
-            spec, args = parse_line(record.line)
+            spec, args = command_of(record)
             device = p.devices.get(record.device_id)
             check_isolation(device, spec)
             session = None
@@ -106,10 +116,11 @@ class Approvals:
             raise PermissionDeniedError(
                 f"user {user.name!r} requested command {command_id}: a second person must "
                 "decide it", hint="ask another user with the right role to approve it")
-        spec, _ = parse_line(record.line)
+        spec, args = command_of(record)
         device = self.plane.devices.get(record.device_id)
-        authorize(self.plane.policies.policy, user.name, user.grants, spec.permission,
-                  device.id, device.tags)
+        for permission in spec.permissions_for(args):
+            authorize(self.plane.policies.policy, user.name, user.grants, permission,
+                      device.id, device.tags)
         return record
 
     def _move(self, user: User, record: CommandRecord, to: CommandStatus,

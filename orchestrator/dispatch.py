@@ -17,6 +17,7 @@ from orchestrator.plane import ControlPlane
 from orchestrator.policies.isolation import check_isolation
 from orchestrator.policies.model import ApprovalRule
 from orchestrator.policies.rbac import authorize
+from orchestrator.preparers import prepare
 from orchestrator.records import CommandRecord, record_fields, record_from_fields
 from orchestrator.sessions import Session
 from tasks import clock
@@ -58,7 +59,8 @@ class Dispatcher:
             session = p.sessions.check_usable(session_id, user.name)
             spec, args = parse_line(line)
             device = p.devices.get(session.device_id)
-            rule = self._check(user, spec, device)
+            rule = self._check(user, spec, args, device)
+            args = prepare(p, spec, args)
         except LiveResponseError as exc:
             self._audit_denial(user, session_id, command_id, line, exc)
             raise
@@ -73,16 +75,20 @@ class Dispatcher:
                 raise UsageError(f"{spec.name!r} runs inside a session, not on a device directly",
                                  hint="open one with `lr session open DEVICE`")
             device = self.plane.devices.get(device_id)
-            rule = self._check(user, spec, device)
+            rule = self._check(user, spec, args, device)
+            args = prepare(self.plane, spec, args)
         except LiveResponseError as exc:
             self._audit_denial(user, "", command_id, line, exc, device=device_id)
             raise
         return self._admit(user, command_id, spec, args, line, device, rule, None)
 
-    def _check(self, user: User, spec: CommandSpec, device: Device) -> ApprovalRule | None:
-        """Authorize on the device, apply its isolation; return the approval rule, if any."""
+    def _check(self, user: User, spec: CommandSpec, args: CommandArgs,
+               device: Device) -> ApprovalRule | None:
+        """Authorize on the device (and each flag that needs more), apply its isolation;
+        return the approval rule, if any."""
         policy = self.plane.policies.policy
-        authorize(policy, user.name, user.grants, spec.permission, device.id, device.tags)
+        for permission in spec.permissions_for(args):
+            authorize(policy, user.name, user.grants, permission, device.id, device.tags)
         check_isolation(device, spec)
         return policy.approval_rule(spec.name, device.tags)
 
@@ -96,7 +102,7 @@ class Dispatcher:
         pending = rule is not None
         record = CommandRecord(
             command_id=command_id, session_id=session_id, device_id=device.id, user=user.name,
-            command=spec.name, line=line, created_at=now,
+            command=spec.name, line=line, args=args.model_dump(mode="json"), created_at=now,
             status=CommandStatus.PENDING_APPROVAL if pending else CommandStatus.QUEUED,
             expires_at=None if pending else now + p.settings.command_expiry_s,
             approval_expires_at=now + rule.timeout_s if rule else None,

@@ -19,6 +19,8 @@ class CommandRecord(BaseModel):
     user: str
     command: str
     line: str
+    #: The parsed (and, for library commands, resolved) arguments the envelope carries.
+    args: dict[str, Any] | None = None
     status: CommandStatus
     result: dict[str, Any] | None = None
     error: ErrorInfo | None = None

@@ -52,6 +52,8 @@ class CommandSpec:
     allowed_while_isolated: bool = False
     #: May be sent to a device without a session (containment).
     device_level: bool = False
+    #: Argument fields that need one more permission when set, e.g. (("force", PERM_ADMIN),).
+    flag_permissions: tuple[tuple[str, str], ...] = ()
     #: The command's own soft time limit in seconds (long transfers); None: the default one.
     time_limit_s: float | None = None
     platforms: frozenset[str] = frozenset({"linux", "darwin", "windows"})
@@ -59,6 +61,11 @@ class CommandSpec:
     options: tuple[Option, ...] = ()
     #: Positionals that may be omitted (they must be last).
     optional_positionals: frozenset[str] = field(default_factory=frozenset)
+
+    def permissions_for(self, args: CommandArgs) -> list[str]:
+        """Every permission running these arguments needs: the command's, plus its flags'."""
+        extra = [perm for name, perm in self.flag_permissions if getattr(args, name, None)]
+        return [self.permission, *extra]
 
     def time_limit(self, default_s: float) -> float:
         """The soft time limit this command runs under, given the configured default."""
