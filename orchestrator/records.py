@@ -33,6 +33,10 @@ class CommandRecord(BaseModel):
     decided_by: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    #: Live progress of a long command (file transfers: {"bytes": n, "size": total}).
+    progress: dict[str, Any] | None = None
+    #: Set when the command runs in the background: the session's job number.
+    job: int | None = None
 
 
 def record_fields(record: CommandRecord) -> dict[str, str]:
