@@ -15,9 +15,11 @@ from pydantic import BaseModel, Field
 from orchestrator.api_admin import add_admin_routes
 from orchestrator.api_approvals import add_approval_routes
 from orchestrator.api_audit import add_audit_routes
+from orchestrator.api_jobs import add_job_routes
 from orchestrator.devices import Device
 from orchestrator.dispatch import Dispatcher
 from orchestrator.identity import User, authenticate
+from orchestrator.jobs import Jobs, split_background
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.rbac import PERM_ADMIN, PERM_SESSION, PERM_VIEW, authorize, is_allowed
 from orchestrator.records import CommandRecord
@@ -33,6 +35,8 @@ class OpenSessionBody(BaseModel):
 
 class RunBody(BaseModel):
     line: str = Field(min_length=1, max_length=8192)
+    #: Answer at once with the record (and a job number); the orchestrator collects the result.
+    background: bool = False
 
 
 class IsolateBody(BaseModel):
@@ -44,6 +48,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
     """The FastAPI app serving `plane`."""
     app = FastAPI(title="liveresponse orchestrator", version="0.1.0")
     dispatcher = Dispatcher(plane)
+    jobs = Jobs(dispatcher)
+    app.state.jobs = jobs
     app.state.plane = plane
 
     def current_user(request: Request) -> User:
@@ -80,8 +86,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
         return is_allowed(plane.policies.policy, user.grants, PERM_VIEW, tags)
 
     def _answer(record: CommandRecord) -> Response:
-        """A command record; 202 while it waits for approval, 200 once it has an outcome."""
-        status = 202 if record.status is CommandStatus.PENDING_APPROVAL else 200
+        """A command record; 202 while it has no outcome yet (held, or a background job)."""
+        status = 200 if record.status.final else 202
         # Serialised by pydantic directly: results can be large, the generic encoder is slow.
         return Response(record.model_dump_json(), status_code=status,
                         media_type="application/json")
@@ -110,6 +116,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     add_admin_routes(app, plane, current_user, _require)
     add_approval_routes(app, plane, dispatcher, current_user, viewer, _answer)
+    add_job_routes(app, jobs, current_user, viewer)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -183,8 +190,12 @@ def create_app(plane: ControlPlane) -> FastAPI:
     def run_command(session_id: str, body: RunBody,
                     user: Annotated[User, Depends(current_user)]) -> Response:
         """Check: the full command pipeline (session, parse, device, permission on the device,
-        isolation, approval). A command held for approval answers 202 at once."""
-        record = dispatcher.submit(user, session_id, body.line)
+        isolation, approval). A command held for approval, or run in the background (`&` at
+        the end of the line, or "background": true), answers 202 at once."""
+        line, background = split_background(body.line)
+        if background or body.background:
+            return _answer(jobs.start(user, session_id, line))
+        record = dispatcher.submit(user, session_id, line)
         if record.status is CommandStatus.PENDING_APPROVAL:
             return _answer(record)
         return _answer(dispatcher.wait(record))

@@ -177,6 +177,11 @@ class Dispatcher:
         while True:
             outcome = self._get(result, max(min(WAIT_SLICE_S, deadline - clock.now()), 0.05))
             if outcome is not None:
+                if (outcome.status is not CommandStatus.COMPLETED and p.states.state(
+                        record.command_id) is CommandStatus.CANCELLED):
+                    outcome = _error_outcome(
+                        record, CommandStatus.CANCELLED, "cancelled",
+                        "the command was cancelled while it ran; the agent stopped it")
                 return self._finish(record, outcome)
             fields = p.states.get(record.command_id)
             state = CommandStatus(fields["state"]) if fields.get("state") else None
@@ -187,7 +192,7 @@ class Dispatcher:
             elif state is not None and state.final:
                 return self._finish(record, _error_outcome(
                     record, state, state.value,
-                    f"the command was {state.value} before the agent started it"))
+                    f"the command was {state.value} before the agent finished it"))
             if clock.now() < deadline:
                 continue
             if state is CommandStatus.QUEUED:
@@ -211,21 +216,42 @@ class Dispatcher:
                 "see the agent's log on the endpoint"))
 
     def cancel_pending(self, user: User, session_id: str, reason: str) -> list[str]:
-        """Cancel the session's commands no agent has started; return their ids."""
+        """Cancel every unfinished command of the session (queued, held for approval, or
+        running: the agent stops those); return their ids."""
         p = self.plane
         cancelled = []
         for raw_id in p.client.lrange(p.keys.session_commands(session_id), 0, -1):
             command_id = as_text(raw_id)
-            moved, _ = p.states.transition(command_id, CommandStatus.CANCELLED,
-                                           [CommandStatus.QUEUED, CommandStatus.PENDING_APPROVAL],
-                                           {"finished_at": repr(clock.now())})
-            if moved:
-                p.client.zrem(p.keys.approvals, command_id)
-                AsyncResult(command_id, app=p.celery).revoke()
-                p.audit.append(user.name, "command.cancelled", session_id, "cancelled",
-                               session=session_id, command_id=command_id, reason=reason)
+            if self.cancel(user, command_id, session_id, reason):
                 cancelled.append(command_id)
         return cancelled
+
+    def cancel(self, user: User, command_id: str, session_id: str, reason: str) -> bool:
+        """Cancel one unfinished command; a running one is stopped on its agent (SIGTERM to
+        the pool process running it). False when it had already ended."""
+        p = self.plane
+        moved, before = p.states.transition(
+            command_id, CommandStatus.CANCELLED,
+            [CommandStatus.QUEUED, CommandStatus.PENDING_APPROVAL, CommandStatus.RUNNING],
+            {"finished_at": repr(clock.now())})
+        if not moved:
+            return False
+        p.client.zrem(p.keys.approvals, command_id)
+        running = before is CommandStatus.RUNNING
+        device_id = as_text(p.client.hget(p.keys.command(command_id), "device_id") or b"")
+        p.celery.control.revoke(command_id, terminate=running, signal="SIGTERM",
+                                destination=self._agent_nodes(device_id.strip('"')))
+        p.audit.append(user.name, "command.cancelled", session_id or command_id, "cancelled",
+                       session=session_id or None, command_id=command_id, reason=reason,
+                       was=before.value if before else None)
+        return True
+
+    def _agent_nodes(self, device_id: str) -> list[str] | None:
+        """The Celery node name of the device's agent, so a revoke reaches only it."""
+        if not device_id:
+            return None
+        host = self.plane.client.hget(self.plane.keys.device(device_id), "hostname")
+        return [f"lr-agent-{device_id}@{as_text(host)}"] if host else None
 
     def run(self, user: User, session_id: str, line: str) -> CommandRecord:
         """Submit and wait."""

@@ -24,8 +24,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def serve(plane: ControlPlane, host: str, port: int) -> None:
     """Serve the API until interrupted."""
-    uvicorn.run(create_app(plane), host=host, port=port, log_level="warning",
-                access_log=False)
+    app = create_app(plane)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        app.state.jobs.shutdown()
 
 
 class ServerThread:
@@ -34,7 +37,8 @@ class ServerThread:
     def __init__(self, plane: ControlPlane, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self.port = port or free_port(host)
-        config = uvicorn.Config(create_app(plane), host=self.host, port=self.port,
+        self.app = create_app(plane)
+        config = uvicorn.Config(self.app, host=self.host, port=self.port,
                                 log_level="warning", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="lr-api", daemon=True)
@@ -55,6 +59,7 @@ class ServerThread:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self.app.state.jobs.shutdown()
 
     def __enter__(self) -> ServerThread:
         return self.start()

@@ -37,6 +37,10 @@ class Keys:
         """List of the command ids of one session, in order."""
         return f"{self.prefix}:session:{session_id}:cmds"
 
+    def session_jobs(self, session_id: str) -> str:
+        """Counter: the last job number given in one session."""
+        return f"{self.prefix}:session:{session_id}:jobs"
+
     def ledger(self, device_id: str, command_id: str) -> str:
         """Marker an agent sets when it starts a command, so it never starts it twice."""
         return f"{self.prefix}:ledger:{device_id}:{command_id}"
@@ -87,3 +91,25 @@ class Keys:
     def token(self, token_hash: str) -> str:
         """String: the user a token (by its sha256) belongs to."""
         return f"{self.prefix}:token:{token_hash}"
+
+    def library_blob(self, sha256: str, n: int) -> str:
+        """String: chunk `n` (1 MiB) of a library file's content, by the content's sha256."""
+        return f"{self.prefix}:library:blob:{sha256}:{n}"
+
+    def library_upload(self, upload_id: str, n: int) -> str:
+        """String: chunk `n` of an upload not yet hashed to its end (expires if abandoned)."""
+        return f"{self.prefix}:library:upload:{upload_id}:{n}"
+
+    def library_item(self, name: str) -> str:
+        """Hash: one library file (name, sha256, size, chunks, description, added_by, ...)."""
+        return f"{self.prefix}:library:item:{name}"
+
+    @property
+    def library_names(self) -> str:
+        """Set of every library file's name."""
+        return f"{self.prefix}:library:names"
+
+    @property
+    def library_version(self) -> str:
+        """Counter bumped by every library change; changes watch it to never interleave."""
+        return f"{self.prefix}:library:version"

@@ -84,14 +84,27 @@ class ApiClient:
         """Close a session; the closed session."""
         return self._call("DELETE", f"/sessions/{_segment(session_id)}")
 
-    def run(self, session_id: str, line: str) -> dict[str, Any]:
-        """Run a command line in a session and wait for its record (any final status)."""
+    def run(self, session_id: str, line: str, background: bool = False) -> dict[str, Any]:
+        """Run a command line in a session and wait for its record (any final status); in the
+        background (or with a trailing `&`), get the record at once, with its job number."""
         return self._call(
             "POST",
             f"/sessions/{_segment(session_id)}/commands",
-            json={"line": line},
+            json={"line": line, "background": background},
             timeout=self.run_timeout_s,
         )
+
+    def jobs(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's background jobs."""
+        return self._call("GET", f"/sessions/{_segment(session_id)}/jobs")
+
+    def job(self, session_id: str, job: int) -> dict[str, Any]:
+        """One job's record as it stands now."""
+        return self._call("GET", f"/sessions/{_segment(session_id)}/jobs/{int(job)}")
+
+    def cancel_job(self, session_id: str, job: int) -> dict[str, Any]:
+        """Cancel a job (stopped on the agent when running); its record."""
+        return self._call("POST", f"/sessions/{_segment(session_id)}/jobs/{int(job)}/cancel")
 
     def isolate(self, device_id: str, mode: str, allow: str | None) -> dict[str, Any]:
         """Isolate a device and wait for the command's record (admin)."""

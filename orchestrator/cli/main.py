@@ -16,6 +16,7 @@ from orchestrator.cli.demo import demo
 from orchestrator.cli.devices import devices
 from orchestrator.cli.errors import format_error
 from orchestrator.cli.isolate import isolate, release
+from orchestrator.cli.jobs import cancel, fg, jobs
 from orchestrator.cli.run import run
 from orchestrator.cli.serve import orchestrator
 from orchestrator.cli.session import session
@@ -92,6 +93,9 @@ main.add_command(devices)
 main.add_command(whoami)
 main.add_command(session)
 main.add_command(run)
+main.add_command(jobs)
+main.add_command(fg)
+main.add_command(cancel)
 main.add_command(shell)
 main.add_command(isolate)
 main.add_command(release)

@@ -10,6 +10,7 @@ import click
 from orchestrator.cli.context import CliContext, pass_cli, to_json
 from orchestrator.cli.errors import format_error, record_error
 from orchestrator.cli.render import render_record
+from orchestrator.cli.table import clean
 from tasks.errors import LiveResponseError
 
 
@@ -18,6 +19,11 @@ def show_record(cli: CliContext, record: dict[str, Any]) -> LiveResponseError | 
 
     Returns the error matching the record's status, or None when it completed.
     """
+    if record.get("job") is not None and record.get("status") in ("queued", "running"):
+        cli.emit(record, lambda r: (
+            f"[{r['job']}] {clean(r['command'])} runs in the background (command "
+            f"{r['command_id']}); 'fg {r['job']}' waits for it, 'cancel {r['job']}' stops it"))
+        return None
     error = record_error(record)
     if cli.json_output:
         click.echo(to_json(record))
@@ -35,15 +41,19 @@ def join_words(words: tuple[str, ...]) -> str:
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True})
+@click.option("--background", "-b", is_flag=True,
+              help="Return at once with a job number (same as ending LINE with '&').")
 @click.argument("session_id", metavar="SESSION")
 @click.argument("words", metavar="LINE", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_cli
 @click.pass_context
-def run(ctx: click.Context, cli: CliContext, session_id: str, words: tuple[str, ...]) -> None:
+def run(ctx: click.Context, cli: CliContext, background: bool, session_id: str,
+        words: tuple[str, ...]) -> None:
     """Run one command LINE in SESSION, for example 'dir /tmp', and print its result.
 
-    Exits 0 when the command completed, else with the exit code of what went wrong.
+    Exits 0 when the command completed (or started in the background), else with the exit
+    code of what went wrong.
     """
-    error = show_record(cli, cli.client.run(session_id, join_words(words)))
+    error = show_record(cli, cli.client.run(session_id, join_words(words), background))
     if error is not None:
         ctx.exit(error.exit_code)

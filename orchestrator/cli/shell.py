@@ -11,13 +11,14 @@ import click
 
 from orchestrator.cli.context import CliContext, pass_cli
 from orchestrator.cli.errors import format_error
+from orchestrator.cli.jobs import JOB_BUILTINS, run_job_builtin
 from orchestrator.cli.run import show_record
 from orchestrator.cli.table import clean
 from tasks.errors import LiveResponseError, NotFoundError, SessionStateError, UsageError
 from tasks.registry import REGISTRY
 
 #: Words the shell handles itself; everything else goes to the device.
-BUILTINS = ("help", "exit", "quit")
+BUILTINS = ("help", "exit", "quit", "jobs", "fg", "cancel")
 #: Lines of history kept between shells.
 HISTORY_LENGTH = 1000
 
@@ -55,6 +56,9 @@ def shell(ctx: click.Context, cli: CliContext, device: str) -> None:
                 _print_help(words[1] if len(words) > 1 else None)
                 continue
             try:
+                if words[0] in JOB_BUILTINS:
+                    run_job_builtin(cli, session_id, words)
+                    continue
                 record = cli.client.run(session_id, line)
             except (SessionStateError, NotFoundError) as exc:
                 # The session is gone (closed elsewhere, expired): nothing more can run in it.
@@ -111,6 +115,8 @@ def render_help(name: str | None = None) -> str:
         lines += [
             "shell:",
             f"  {'help [COMMAND]'.ljust(width)}  show this list, or one command",
+            f"  {'LINE &'.ljust(width)}  run LINE in the background (a job)",
+            f"  {'jobs | fg N | cancel N'.ljust(width)}  list, wait for, or stop jobs",
             f"  {'exit | quit'.ljust(width)}  close the session and leave",
         ]
         return "\n".join(lines)

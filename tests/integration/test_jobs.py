@@ -1,0 +1,136 @@
+"""Background jobs: `&` returns at once, `jobs`/`fg` follow, `cancel` stops the agent's work."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.result import AsyncResult
+
+from tests.stack import Stack
+
+#: A sparse file this large takes the agent far longer to hash than any test waits.
+HUGE = 64 * 1024**3
+
+
+@pytest.fixture
+def huge_file(tmp_path: Path) -> Iterator[Path]:
+    """A sparse 64 GiB file: no disk used, minutes of hashing."""
+    path = tmp_path / "huge.img"
+    with open(path, "wb") as f:
+        f.truncate(HUGE)
+    yield path
+    path.unlink()
+
+
+def _job(stack: Stack, session: str, job: int, token: str | None = None) -> dict[str, Any]:
+    with stack.client(token) as http:
+        resp = http.get(f"/sessions/{session}/jobs/{job}")
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+
+def _wait_until(stack: Stack, session: str, job: int, states: set[str],
+                timeout_s: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        record = _job(stack, session, job)
+        if record["status"] in states:
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"job {job} never reached {states}: {record}")
+
+
+def _start(stack: Stack, session: str, line: str, token: str | None = None,
+           **body: Any) -> dict[str, Any]:
+    with stack.client(token) as http:
+        resp = http.post(f"/sessions/{session}/commands", json={"line": line, **body})
+    assert resp.status_code == 202, resp.text
+    return dict(resp.json())
+
+
+def test_a_background_command_returns_at_once_and_fg_gets_its_result(
+        stack: Stack, session_a: str, tmp_path: Path) -> None:
+    subject = tmp_path / "evidence.bin"
+    subject.write_bytes(b"job bytes" * 1000)
+    first = _start(stack, session_a, f"getfilehash {subject} &")
+    second = _start(stack, session_a, f"fileinfo {subject}", background=True)
+    assert (first["job"], second["job"]) == (1, 2)
+    assert first["status"] in ("queued", "running")
+    done = _wait_until(stack, session_a, 1, {"completed", "failed"})
+    expected = subprocess.run(["sha256sum", str(subject)], capture_output=True, text=True,
+                              check=True).stdout.split()[0]
+    assert done["status"] == "completed" and done["result"]["sha256"] == expected
+    with stack.client() as http:
+        listed = http.get(f"/sessions/{session_a}/jobs").json()
+    assert [(r["job"], r["command"]) for r in listed] == [(1, "getfilehash"), (2, "fileinfo")]
+
+
+def test_cancel_stops_a_running_job_on_the_agent(stack: Stack, session_a: str,
+                                                 huge_file: Path) -> None:
+    started = _start(stack, session_a, f"getfilehash {huge_file} &")
+    _wait_until(stack, session_a, started["job"], {"running"})
+    with stack.client() as http:
+        resp = http.post(f"/sessions/{session_a}/jobs/{started['job']}/cancel")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "cancelled"
+    # The agent's worker terminated the task: Celery records it as revoked.
+    result = AsyncResult(started["command_id"], app=stack.plane.celery)
+    deadline = time.monotonic() + 20
+    while result.state != "REVOKED" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert result.state == "REVOKED"
+    assert _job(stack, session_a, started["job"])["status"] == "cancelled"
+    cancelled = [e for e in stack.plane.audit.read(command=started["command_id"])
+                 if e.action == "command.cancelled"]
+    assert cancelled and cancelled[0].details["was"] == "running"
+    # The pool process is free again: a new command completes promptly.
+    small = stack.run(session_a, "getfilehash /etc/hostname")
+    assert small["status"] == "completed"
+    assert small["result"]["sha256"] == hashlib.sha256(
+        Path("/etc/hostname").read_bytes()).hexdigest()
+
+
+def test_cancel_of_an_ended_job_is_a_clear_error(stack: Stack, session_a: str) -> None:
+    started = _start(stack, session_a, "getfilehash /etc/hostname &")
+    _wait_until(stack, session_a, started["job"], {"completed"})
+    with stack.client() as http:
+        resp = http.post(f"/sessions/{session_a}/jobs/{started['job']}/cancel")
+        assert resp.status_code == 400
+        assert "already ended (completed)" in resp.json()["error"]["message"]
+        assert http.get(f"/sessions/{session_a}/jobs/99").status_code == 404
+
+
+def test_only_the_owner_or_an_admin_cancels_a_job(stack: Stack, device_a: str,
+                                                   huge_file: Path) -> None:
+    owner = stack.user("job-owner", ["advanced"])
+    other = stack.user("job-other", ["advanced"])
+    session = stack.open_session(device_a, token=owner)
+    started = _start(stack, session, f"getfilehash {huge_file} &", token=owner)
+    with stack.client(other) as http:
+        resp = http.post(f"/sessions/{session}/jobs/{started['job']}/cancel")
+    assert resp.status_code == 403
+    assert [e.action for e in stack.plane.audit.read(actor="job-other")][-1] == (
+        "job.cancel_refused")
+    with stack.client(owner) as http:
+        assert http.post(f"/sessions/{session}/jobs/{started['job']}/cancel").status_code == 200
+
+
+def test_closing_the_session_cancels_its_jobs(stack: Stack, session_a: str,
+                                              huge_file: Path) -> None:
+    started = _start(stack, session_a, f"getfilehash {huge_file} &")
+    _wait_until(stack, session_a, started["job"], {"running"})
+    with stack.client() as http:
+        assert http.delete(f"/sessions/{session_a}").status_code == 200
+    record = stack.plane.states.get(started["command_id"])
+    assert record["state"] == "cancelled"
+    result = AsyncResult(started["command_id"], app=stack.plane.celery)
+    deadline = time.monotonic() + 20
+    while result.state != "REVOKED" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert result.state == "REVOKED"
