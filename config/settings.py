@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     #: The agent's copy of the orchestrator's public key; default `<data_dir>/keys/…signing.pub`.
     orchestrator_public_key_file: Path | None = None
 
+    #: Largest file `getfile` copies (the orchestrator's limit is signed into the command;
+    #: an agent also applies its own); larger ones are refused before any byte moves.
+    getfile_max_bytes: int = Field(default=3 * 1024**3, ge=0)
+    #: Bytes per chunk of a file transfer over the broker (agent side).
+    transfer_chunk_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
+    #: Chunks a sender may have unread in the stream before it waits for the receiver.
+    transfer_window_chunks: int = Field(default=8, ge=1)
+    #: Either side gives a transfer up when the other makes no progress for this long.
+    transfer_stall_timeout_s: float = Field(default=30.0, gt=0)
+    #: The orchestrator's evidence store; default `<data_dir>/evidence`.
+    evidence_dir: Path | None = None
+
     def keys_dir(self) -> Path:
         """Where `lr admin keys init` writes the signing keys by default."""
         return self.data_dir / "keys"
@@ -63,6 +75,10 @@ class Settings(BaseSettings):
     def signing_key_path(self) -> Path:
         """Where the orchestrator's private signing key is read from."""
         return self.signing_key_file or self.keys_dir() / "orchestrator-signing.key"
+
+    def evidence_path(self) -> Path:
+        """The orchestrator's evidence store (content-addressed files, temp files)."""
+        return self.evidence_dir or self.data_dir / "evidence"
 
     def orchestrator_public_key_path(self) -> Path:
         """Where an agent reads the public key it checks every task's signature with."""

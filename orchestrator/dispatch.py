@@ -20,6 +20,7 @@ from orchestrator.policies.rbac import authorize
 from orchestrator.preparers import prepare
 from orchestrator.records import CommandRecord, record_fields, record_from_fields
 from orchestrator.sessions import Session
+from orchestrator.transfer import merge_receipt, receive_file
 from tasks import clock
 from tasks.commands.base import CommandArgs
 from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, ErrorInfo
@@ -172,6 +173,7 @@ class Dispatcher:
         once; an unstarted command expires at its deadline, a started one gets its time limit.
         """
         p = self.plane
+        receipt = receive_file(p, record)  # a file the command sends is received first
         result = AsyncResult(record.command_id, app=p.celery)
         deadline = (record.expires_at or clock.now()) + 1.0
         while True:
@@ -182,7 +184,7 @@ class Dispatcher:
                     outcome = _error_outcome(
                         record, CommandStatus.CANCELLED, "cancelled",
                         "the command was cancelled while it ran; the agent stopped it")
-                return self._finish(record, outcome)
+                return self._finish(record, merge_receipt(outcome, receipt))
             fields = p.states.get(record.command_id)
             state = CommandStatus(fields["state"]) if fields.get("state") else None
             if state is CommandStatus.RUNNING:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from orchestrator.transfer import prepare_getfile
 from tasks.commands.base import CommandArgs
 from tasks.registry import CommandSpec
 
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
 Preparer = Callable[["ControlPlane", CommandArgs], CommandArgs]
 
 #: Command name → its preparer. Commands without one are sent as parsed.
-PREPARERS: dict[str, Preparer] = {}
+PREPARERS: dict[str, Preparer] = {
+    "getfile": prepare_getfile,
+}
 
 
 def prepare(plane: ControlPlane, spec: CommandSpec, args: CommandArgs) -> CommandArgs:

@@ -231,3 +231,51 @@ class ApprovalStateError(LiveResponseError):
     code = "not_pending_approval"
     http_status = 409
     exit_code = 6
+
+
+class FileTooLargeError(CommandFailedError):
+    """Raised when a file to copy off the endpoint is over the size limit (the orchestrator's or
+    the agent's); refused before any byte moves."""
+
+    code = "file_too_large"
+
+
+class FileChangedError(CommandFailedError):
+    """Raised when a file vanished, was replaced, shrank, grew or was modified while it was being
+    copied: the copy would match no state the file was ever in."""
+
+    code = "file_changed"
+
+
+class FileLockedError(CommandFailedError):
+    """Raised when reading a file would block or is refused as busy (a mandatory lock, or a
+    kernel file that waits for data)."""
+
+    code = "file_locked"
+
+
+class TransferError(CommandFailedError):
+    """Raised when a file transfer over the broker fails: a malformed or out-of-order stream,
+    the evidence store unable to write, or the other side gone."""
+
+    code = "transfer_failed"
+
+
+class TransferStalledError(TransferError):
+    """Raised when the other side of a file transfer made no progress within the stall
+    timeout (the receiver stopped reading, or the sender stopped sending)."""
+
+    code = "transfer_stalled"
+
+
+class HashMismatchError(TransferError):
+    """Raised when the sha256 computed on arrival differs from the one the agent computed while
+    reading (or the sizes differ): the bytes were altered or lost on the way; nothing is kept."""
+
+    code = "hash_mismatch"
+
+
+class EvidenceNotFoundError(NotFoundError):
+    """Raised when a sha256 names no object in the evidence store."""
+
+    code = "unknown_evidence"

@@ -113,3 +113,20 @@ class Keys:
     def library_version(self) -> str:
         """Counter bumped by every library change; changes watch it to never interleave."""
         return f"{self.prefix}:library:version"
+
+    def xfer(self, command_id: str) -> str:
+        """Stream: the chunks of one `getfile` transfer, consumed and deleted by the receiver."""
+        return f"{self.prefix}:xfer:{command_id}"
+
+    @property
+    def evidence(self) -> str:
+        """Sorted set: command ids of stored evidence, by the time it was stored."""
+        return f"{self.prefix}:evidence"
+
+    def evidence_record(self, command_id: str) -> str:
+        """String (JSON): one acquisition's chain-of-custody record in the evidence store."""
+        return f"{self.prefix}:evidence:cmd:{command_id}"
+
+    def evidence_object(self, sha256: str) -> str:
+        """Set: the command ids whose acquisitions stored the object with this sha256."""
+        return f"{self.prefix}:evidence:sha256:{sha256}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from tasks.commands import acquisition as acq
 from tasks.commands import filesystem as fs
 from tasks.commands import isolation as iso
 from tasks.commands import network as net
@@ -24,6 +25,9 @@ PERM_EXECUTE = "live.execute"
 PERM_REMEDIATE = "live.remediate"
 #: Permission of network containment.
 PERM_ISOLATE = "live.isolate"
+
+#: Soft time limit of `getfile`: 3 GiB at a slow 1 MB/s, with room to spare.
+GETFILE_TIME_LIMIT_S = 3600.0
 
 #: Platforms of commands that only Linux agents can run.
 LINUX_ONLY = frozenset({"linux"})
@@ -56,6 +60,9 @@ class CommandSpec:
     flag_permissions: tuple[tuple[str, str], ...] = ()
     #: The command's own soft time limit in seconds (long transfers); None: the default one.
     time_limit_s: float | None = None
+    #: The agent streams a file back over the broker (`lr:xfer:<id>`); the orchestrator
+    #: receives it into the evidence store while it waits for the outcome.
+    sends_file: bool = False
     platforms: frozenset[str] = frozenset({"linux", "darwin", "windows"})
     positionals: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
@@ -166,6 +173,11 @@ def build_registry() -> Registry:
                 fs.GetFileHashArgs, fs.GetFileHashResult, PERM_READ, allowed_while_isolated=True,
                 positionals=("path",),
                 options=(Option("--algo", "algo", "sha256, sha1, md5 or all"),),
+            ),
+            CommandSpec(
+                "getfile", "Copy a file into the evidence store over the broker (sha256 checked)",
+                acq.GetFileArgs, acq.GetFileResult, PERM_COLLECT, allowed_while_isolated=True,
+                sends_file=True, time_limit_s=GETFILE_TIME_LIMIT_S, positionals=("path",),
             ),
             CommandSpec(
                 "processes", "List processes",

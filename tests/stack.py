@@ -83,6 +83,7 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
     `signing`: the orchestrator's keys (default: a new pair in `log_dir`).
     """
     signing = signing or generate_keypair(log_dir / "signing-keys")
+    settings.setdefault("evidence_dir", log_dir / "evidence")  # never the user's own store
     cfg = Settings(redis_url=redis_url, key_prefix=key_prefix,
                    signing_key_file=signing.private_path,
                    orchestrator_public_key_file=signing.public_path, **settings)
@@ -106,7 +107,9 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
 
 
 def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:
-    names = ("command_time_limit_s", "output_max_bytes", "heartbeat_interval_s")
+    names = ("command_time_limit_s", "output_max_bytes", "heartbeat_interval_s",
+             "getfile_max_bytes", "transfer_chunk_bytes", "transfer_window_chunks",
+             "transfer_stall_timeout_s")
     return {f"LR_{n.upper()}": settings[n] for n in names if n in settings}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from tasks.commands.base import CommandResult
 from tasks.registry import CommandSpec
+from worker_agent.acquisition import run_getfile
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import run_cd, run_dir, run_fileinfo, run_findfile, run_getfilehash
 from worker_agent.isolation import run_isolate, run_release
@@ -26,6 +27,7 @@ HANDLERS: dict[str, Handler] = {
     "fileinfo": run_fileinfo,
     "findfile": run_findfile,
     "getfilehash": run_getfilehash,
+    "getfile": run_getfile,
     "processes": run_processes,
     "netstat": run_netstat,
     "kill": run_kill,

@@ -40,7 +40,7 @@ def hash_file(
     or gets read. Raises OSError for the caller to map, NotAFileError for non-regular files.
     """
     hashers = {name: hashlib.new(name, usedforsecurity=False) for name in algos}
-    fd = _open_nonblocking(path, follow_symlinks=follow_symlinks)
+    fd = open_nonblocking(path, follow_symlinks=follow_symlinks)
     with open(fd, "rb", buffering=0, closefd=True) as stream:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotAFileError(f"{path} is not a regular file (it changed while being opened)")
@@ -62,7 +62,9 @@ def hash_file(
     return FileDigests(size, {name: h.hexdigest() for name, h in hashers.items()})
 
 
-def _open_nonblocking(path: Path, *, follow_symlinks: bool) -> int:
+def open_nonblocking(path: Path, *, follow_symlinks: bool) -> int:
+    """A read-only fd of `path` that never blocks on open (FIFOs) and, where allowed, leaves
+    its atime alone; O_NOFOLLOW unless `follow_symlinks`."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     if not follow_symlinks:
         flags |= os.O_NOFOLLOW
