@@ -11,6 +11,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_API_URL = "http://127.0.0.1:8765"
 
 
+#: System-critical paths `remediate` refuses by default (the agent's own files are added).
+DEFAULT_DENY_PATHS = (
+    "/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/boot",
+    "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/sudoers", "C:\\Windows",
+)
+
+
 def _default_data_dir() -> Path:
     return Path.home() / ".liveresponse"
 
@@ -67,6 +74,12 @@ class Settings(BaseSettings):
     transfer_stall_timeout_s: float = Field(default=30.0, gt=0)
     #: The orchestrator's evidence store; default `<data_dir>/evidence`.
     evidence_dir: Path | None = None
+    #: The agent's quarantine vault (mode 0700); default `<data_dir>/quarantine`.
+    quarantine_dir: Path | None = None
+    #: Paths `remediate` refuses (equal, under, or holding one) unless --force by an admin.
+    remediate_deny_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY_PATHS))
+    #: Root the `persistence` and `services` commands read autostart places under.
+    persistence_root: Path = Path("/")
 
     def keys_dir(self) -> Path:
         """Where `lr admin keys init` writes the signing keys by default."""
@@ -79,6 +92,10 @@ class Settings(BaseSettings):
     def evidence_path(self) -> Path:
         """The orchestrator's evidence store (content-addressed files, temp files)."""
         return self.evidence_dir or self.data_dir / "evidence"
+
+    def quarantine_path(self) -> Path:
+        """The agent's quarantine vault."""
+        return self.quarantine_dir or self.data_dir / "quarantine"
 
     def orchestrator_public_key_path(self) -> Path:
         """Where an agent reads the public key it checks every task's signature with."""

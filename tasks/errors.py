@@ -233,6 +233,53 @@ class ApprovalStateError(LiveResponseError):
     exit_code = 6
 
 
+class IsADirectoryError_(CommandFailedError):
+    """Raised when a command that acts on one file is given a directory without --recursive."""
+
+    code = "is_a_directory"
+
+
+class ProtectedPathError(CommandFailedError):
+    """Raised when remediate would move a system-critical path (the deny list, the agent's own
+    files) and --force was not given."""
+
+    code = "protected_path"
+
+
+class QuarantineNotFoundError(CommandFailedError):
+    """Raised when a quarantine id names no item in the agent's vault."""
+
+    code = "unknown_quarantine_id"
+
+
+class PathExistsError(CommandFailedError):
+    """Raised when undo would restore onto a path that is taken again (and --overwrite was not
+    given, or what is there is a directory)."""
+
+    code = "path_exists"
+
+
+class QuarantineIntegrityError(CommandFailedError):
+    """Raised when a quarantined item's bytes no longer match the sha256 recorded when it was
+    taken, or a copy into or out of the vault did not verify."""
+
+    code = "quarantine_integrity"
+
+
+class QuarantineIncompleteError(CommandFailedError):
+    """Raised when a copied item is safe in the vault but what was at its path could not all be
+    removed (the message names the quarantine id that keeps it)."""
+
+    code = "quarantine_incomplete"
+
+
+class UnsupportedOnEndpointError(CommandFailedError):
+    """Raised when the endpoint lacks what a command needs: its platform, or a facility such as
+    a running systemd."""
+
+    code = "unsupported_on_endpoint"
+
+
 class FileTooLargeError(CommandFailedError):
     """Raised when a file to copy off the endpoint is over the size limit (the orchestrator's or
     the agent's); refused before any byte moves."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -12,12 +13,18 @@ import psutil
 
 from tasks.commands.processes import (
     KillArgs,
+    KilledProcess,
     KillResult,
     ProcessesArgs,
     ProcessesResult,
     ProcessInfo,
 )
-from tasks.errors import EndpointPermissionError, ProcessNotFoundError, ProtectedProcessError
+from tasks.errors import (
+    CommandFailedError,
+    EndpointPermissionError,
+    ProcessNotFoundError,
+    ProtectedProcessError,
+)
 from worker_agent.context import CommandContext
 
 #: Seconds a process gets to end after SIGTERM before it is sent SIGKILL.
@@ -26,6 +33,8 @@ TERM_GRACE_S = 3.0
 KILL_WAIT_S = 2.0
 #: Seconds between checks while waiting for a process to end.
 POLL_INTERVAL_S = 0.05
+#: Times a tree is re-listed while stopping it before kill --tree gives up on a fork storm.
+FREEZE_ROUNDS = 20
 
 T = TypeVar("T")
 
@@ -148,26 +157,95 @@ def run_processes(args: ProcessesArgs, ctx: CommandContext) -> ProcessesResult:
 
 
 def run_kill(args: KillArgs, ctx: CommandContext, *, grace_s: float = TERM_GRACE_S) -> KillResult:
-    """End a process: SIGTERM, then SIGKILL if it is still there after `grace_s` seconds."""
+    """End a process (SIGTERM, then SIGKILL after `grace_s`); with `tree`, its descendants
+    first, deepest first."""
     check_killable(args.pid, ctx)
+    proc = _process(args.pid)
+    killed = end_tree(proc, ctx, grace_s) if args.tree else end_level([(proc, 0)], grace_s)
+    top = killed[-1]
+    return KillResult(pid=top.pid, name=top.name, signal=top.signal, ended=top.ended,
+                      killed=killed)
+
+
+def end_tree(root: psutil.Process, ctx: CommandContext, grace_s: float) -> list[KilledProcess]:
+    """End `root` and its descendants, one depth level at a time from the deepest up.
+
+    The whole tree is stopped (SIGSTOP) first, parents before children, so no parent can
+    respawn a child we end or fork a new one; whatever is left is resumed at the end. A
+    protected process anywhere in the tree refuses the whole request before any signal.
+    """
+    frozen: dict[int, tuple[psutil.Process, int]] = {}
     try:
-        proc = psutil.Process(args.pid)
-    except psutil.NoSuchProcess:
-        raise _not_found(args.pid) from None
-    try:
-        name = proc.name()
-    except psutil.NoSuchProcess:
-        raise _not_found(args.pid) from None
-    except psutil.AccessDenied:
-        name = ""
-    signal_name = "SIGTERM"
-    _send(proc, proc.terminate)
-    ended = wait_ended(proc, grace_s)
-    if not ended:
-        signal_name = "SIGKILL"
-        _send(proc, proc.kill)
-        ended = wait_ended(proc, KILL_WAIT_S)
-    return KillResult(pid=args.pid, name=name, signal=signal_name, ended=ended)
+        _freeze(root, ctx, frozen)
+        levels: dict[int, list[tuple[psutil.Process, int]]] = {}
+        for proc, depth in frozen.values():
+            levels.setdefault(depth, []).append((proc, depth))
+        killed: list[KilledProcess] = []
+        for depth in sorted(levels, reverse=True):
+            killed += end_level(sorted(levels[depth], key=lambda item: item[0].pid), grace_s)
+        return killed
+    finally:
+        for proc, _ in frozen.values():
+            _quietly(proc, signal.SIGCONT)
+
+
+def _freeze(root: psutil.Process, ctx: CommandContext,
+            frozen: dict[int, tuple[psutil.Process, int]]) -> None:
+    """SIGSTOP `root` and every descendant (re-listing until no new one appears)."""
+    for _ in range(FREEZE_ROUNDS):
+        found = [(root, 0)] if root.pid not in frozen else []
+        try:
+            found += _descendants(root)
+        except psutil.NoSuchProcess:
+            raise _not_found(root.pid) from None
+        fresh = [(p, d) for p, d in found if p.pid not in frozen]
+        for proc, _ in fresh:
+            check_killable(proc.pid, ctx)
+        if not fresh:
+            return
+        for proc, depth in sorted(fresh, key=lambda item: item[1]):
+            frozen[proc.pid] = (proc, depth)
+            _send(proc, lambda p=proc: p.send_signal(signal.SIGSTOP))
+    raise CommandFailedError(f"the tree of pid {root.pid} keeps growing; nothing ended",
+                             hint="end its root process without --tree first")
+
+
+def _descendants(root: psutil.Process) -> list[tuple[psutil.Process, int]]:
+    """Every descendant of `root` with its depth below it (1 for children)."""
+    out: list[tuple[psutil.Process, int]] = []
+    level = [root]
+    depth = 0
+    while level:
+        depth += 1
+        nxt: list[psutil.Process] = []
+        for parent in level:
+            try:
+                children = parent.children()
+            except psutil.NoSuchProcess:
+                if parent is root:
+                    raise
+                continue
+            nxt.extend(children)
+        out.extend((child, depth) for child in nxt)
+        level = nxt
+    return out
+
+
+def end_level(procs: list[tuple[psutil.Process, int]], grace_s: float) -> list[KilledProcess]:
+    """SIGTERM (and SIGCONT) each process, SIGKILL those still there after `grace_s`."""
+    names = {proc.pid: _name(proc) for proc, _ in procs}
+    sent: dict[int, str] = {}
+    for proc, _ in procs:
+        sent[proc.pid] = "SIGTERM" if _send(proc, proc.terminate) else "none"
+        _quietly(proc, signal.SIGCONT)  # a stopped process handles SIGTERM only once resumed
+    ended = {proc.pid: wait_ended(proc, grace_s) for proc, _ in procs}
+    for proc, _ in procs:
+        if not ended[proc.pid]:
+            sent[proc.pid] = "SIGKILL"
+            _send(proc, proc.kill)
+            ended[proc.pid] = wait_ended(proc, KILL_WAIT_S)
+    return [KilledProcess(pid=proc.pid, name=names[proc.pid], signal=sent[proc.pid],
+                          ended=ended[proc.pid], depth=depth) for proc, depth in procs]
 
 
 def check_killable(pid: int, ctx: CommandContext) -> None:
@@ -206,16 +284,39 @@ def wait_ended(proc: psutil.Process, timeout_s: float) -> bool:
         time.sleep(POLL_INTERVAL_S)
 
 
-def _send(proc: psutil.Process, signal_fn: Callable[[], None]) -> None:
+def _send(proc: psutil.Process, signal_fn: Callable[[], None]) -> bool:
+    """Send a signal; False when the process had already ended (wait_ended reports it)."""
     try:
         signal_fn()
+        return True
     except psutil.NoSuchProcess:
-        pass  # it ended on its own just before the signal: wait_ended reports it
+        return False
     except psutil.AccessDenied:
         raise EndpointPermissionError(
             f"permission denied ending pid {proc.pid}",
             hint="the agent's OS account may not signal this process",
         ) from None
+
+
+def _quietly(proc: psutil.Process, sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except psutil.Error:
+        pass  # gone or not ours: nothing left to resume
+
+
+def _process(pid: int) -> psutil.Process:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        raise _not_found(pid) from None
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return ""
 
 
 def _not_found(pid: int) -> ProcessNotFoundError:

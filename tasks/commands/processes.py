@@ -39,6 +39,19 @@ class ProcessesResult(CommandResult):
 
 class KillArgs(CommandArgs):
     pid: int = Field(ge=1)
+    #: End the process's descendants too, deepest first, then the process itself.
+    tree: bool = False
+
+
+class KilledProcess(CommandResult):
+    """One process a kill acted on: the last signal it was sent and whether it ended."""
+
+    pid: int
+    name: str
+    signal: str
+    ended: bool
+    #: Depth below the process named in the command (0 for that process).
+    depth: int = 0
 
 
 class KillResult(CommandResult):
@@ -46,3 +59,5 @@ class KillResult(CommandResult):
     name: str
     signal: str
     ended: bool
+    #: Every process acted on, in the order they were ended (children first; the named pid last).
+    killed: list[KilledProcess] = Field(default_factory=list)
