@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from orchestrator.api_admin import add_admin_routes
 from orchestrator.api_approvals import add_approval_routes
 from orchestrator.api_audit import add_audit_routes
+from orchestrator.api_evidence import add_evidence_routes
 from orchestrator.api_jobs import add_job_routes
 from orchestrator.devices import Device
 from orchestrator.dispatch import Dispatcher
@@ -219,5 +220,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
         return _answer(dispatcher.wait(record))
 
     add_audit_routes(app, plane, current_user, viewer, _require)
+    add_evidence_routes(app, plane, current_user, _require)
 
     return app

@@ -144,6 +144,27 @@ class ApiClient:
                     hint="run it again; see the orchestrator's log",
                 ) from None
 
+    def evidence(self) -> list[dict[str, Any]]:
+        """The evidence store's acquisitions the caller may collect from, oldest first."""
+        return self._call("GET", "/evidence")
+
+    @contextmanager
+    def evidence_download(self, sha256: str) -> Iterator[tuple[int | None, Iterator[bytes]]]:
+        """An evidence object as (size in bytes if known, its bytes streamed as they arrive)."""
+        path = f"/evidence/{_segment(sha256)}"
+        with self._reaching(None), self._http.stream("GET", path) as resp:
+            if not resp.is_success:
+                resp.read()
+                self._answer(resp, path)
+            length = resp.headers.get("content-length")
+            try:
+                yield (int(length) if length and length.isdigit() else None), resp.iter_bytes()
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                raise OrchestratorUnreachableError(
+                    f"the download from {self.base_url} broke off ({type(exc).__name__})",
+                    hint="run it again; see the orchestrator's log",
+                ) from None
+
     def audit_trim(self, before: float) -> dict[str, Any]:
         """Remove audit entries older than `before` under a signed checkpoint (admin)."""
         return self._call("POST", "/audit/trim", json={"before": before})

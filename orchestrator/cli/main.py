@@ -15,6 +15,7 @@ from orchestrator.cli.context import CliContext, to_json
 from orchestrator.cli.demo import demo
 from orchestrator.cli.devices import devices
 from orchestrator.cli.errors import format_error
+from orchestrator.cli.evidence import evidence
 from orchestrator.cli.isolate import isolate, release
 from orchestrator.cli.jobs import cancel, fg, jobs
 from orchestrator.cli.run import run
@@ -100,6 +101,7 @@ main.add_command(shell)
 main.add_command(isolate)
 main.add_command(release)
 main.add_command(audit)
+main.add_command(evidence)
 main.add_command(admin)
 admin.add_command(user_group)
 admin.add_command(token_group)

@@ -115,6 +115,19 @@ def _render_getfilehash(r: Result) -> list[str]:
     return lines or [f"no digest returned for {clean(r.get('path'))}"]
 
 
+def _render_getfile(r: Result) -> list[str]:
+    path = clean(r.get("path"))
+    if r.get("resolved_path"):
+        path += " -> " + clean(r["resolved_path"])
+    sha = clean(r.get("evidence_sha256") or r.get("sha256"))
+    return [
+        f"{path}: {r.get('size_bytes')} bytes in {r.get('chunks')} chunks",
+        f"sha256  {sha}  (agent and arrival agree)",
+        f"stored  {clean(r.get('evidence_path'))}",
+        f"copy it with: lr evidence get {sha} --out FILE",
+    ]
+
+
 def _render_findfile(r: Result) -> list[str]:
     matches = r.get("matches", [])
     if matches:
@@ -216,6 +229,7 @@ _RENDERERS: dict[str, Callable[[Result], list[str]]] = {
     "cd": _render_cd,
     "fileinfo": _render_fileinfo,
     "getfilehash": _render_getfilehash,
+    "getfile": _render_getfile,
     "findfile": _render_findfile,
     "processes": _render_processes,
     "netstat": _render_netstat,
