@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     command_expiry_s: float = 30.0
     #: Results larger than this (JSON bytes) are truncated, with a marker saying so.
     output_max_bytes: int = 4 * 1024 * 1024
+    #: Largest file the library takes (its content lives in Redis, for isolated agents).
+    library_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    #: A `runscript` script still running after this long is stopped (whole process group);
+    #: kept below the command's own time limit.
+    runscript_timeout_s: float = Field(default=30.0, gt=0)
 
     #: How often an agent writes its heartbeat.
     heartbeat_interval_s: float = 5.0

@@ -17,6 +17,7 @@ from orchestrator.api_approvals import add_approval_routes
 from orchestrator.api_audit import add_audit_routes
 from orchestrator.api_evidence import add_evidence_routes
 from orchestrator.api_jobs import add_job_routes
+from orchestrator.api_library import add_library_routes
 from orchestrator.devices import Device
 from orchestrator.dispatch import Dispatcher
 from orchestrator.identity import User, authenticate
@@ -220,6 +221,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
         return _answer(dispatcher.wait(record))
 
     add_audit_routes(app, plane, current_user, viewer, _require)
+    add_library_routes(app, plane, current_user, viewer, _require)
     add_evidence_routes(app, plane, current_user, _require)
 
     return app

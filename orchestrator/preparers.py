@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from orchestrator.library import prepare_library_args
 from orchestrator.transfer import prepare_getfile
 from tasks.commands.base import CommandArgs
 from tasks.registry import CommandSpec
@@ -23,6 +24,8 @@ Preparer = Callable[["ControlPlane", CommandArgs], CommandArgs]
 #: Command name → its preparer. Commands without one are sent as parsed.
 PREPARERS: dict[str, Preparer] = {
     "getfile": prepare_getfile,
+    "put": prepare_library_args,
+    "runscript": prepare_library_args,
 }
 
 

@@ -96,6 +96,26 @@ class CommandNotFoundError(NotFoundError):
     code = "unknown_command_id"
 
 
+class LibraryItemNotFoundError(NotFoundError):
+    """Raised when a name is not in the library (add it with `lr library add`)."""
+
+    code = "unknown_library_item"
+
+
+class LibraryItemExistsError(UsageError):
+    """Raised when a library name is added again without --replace."""
+
+    code = "library_item_exists"
+    http_status = 409
+
+
+class LibraryTooLargeError(UsageError):
+    """Raised when a file offered to the library is over the configured size limit."""
+
+    code = "too_large"
+    http_status = 413
+
+
 class SessionStateError(LiveResponseError):
     """Raised when a session exists but cannot take commands."""
 
@@ -185,6 +205,13 @@ class FirewallError(CommandFailedError):
     """Raised when `nft` refused our ruleset, or the table is not in place after it ran."""
 
     code = "firewall_failed"
+
+
+class LibraryIntegrityError(CommandFailedError):
+    """Raised on the agent when a library file read from the broker is missing, or its size or
+    sha256 differs from the signed ones: nothing is written or run."""
+
+    code = "library_integrity"
 
 
 class SignatureError(LiveResponseError):

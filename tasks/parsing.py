@@ -44,6 +44,10 @@ def parse_args(spec: CommandSpec, words: list[str]) -> CommandArgs:
     only_positionals = False
     while i < len(words):
         word = words[i]
+        if word == "--" and spec.rest:
+            # Everything after `--` is the command's own (a script's arguments), verbatim.
+            values[spec.rest] = tuple(words[i + 1:])
+            break
         if only_positionals or not word.startswith("--") or word == "-":
             positionals.append(word)
         elif word == "--":
@@ -67,7 +71,8 @@ def parse_args(spec: CommandSpec, words: list[str]) -> CommandArgs:
         i += 1
     if len(positionals) > len(spec.positionals):
         extra = " ".join(positionals[len(spec.positionals):])
-        raise _usage(spec, f"unexpected argument(s): {extra}")
+        after = f" (put {spec.rest.upper()} after --)" if spec.rest else ""
+        raise _usage(spec, f"unexpected argument(s): {extra}{after}")
     for name, word in zip(spec.positionals, positionals, strict=False):
         values[name] = word
     missing = [p for p in spec.positionals[len(positionals):] if p not in spec.optional_positionals]

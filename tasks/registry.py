@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from tasks.commands import acquisition as acq
 from tasks.commands import filesystem as fs
 from tasks.commands import isolation as iso
+from tasks.commands import library as lib
 from tasks.commands import network as net
 from tasks.commands import processes as proc
 from tasks.commands.base import CommandArgs, CommandResult
@@ -68,6 +69,8 @@ class CommandSpec:
     options: tuple[Option, ...] = ()
     #: Positionals that may be omitted (they must be last).
     optional_positionals: frozenset[str] = field(default_factory=frozenset)
+    #: A tuple[str, ...] field that takes every word after `--` (a script's arguments).
+    rest: str | None = None
 
     def permissions_for(self, args: CommandArgs) -> list[str]:
         """Every permission running these arguments needs: the command's, plus its flags'."""
@@ -92,6 +95,8 @@ class CommandSpec:
         for opt in self.options:
             is_flag = self.args_model.model_fields[opt.field].annotation in (bool, "bool")
             parts.append(f"[{opt.flag}]" if is_flag else f"[{opt.flag} {opt.field.upper()}]")
+        if self.rest:
+            parts.append(f"[-- {self.rest.upper()}...]")
         return " ".join(parts)
 
 
@@ -119,6 +124,7 @@ class Registry(Mapping[str, CommandSpec]):
 def _check_spec(spec: CommandSpec) -> None:
     fields = spec.args_model.model_fields
     named = list(spec.positionals) + [o.field for o in spec.options]
+    named += [spec.rest] if spec.rest else []
     unknown = [n for n in named if n not in fields]
     if unknown:
         raise ValueError(f"{spec.name}: line names unknown fields {unknown}")
@@ -133,6 +139,8 @@ def _check_spec(spec: CommandSpec) -> None:
             seen_optional = True
         elif seen_optional:
             raise ValueError(f"{spec.name}: required positional {pos!r} after an optional one")
+    if spec.rest and fields[spec.rest].is_required():
+        raise ValueError(f"{spec.name}: the field after `--` ({spec.rest}) needs a default")
     for opt in spec.options:
         if not opt.flag.startswith("--"):
             raise ValueError(f"{spec.name}: option {opt.flag!r} must start with --")
@@ -193,6 +201,19 @@ def build_registry() -> Registry:
                 "kill", "End a process (never pid 1, the agent or its parent)",
                 proc.KillArgs, proc.KillResult, PERM_REMEDIATE,
                 destructive=True, allowed_while_isolated=True, positionals=("pid",),
+            ),
+            CommandSpec(
+                "put", "Write a library file to the endpoint (its sha256 checked first)",
+                lib.PutArgs, lib.PutResult, PERM_EXECUTE,
+                destructive=True, allowed_while_isolated=True,
+                positionals=("name", "dest"), optional_positionals=frozenset({"dest"}),
+                options=(Option("--overwrite", "overwrite", "replace an existing file"),),
+            ),
+            CommandSpec(
+                "runscript", "Run a library script (sha256 checked first), time-limited",
+                lib.RunScriptArgs, lib.RunScriptResult, PERM_EXECUTE,
+                destructive=True, allowed_while_isolated=True,
+                positionals=("name",), rest="args",
             ),
             CommandSpec(
                 "isolate", "Cut the device off the network but for the broker (nftables)",

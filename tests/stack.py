@@ -108,6 +108,7 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
 
 def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:
     names = ("command_time_limit_s", "output_max_bytes", "heartbeat_interval_s",
+             "runscript_timeout_s",
              "getfile_max_bytes", "transfer_chunk_bytes", "transfer_window_chunks",
              "transfer_stall_timeout_s")
     return {f"LR_{n.upper()}": settings[n] for n in names if n in settings}

@@ -12,8 +12,10 @@ from worker_agent.acquisition import run_getfile
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import run_cd, run_dir, run_fileinfo, run_findfile, run_getfilehash
 from worker_agent.isolation import run_isolate, run_release
+from worker_agent.library_files import run_put
 from worker_agent.network import run_netstat
 from worker_agent.processes import run_kill, run_processes
+from worker_agent.scripts import run_runscript
 
 # Each handler takes its own argument model (DirArgs, KillArgs, ...), which a
 # Callable[[CommandArgs, ...]] cannot express; check_handlers compares the annotations with
@@ -31,6 +33,8 @@ HANDLERS: dict[str, Handler] = {
     "processes": run_processes,
     "netstat": run_netstat,
     "kill": run_kill,
+    "put": run_put,
+    "runscript": run_runscript,
     "isolate": run_isolate,
     "release": run_release,
 }

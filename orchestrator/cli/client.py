@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -16,6 +17,8 @@ from tasks.errors import AuthenticationError, ConfigurationError, LiveResponseEr
 DEFAULT_TIMEOUT_S = 30.0
 #: Seconds a command may take: the API answers only once the agent did (expiry + time limit).
 RUN_TIMEOUT_S = 180.0
+#: Bytes read from a file at a time while uploading it to the library.
+UPLOAD_CHUNK_BYTES = 1024 * 1024
 #: What every "cannot reach" error tells the user to do.
 UNREACHABLE_HINT = "start it with 'lr orchestrator serve' or set LR_API_URL"
 
@@ -201,6 +204,31 @@ class ApiClient:
     def set_policy(self, text: str, source: str) -> dict[str, Any]:
         """Make `text` the policy in force (admin); errors name line and field."""
         return self._call("PUT", "/policy", json={"yaml": text, "source": source})
+
+    def library(self) -> list[dict[str, Any]]:
+        """Every library file: name, sha256, size, description, who added it and when."""
+        return self._call("GET", "/library")
+
+    def library_add(self, name: str, path: Path, *, description: str = "",
+                    replace: bool = False) -> dict[str, Any]:
+        """Stream the file at `path` into the library as `name` (admin); the stored item."""
+        size = path.stat().st_size
+
+        def chunks() -> Iterator[bytes]:
+            with open(path, "rb") as stream:
+                while data := stream.read(UPLOAD_CHUNK_BYTES):
+                    yield data
+
+        return self._call("PUT", f"/library/{_segment(name)}", content=chunks(),
+                          params={"description": description,
+                                  "replace": "true" if replace else "false"},
+                          headers={"Content-Length": str(size),
+                                   "Content-Type": "application/octet-stream"},
+                          timeout=self.run_timeout_s)
+
+    def library_remove(self, name: str) -> dict[str, Any]:
+        """Remove a library file (admin); the removed item."""
+        return self._call("DELETE", f"/library/{_segment(name)}")
 
     def approvals(self) -> list[dict[str, Any]]:
         """Commands waiting for a second person."""

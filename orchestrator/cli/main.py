@@ -18,6 +18,7 @@ from orchestrator.cli.errors import format_error
 from orchestrator.cli.evidence import evidence
 from orchestrator.cli.isolate import isolate, release
 from orchestrator.cli.jobs import cancel, fg, jobs
+from orchestrator.cli.library import library
 from orchestrator.cli.run import run
 from orchestrator.cli.serve import orchestrator
 from orchestrator.cli.session import session
@@ -101,6 +102,7 @@ main.add_command(shell)
 main.add_command(isolate)
 main.add_command(release)
 main.add_command(audit)
+main.add_command(library)
 main.add_command(evidence)
 main.add_command(admin)
 admin.add_command(user_group)

@@ -207,6 +207,31 @@ def _render_release(r: Result) -> list[str]:
     return [f"was not isolated: no table {clean(r.get('table'))} to remove"]
 
 
+def _render_put(r: Result) -> list[str]:
+    verb = "replaced" if r.get("overwritten") else "wrote"
+    return [f"{verb} {clean(r.get('path'))} from library file {clean(r.get('name'))}"
+            f" ({r.get('size_bytes')} bytes, sha256 {clean(r.get('sha256'))} verified)"]
+
+
+def _render_runscript(r: Result) -> list[str]:
+    lines = [_output_line(line) for line in str(r.get("stdout") or "").splitlines()]
+    err = str(r.get("stderr") or "").splitlines()
+    if err:
+        lines += ["--- stderr ---", *(_output_line(line) for line in err)]
+    took = f"{float(r.get('duration_s') or 0):.1f} s"
+    if r.get("timed_out"):
+        lines.append(f"{clean(r.get('name'))}: stopped after {r.get('timeout_s'):g} s "
+                     "(its time limit), with every process it started")
+    else:
+        lines.append(f"{clean(r.get('name'))}: exit code {r.get('exit_code')} ({took})")
+    return lines
+
+
+def _output_line(line: str) -> str:
+    # Tabs lay out a script's columns; every other control character is shown escaped.
+    return "\t".join(clean(part) for part in line.split("\t"))
+
+
 def _render_unknown(r: Result) -> list[str]:
     # A command this CLI does not know yet: show its result rather than nothing.
     return [clean(line) for line in json.dumps(r, indent=2, sort_keys=True).splitlines()]
@@ -234,6 +259,8 @@ _RENDERERS: dict[str, Callable[[Result], list[str]]] = {
     "processes": _render_processes,
     "netstat": _render_netstat,
     "kill": _render_kill,
+    "put": _render_put,
+    "runscript": _render_runscript,
     "isolate": _render_isolate,
     "release": _render_release,
 }

@@ -1,0 +1,99 @@
+"""HTTP routes of the library: list (view), add and remove (admin).
+
+`PUT /library/{name}` takes the file's raw bytes as the request body, streamed into Redis and
+hashed on the way (memory stays at one chunk); a declared Content-Length over the limit is
+refused before any byte is read. Additions, removals and refusals are audited with name,
+sha256 and size, never content.
+"""
+
+# No `from __future__ import annotations`: FastAPI must resolve the dependency objects.
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from orchestrator.identity import User
+from orchestrator.library import MAX_DESCRIPTION_CHARS, LibraryUpload, library_of
+from orchestrator.plane import ControlPlane
+from orchestrator.policies.rbac import PERM_ADMIN
+from tasks.errors import LiveResponseError, UsageError
+
+
+def add_library_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[..., User],
+                       viewer: Callable[..., User], require: Callable[..., None]) -> None:
+    """Register GET /library, PUT /library/{name} and DELETE /library/{name} on `app`."""
+    store = library_of(plane)
+
+    def refused(user: User, action: str, name: str, exc: LiveResponseError,
+                **details: Any) -> None:
+        plane.audit.append(user.name, f"library.{action}.refused", name, "denied", name=name,
+                           reason=exc.code, message=exc.message, **details)
+
+    def begin(user: User, name: str, declared: str | None, path: str) -> LibraryUpload:
+        require(user, PERM_ADMIN, path)
+        declared_bytes: int | None = None
+        try:
+            try:
+                declared_bytes = int(declared) if declared is not None else None
+            except ValueError:
+                raise UsageError(f"bad Content-Length {declared!r}") from None
+            return store.upload(name, declared_bytes)
+        except LiveResponseError as exc:
+            refused(user, "add", name, exc, size_bytes=declared_bytes)
+            raise
+
+    def finish(user: User, upload: LibraryUpload, description: str,
+               replace: bool) -> dict[str, Any]:
+        item, previous = upload.commit(user.name, description=description, replace=replace)
+        plane.audit.append(user.name, "library.added", item.name, "allowed", name=item.name,
+                           sha256=item.sha256, size_bytes=item.size_bytes,
+                           description=item.description,
+                           replaced_sha256=previous.sha256 if previous else None)
+        return {**item.model_dump(mode="json"),
+                "replaced_sha256": previous.sha256 if previous else None}
+
+    def give_up(user: User, upload: LibraryUpload, exc: BaseException) -> None:
+        upload.abort()
+        if isinstance(exc, LiveResponseError):
+            refused(user, "add", upload.name, exc, size_bytes=upload.size_bytes)
+
+    @app.get("/library")
+    def library_list(user: Annotated[User, Depends(viewer)]) -> list[dict[str, Any]]:
+        """Check: view."""
+        return [item.model_dump(mode="json") for item in store.list()]
+
+    @app.put("/library/{name}", status_code=201)
+    async def library_add(
+        name: str, request: Request, user: Annotated[User, Depends(current_user)],
+        description: Annotated[str, Query(max_length=MAX_DESCRIPTION_CHARS)] = "",
+        replace: bool = False,
+    ) -> dict[str, Any]:
+        """Check: admin. The body is the file; a taken name needs `replace=true`."""
+        upload = await run_in_threadpool(begin, user, name,
+                                         request.headers.get("content-length"),
+                                         request.url.path)
+        try:
+            async for data in request.stream():
+                if data:
+                    await run_in_threadpool(upload.write, data)
+            return await run_in_threadpool(finish, user, upload, description, replace)
+        except BaseException as exc:  # refused, or the client went away: keep nothing
+            await run_in_threadpool(give_up, user, upload, exc)
+            raise
+
+    @app.delete("/library/{name}")
+    def library_remove(name: str, request: Request,
+                       user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
+        """Check: admin. The content goes too when no other name uses it."""
+        require(user, PERM_ADMIN, request.url.path)
+        try:
+            item, content_deleted = store.remove(name)
+        except LiveResponseError as exc:
+            refused(user, "remove", name, exc)
+            raise
+        plane.audit.append(user.name, "library.removed", item.name, "allowed", name=item.name,
+                           sha256=item.sha256, size_bytes=item.size_bytes,
+                           content_deleted=content_deleted)
+        return {**item.model_dump(mode="json"), "content_deleted": content_deleted}
