@@ -6,6 +6,8 @@ COPY config ./config
 COPY tasks ./tasks
 COPY orchestrator ./orchestrator
 COPY worker_agent ./worker_agent
+# Scripts shipped for the library (`lr library add library/persistence_check.sh`).
+COPY library ./library
 RUN pip install --no-cache-dir '.[flower]'
 ENV LR_DATA_DIR=/data
 CMD ["lr", "--help"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -39,6 +40,9 @@ CHUNK_BYTES = 1024 * 1024
 UPLOAD_TTL_S = 60 * 60
 #: Longest description kept with a library file.
 MAX_DESCRIPTION_CHARS = 1024
+#: Where the scripts shipped with liveresponse are looked for: `library/` beside the packages
+#: (a source checkout or an editable install), then in the working directory (the image).
+SHIPPED_DIRS = (Path(__file__).resolve().parents[1] / "library", Path("library"))
 
 
 class LibraryItem(BaseModel):
@@ -61,9 +65,14 @@ def valid_name(name: str) -> str:
         raise UsageError(str(exc), hint="name it with --name, e.g. --name check.sh") from None
 
 
-def chunk_count(size_bytes: int) -> int:
-    """Chunks a file of `size_bytes` is stored in (none for an empty file)."""
-    return -(-size_bytes // CHUNK_BYTES)
+def shipped_file(name: str) -> Path:
+    """A script shipped in `library/` (e.g. persistence_check.sh), to add with `lr library add`."""
+    for directory in SHIPPED_DIRS:
+        if (directory / valid_name(name)).is_file():
+            return directory / name
+    raise LibraryItemNotFoundError(
+        f"no shipped library file {name!r} in {' or '.join(str(d) for d in SHIPPED_DIRS)}",
+        hint="run from a source checkout, or give the file's path to `lr library add`")
 
 
 class LibraryStore:

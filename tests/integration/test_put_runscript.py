@@ -245,3 +245,24 @@ def test_persistence_check_reports_planted_and_real_autostart_places(
     reported = [line.split("\t")[1] for line in real["stdout"].splitlines()
                 if line.startswith("profile.d\t")]
     assert reported == profile_d
+
+
+def test_put_and_runscript_run_while_the_device_is_isolated(stack: Stack, session: str,
+                                                             tmp_path: Path) -> None:
+    device = next(iter(stack.agents))
+    name, sha256 = _add(stack, b"echo isolated but reachable\n")
+    stack.plane.devices.set_isolation(device, "full", "admin")
+    try:
+        assert _completed(stack.run(session, f"put {name} {tmp_path / 'x.sh'}"))["sha256"] == sha256
+        ran = _completed(stack.run(session, f"runscript {name}"))
+        assert ran["stdout"] == "isolated but reachable\n"
+    finally:
+        stack.plane.devices.clear_isolation(device)
+
+
+def test_put_into_a_missing_directory_says_so(stack: Stack, session: str,
+                                              tmp_path: Path) -> None:
+    name, _ = _add(stack, b"x\n")
+    error = _failed(stack.run(session, f"put {name} {tmp_path / 'no' / 'such' / 'x'}"),
+                    "path_not_found")
+    assert str(tmp_path / "no" / "such") in error["message"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.library import shipped_file
 from tasks.commands.library import PutArgs, RunScriptArgs, RunScriptResult
-from tasks.errors import UsageError
+from tasks.errors import LibraryItemNotFoundError, UsageError
 from tasks.parsing import parse_line
 from tasks.registry import REGISTRY, CommandSpec, Registry
 
@@ -66,3 +67,10 @@ def test_the_double_dash_field_must_exist() -> None:
                       positionals=("name",), rest="argv")
     with pytest.raises(ValueError, match="unknown fields"):
         Registry([bad])
+
+
+def test_the_shipped_persistence_check_is_found_and_a_missing_one_named() -> None:
+    path = shipped_file("persistence_check.sh")
+    assert path.read_bytes().startswith(b"#!/bin/sh\n")
+    with pytest.raises(LibraryItemNotFoundError, match="no shipped library file 'nope.sh'"):
+        shipped_file("nope.sh")
