@@ -10,7 +10,9 @@ from tasks.commands import filesystem as fs
 from tasks.commands import isolation as iso
 from tasks.commands import library as lib
 from tasks.commands import network as net
+from tasks.commands import persistence as pers
 from tasks.commands import processes as proc
+from tasks.commands import remediation as rem
 from tasks.commands.base import CommandArgs, CommandResult
 
 #: Prefix of the Celery task name of each command (`lr.command.dir`, ...).
@@ -26,6 +28,10 @@ PERM_EXECUTE = "live.execute"
 PERM_REMEDIATE = "live.remediate"
 #: Permission of network containment.
 PERM_ISOLATE = "live.isolate"
+#: Administration (users, policy); flags that go past a safety list need it too (--force).
+PERM_ADMIN = "admin"
+#: Soft time limit of remediate and undo: a large tree may be copied across filesystems.
+REMEDIATE_TIME_LIMIT_S = 600.0
 
 #: Soft time limit of `getfile`: 3 GiB at a slow 1 MB/s, with room to spare.
 GETFILE_TIME_LIMIT_S = 3600.0
@@ -198,9 +204,37 @@ def build_registry() -> Registry:
                 net.NetstatArgs, net.NetstatResult, PERM_READ, allowed_while_isolated=True,
             ),
             CommandSpec(
+                "persistence", "List autostart places: cron, systemd, rc, shell rc, keys, preload",
+                pers.PersistenceArgs, pers.PersistenceResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+                options=(Option("--kind", "kind", "only items of this kind"),),
+            ),
+            CommandSpec(
+                "services", "List services with their state (systemd, else unit files)",
+                pers.ServicesArgs, pers.ServicesResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
                 "kill", "End a process (never pid 1, the agent or its parent)",
                 proc.KillArgs, proc.KillResult, PERM_REMEDIATE,
                 destructive=True, allowed_while_isolated=True, positionals=("pid",),
+                options=(Option("--tree", "tree", "its descendants too, deepest first"),),
+            ),
+            CommandSpec(
+                "remediate", "Quarantine a file, link or tree into the agent's vault (undo QID)",
+                rem.RemediateArgs, rem.RemediateResult, PERM_REMEDIATE,
+                destructive=True, allowed_while_isolated=True,
+                flag_permissions=(("force", PERM_ADMIN),), time_limit_s=REMEDIATE_TIME_LIMIT_S,
+                positionals=("path",),
+                options=(Option("--recursive", "recursive", "a whole directory tree"),
+                         Option("--force", "force", "past the deny list (admin only)")),
+            ),
+            CommandSpec(
+                "undo", "Restore a quarantined item exactly where it was",
+                rem.UndoArgs, rem.UndoResult, PERM_REMEDIATE,
+                destructive=True, allowed_while_isolated=True,
+                time_limit_s=REMEDIATE_TIME_LIMIT_S, positionals=("qid",),
+                options=(Option("--overwrite", "overwrite", "replace a file now at the path"),),
             ),
             CommandSpec(
                 "put", "Write a library file to the endpoint (its sha256 checked first)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -84,6 +85,7 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
     """
     signing = signing or generate_keypair(log_dir / "signing-keys")
     settings.setdefault("evidence_dir", log_dir / "evidence")  # never the user's own store
+    settings.setdefault("quarantine_dir", log_dir / "quarantine")  # nor the user's own vault
     cfg = Settings(redis_url=redis_url, key_prefix=key_prefix,
                    signing_key_file=signing.private_path,
                    orchestrator_public_key_file=signing.public_path, **settings)
@@ -108,10 +110,12 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
 
 def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:
     names = ("command_time_limit_s", "output_max_bytes", "heartbeat_interval_s",
-             "runscript_timeout_s",
-             "getfile_max_bytes", "transfer_chunk_bytes", "transfer_window_chunks",
-             "transfer_stall_timeout_s")
-    return {f"LR_{n.upper()}": settings[n] for n in names if n in settings}
+             "runscript_timeout_s", "getfile_max_bytes", "transfer_chunk_bytes",
+             "transfer_window_chunks", "transfer_stall_timeout_s",
+             "quarantine_dir", "remediate_deny_paths", "persistence_root")
+    # Lists travel as JSON, the form pydantic-settings reads them in.
+    return {f"LR_{n.upper()}": json.dumps(settings[n]) if isinstance(settings[n], list)
+            else settings[n] for n in names if n in settings}
 
 
 def purge_device_queue(plane: ControlPlane, device_id: str) -> None:

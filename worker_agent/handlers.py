@@ -14,8 +14,11 @@ from worker_agent.filesystem import run_cd, run_dir, run_fileinfo, run_findfile,
 from worker_agent.isolation import run_isolate, run_release
 from worker_agent.library_files import run_put
 from worker_agent.network import run_netstat
+from worker_agent.persistence import run_persistence
 from worker_agent.processes import run_kill, run_processes
+from worker_agent.remediation import run_remediate, run_undo
 from worker_agent.scripts import run_runscript
+from worker_agent.services import run_services
 
 # Each handler takes its own argument model (DirArgs, KillArgs, ...), which a
 # Callable[[CommandArgs, ...]] cannot express; check_handlers compares the annotations with
@@ -32,7 +35,11 @@ HANDLERS: dict[str, Handler] = {
     "getfile": run_getfile,
     "processes": run_processes,
     "netstat": run_netstat,
+    "persistence": run_persistence,
+    "services": run_services,
     "kill": run_kill,
+    "remediate": run_remediate,
+    "undo": run_undo,
     "put": run_put,
     "runscript": run_runscript,
     "isolate": run_isolate,

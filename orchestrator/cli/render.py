@@ -186,10 +186,74 @@ def _render_netstat(r: Result) -> list[str]:
 
 
 def _render_kill(r: Result) -> list[str]:
-    who = f"pid {r.get('pid')} ({clean(r.get('name'))})"
-    if r.get("ended"):
-        return [f"{who} ended after {clean(r.get('signal'))}"]
-    return [f"{who} sent {clean(r.get('signal'))} but has not ended yet"]
+    killed = r.get("killed") or [r]
+    return [_killed_line(k) for k in killed]
+
+
+def _killed_line(k: Result) -> str:
+    indent = "  " * int(k.get("depth") or 0)
+    who = f"{indent}pid {k.get('pid')} ({clean(k.get('name'))})"
+    if k.get("signal") == "none":
+        return f"{who} had already ended"
+    if k.get("ended"):
+        return f"{who} ended after {clean(k.get('signal'))}"
+    return f"{who} sent {clean(k.get('signal'))} but has not ended yet"
+
+
+def _render_remediate(r: Result) -> list[str]:
+    what = {"dir": f"tree of {r.get('files')} entries", "symlink": "link"}.get(
+        str(r.get("type")), "file")
+    lines = [f"quarantined {what} {clean(r.get('path'))} as {clean(r.get('qid'))}"
+             f" ({r.get('size_bytes')} bytes, {clean(r.get('method'))})"]
+    if r.get("sha256"):
+        lines.append(f"sha256  {clean(r['sha256'])}")
+    if r.get("forced"):
+        lines.append("(forced past the deny list)")
+    lines.append(f"undo with: undo {clean(r.get('qid'))}")
+    return lines
+
+
+def _render_undo(r: Result) -> list[str]:
+    lines = [f"restored {clean(r.get('qid'))} to {clean(r.get('path'))}"
+             f" ({r.get('files')} entries, sha256 verified)"]
+    if not r.get("owner_restored"):
+        lines.append("(owner not restored: the agent does not run as root)")
+    return lines
+
+
+def _render_persistence(r: Result) -> list[str]:
+    rows = [
+        [
+            i.get("kind"),
+            clean(i.get("path")) + (f" -> {clean(i['link_target'])}" if i.get("link_target")
+                                    else ""),
+            i.get("owner"),
+            format_time(i.get("mtime")),
+            (i.get("sha256") or MISSING)[:16],
+            shorten(i.get("error") or _item_detail(i.get("detail") or {}), DETAILS_WIDTH),
+        ]
+        for i in r.get("items", [])
+    ]
+    if not rows:
+        return [f"no persistence items under {clean(r.get('root'))}"]
+    lines = [format_table(["KIND", "PATH", "OWNER", "MTIME", "SHA256", "DETAIL"], rows)]
+    return lines + _unreadable(r, "places")
+
+
+def _item_detail(detail: dict[str, Any]) -> str:
+    parts = []
+    for key, value in detail.items():
+        text = "; ".join(clean(v) for v in value) if isinstance(value, list) else clean(value)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def _render_services(r: Result) -> list[str]:
+    rows = [[s.get("name"), s.get("load"), s.get("active"), s.get("sub"),
+             shorten(clean(s.get("description")), CMDLINE_WIDTH)]
+            for s in r.get("services", [])]
+    lines = [f"({clean(r['note'])})"] if r.get("note") else []
+    return lines + [format_table(["UNIT", "LOAD", "ACTIVE", "SUB", "DESCRIPTION"], rows)]
 
 
 def _render_isolate(r: Result) -> list[str]:
@@ -259,8 +323,12 @@ _RENDERERS: dict[str, Callable[[Result], list[str]]] = {
     "processes": _render_processes,
     "netstat": _render_netstat,
     "kill": _render_kill,
+    "remediate": _render_remediate,
+    "undo": _render_undo,
     "put": _render_put,
     "runscript": _render_runscript,
+    "persistence": _render_persistence,
+    "services": _render_services,
     "isolate": _render_isolate,
     "release": _render_release,
 }

@@ -6,14 +6,20 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.registry import PERM_COLLECT, PERM_EXECUTE, PERM_ISOLATE, PERM_READ, PERM_REMEDIATE
+from tasks.registry import (
+    PERM_ADMIN,
+    PERM_COLLECT,
+    PERM_EXECUTE,
+    PERM_ISOLATE,
+    PERM_READ,
+    PERM_REMEDIATE,
+)
 
 #: Read devices, sessions, jobs and the audit stream.
 PERM_VIEW = "view"
 #: Open live-response sessions.
 PERM_SESSION = "session.open"
-#: Manage users, tokens and the policy. Only an unscoped grant confers it.
-PERM_ADMIN = "admin"
+# PERM_ADMIN (users, tokens, policy; --force flags) is declared with the command permissions.
 
 #: Every permission a role may list, with what it allows.
 PERMISSIONS: dict[str, str] = {
@@ -24,7 +30,7 @@ PERMISSIONS: dict[str, str] = {
     PERM_EXECUTE: "write to the endpoint or run code there (put, runscript)",
     PERM_REMEDIATE: "end processes, quarantine files (kill, remediate)",
     PERM_ISOLATE: "network containment (isolate, release)",
-    PERM_ADMIN: "users, tokens, policy, audit trimming",
+    PERM_ADMIN: "users, tokens, policy, audit trimming, --force past safety lists",
 }
 #: Permissions that are not about a device: a scoped grant never confers them.
 GLOBAL_PERMISSIONS = frozenset({PERM_ADMIN})
