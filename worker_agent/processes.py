@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -205,7 +206,7 @@ def _freeze(root: psutil.Process, ctx: CommandContext,
             return
         for proc, depth in sorted(fresh, key=lambda item: item[1]):
             frozen[proc.pid] = (proc, depth)
-            _send(proc, lambda p=proc: p.send_signal(signal.SIGSTOP))
+            _send(proc, functools.partial(proc.send_signal, signal.SIGSTOP))
     raise CommandFailedError(f"the tree of pid {root.pid} keeps growing; nothing ended",
                              hint="end its root process without --tree first")
 

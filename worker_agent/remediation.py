@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 import config
 import tasks
@@ -109,6 +110,7 @@ def run_remediate(args: RemediateArgs, ctx: CommandContext) -> RemediateResult:
 def _take(target: Path, vault: Vault, qid: str, entries: list[QuarantinedEntry],
           ctx: CommandContext, *, forced: bool) -> VaultRecord:
     content = vault.content(qid)
+    method: Literal["rename", "copy"]
     try:
         os.rename(target, content)
         method = "rename"
@@ -209,6 +211,11 @@ def _check_free(dest: Path, record: VaultRecord, overwrite: bool) -> None:
         raise PathNotFoundError(
             f"the directory {dest.parent} no longer exists; {record.qid} stays in the vault",
             hint="recreate the directory, then undo again")
+    if os.path.realpath(dest.parent) != str(dest.parent):
+        # The parent was resolved when the item was taken: a link there now points elsewhere.
+        raise PathExistsError(
+            f"{dest.parent} is now a symlink (to {os.path.realpath(dest.parent)}); nothing "
+            f"restored, {record.qid} stays in the vault", hint="remove the link, then undo again")
     if not os.path.lexists(dest):
         return
     if not overwrite:

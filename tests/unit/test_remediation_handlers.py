@@ -259,3 +259,16 @@ def test_undo_refuses_a_tampered_item_and_keeps_it(ctx: CommandContext, suspect:
     assert not os.path.lexists(suspect)
     assert content.exists()
     assert hashlib.sha256(content.read_bytes()).hexdigest() != taken.sha256
+
+
+def test_undo_refuses_a_parent_swapped_for_a_symlink(ctx: CommandContext, suspect: Path,
+                                                     tmp_path: Path) -> None:
+    taken = run_remediate(RemediateArgs(path=str(suspect)), ctx)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    suspect.parent.rmdir()
+    suspect.parent.symlink_to(elsewhere)
+    with pytest.raises(PathExistsError, match="symlink"):
+        run_undo(UndoArgs(qid=taken.qid), ctx)
+    assert list(elsewhere.iterdir()) == []
+    assert (ctx.settings.quarantine_path() / taken.qid / "content").exists()
