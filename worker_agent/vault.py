@@ -91,7 +91,8 @@ class Vault:
         """Store an item's record atomically (temp file, fsync, rename)."""
         item = self.item(record.qid)
         tmp = item / (RECORD_NAME + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(tmp, flags, 0o600)
         with open(fd, "w", encoding="utf-8") as out:
             out.write(record.model_dump_json(indent=1))
             out.flush()
