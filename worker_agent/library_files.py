@@ -48,7 +48,7 @@ def fetch_verified(args: LibraryFileArgs, ctx: CommandContext, fd: int) -> str:
         if chunk is None:
             raise LibraryIntegrityError(
                 f"{args.name}: the library content {sha256[:12]}… is incomplete on the broker "
-                f"(chunk {n} missing): removed meanwhile?; nothing written or run",
+                f"(chunk {n} missing; removed from the library meanwhile?): nothing written or run",
                 hint="check `lr library list` and add the file again")
         written += len(chunk)
         if written > size:

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +22,9 @@ import psutil
 
 #: Bytes read from a pipe at a time.
 READ_BYTES = 64 * 1024
+#: How often the program's descendants are looked up while it runs, so one that leaves its
+#: process group (setsid, a daemon) is still known, and ended, when the run ends.
+WATCH_INTERVAL_S = 0.2
 #: How long the readers may take to see the end of their pipes once the group is killed
 #: (a descendant that left the group may still hold them open).
 DRAIN_TIMEOUT_S = 2.0
@@ -56,6 +59,7 @@ class _Reader(threading.Thread):
 
     def __init__(self, stream: IO[bytes], keep_bytes: int) -> None:
         super().__init__(daemon=True)
+        self.stream = stream
         self.fd = stream.fileno()
         self.keep_bytes = keep_bytes
         self.kept = bytearray()
@@ -69,7 +73,12 @@ class _Reader(threading.Thread):
                     self.kept += chunk[:room]
                 self.total += len(chunk)
         except OSError:
-            pass  # the pipe was closed under us: what was read stands
+            pass  # what was read stands
+        finally:
+            # Closed here, never by the caller while a read may still be waiting on it (a
+            # descendant that escaped may hold the pipe open): its number is never reused
+            # under a blocked read.
+            self.stream.close()
 
     def captured(self) -> Captured:
         return Captured(bytes(self.kept), self.total)
@@ -86,31 +95,37 @@ def run_bounded(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeo
     readers = [_Reader(proc.stdout, keep_bytes), _Reader(proc.stderr, keep_bytes)]
     exit_code: int | None = None
     timed_out = False
+    seen: dict[int, psutil.Process] = {}
+    deadline = started + timeout_s
     try:
         for reader in readers:
             reader.start()
-        try:
-            exit_code = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        while exit_code is None:
+            _remember_descendants(proc.pid, seen)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            try:
+                exit_code = proc.wait(timeout=min(WATCH_INTERVAL_S, remaining))
+            except subprocess.TimeoutExpired:
+                pass
     finally:
-        # Also when the agent's own time limit interrupts us: the group never outlives the run.
-        stop_tree(proc)
+        # Also when the agent's own time limit interrupts us: nothing outlives the run.
+        stop_tree(proc, seen.values())
         for reader in readers:
             reader.join(DRAIN_TIMEOUT_S)
-        proc.stdout.close()
-        proc.stderr.close()
     return RunOutcome(exit_code=exit_code, timed_out=timed_out,
                       duration_s=round(time.monotonic() - started, 3),
                       stdout=readers[0].captured(), stderr=readers[1].captured())
 
 
-def stop_tree(proc: subprocess.Popen[bytes]) -> None:
-    """Kill `proc`, its process group and every descendant still known; reap `proc`."""
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
+def stop_tree(proc: subprocess.Popen[bytes], known: Iterable[psutil.Process] = ()) -> None:
+    """Kill `proc`, its process group, its descendants now and those `known` from earlier
+    (psutil refuses to signal a pid that was reused meanwhile); reap `proc`."""
+    found: dict[int, psutil.Process] = {p.pid: p for p in known}
+    _remember_descendants(proc.pid, found)
+    descendants = list(found.values())
     if os.name == "posix":
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -124,6 +139,14 @@ def stop_tree(proc: subprocess.Popen[bytes]) -> None:
         except psutil.Error:
             pass
     proc.wait()
+
+
+def _remember_descendants(pid: int, seen: dict[int, psutil.Process]) -> None:
+    try:
+        for child in psutil.Process(pid).children(recursive=True):
+            seen.setdefault(child.pid, child)
+    except psutil.Error:
+        pass  # it has ended: what was seen before stands
 
 
 def _own_group() -> dict[str, Any]:

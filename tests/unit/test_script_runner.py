@@ -126,3 +126,14 @@ def test_powershell_without_powershell_says_so(tmp_path: Path) -> None:
     script.write_text("Write-Output hi\n")
     with pytest.raises(UnsupportedOnEndpointError, match="no PowerShell on this endpoint"):
         choose_interpreter(script_kind("x.ps1"), script)
+
+
+def test_a_daemon_a_finished_script_left_behind_is_stopped(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    # It leaves the script's process group and holds no pipe of ours: only watching finds it.
+    argv = _sh(tmp_path, f"setsid sleep 300 > /dev/null 2>&1 < /dev/null & echo $! > {pids}\n"
+                         "sleep 1\n")
+    outcome = run_bounded(argv, cwd=tmp_path, env=script_env(os.environ), timeout_s=10,
+                          keep_bytes=1000)
+    assert outcome.exit_code == 0 and not outcome.timed_out
+    assert _gone(int(pids.read_text()))
