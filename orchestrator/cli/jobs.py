@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import Any
 
 import click
 
 from orchestrator.cli.context import CliContext, pass_cli
+from orchestrator.cli.progress import UNFINISHED, follow_record
 from orchestrator.cli.run import show_record
 from orchestrator.cli.table import clean, format_table, format_time
 from tasks.errors import UsageError
 
-#: Seconds between two looks at a job `fg` waits for.
-POLL_S = 0.25
-#: Transfers smaller than this show no progress line.
-PROGRESS_MIN_BYTES = 4 * 1024 * 1024
-_UNFINISHED = ("queued", "running", "pending-approval")
 #: The shell's job commands.
 JOB_BUILTINS = ("jobs", "fg", "cancel")
 
@@ -32,38 +26,15 @@ def render_jobs(records: list[dict[str, Any]]) -> str:
           format_time(r.get("created_at"))] for r in records])
 
 
-def progress_text(progress: dict[str, Any] | None) -> str | None:
-    """`12.0 of 200.0 MiB (6%)` for a transfer worth showing, else None."""
-    if not progress or not progress.get("size"):
-        return None
-    size, done = int(progress["size"]), int(progress.get("bytes") or 0)
-    if size < PROGRESS_MIN_BYTES:
-        return None
-    mib = 1024 * 1024
-    return f"{done / mib:.1f} of {size / mib:.1f} MiB ({100 * done // size}%)"
-
-
 def wait_for_job(cli: CliContext, session_id: str, job: int,
                  timeout_s: float | None = None) -> dict[str, Any]:
     """Poll job `job` until it ends; show transfer progress on stderr when it is a terminal."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    shown = False
-    try:
-        while True:
-            record = cli.client.job(session_id, job)
-            if record.get("status") not in _UNFINISHED:
-                return record
-            text = progress_text(record.get("progress"))
-            if text and sys.stderr.isatty() and not cli.json_output:
-                click.echo(f"\r[{job}] {text}", nl=False, err=True)
-                shown = True
-            if deadline is not None and time.monotonic() > deadline:
-                raise UsageError(f"job {job} is still {record.get('status')}",
-                                 hint=f"wait again with `lr fg {session_id} {job}`")
-            time.sleep(POLL_S)
-    finally:
-        if shown:
-            click.echo("", err=True)
+    record = follow_record(lambda: cli.client.job(session_id, job), label=f"[{job}]",
+                           json_output=cli.json_output, timeout_s=timeout_s)
+    if record.get("status") in UNFINISHED:
+        raise UsageError(f"job {job} is still {record.get('status')}",
+                         hint=f"wait again with `lr fg {session_id} {job}`")
+    return record
 
 
 @click.command("jobs")

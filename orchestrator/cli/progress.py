@@ -1,10 +1,12 @@
-"""A one-line progress bar on stderr for transfers over a few MB (file downloads, getfile)."""
+"""Progress of long commands and transfers: a one-line bar on stderr for anything over a few
+MB (getfile, evidence downloads), and the poll that follows a command until its outcome."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 #: Transfers smaller than this show no bar: they are over before one would help.
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
@@ -12,6 +14,12 @@ PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 REDRAW_EVERY_S = 0.1
 #: Characters of the bar itself.
 BAR_WIDTH = 30
+#: Seconds between two looks at a command being followed.
+POLL_S = 0.25
+#: States of a command that has no outcome yet.
+UNFINISHED = ("queued", "running", "pending-approval")
+#: Seconds a final state may wait for its outcome (result or error) to be recorded with it.
+OUTCOME_GRACE_S = 10.0
 
 
 def wants_bar(total_bytes: int | None, json_output: bool, stream: TextIO | None = None) -> bool:
@@ -60,3 +68,45 @@ class ProgressBar:
         return (f"{self.label} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
                 f"{done / mib:.1f}/{self.total_bytes / mib:.1f} MiB "
                 f"{100 * done // self.total_bytes:3d}%")
+
+
+def has_outcome(record: dict[str, Any]) -> bool:
+    """Whether a command record is final and carries its outcome (a result or an error)."""
+    return (record.get("status") not in UNFINISHED
+            and (record.get("result") is not None or record.get("error") is not None))
+
+
+def follow_record(fetch: Callable[[], dict[str, Any]], *, label: str, json_output: bool,
+                  timeout_s: float | None = None, stream: TextIO | None = None
+                  ) -> dict[str, Any]:
+    """Poll `fetch()` (a command's record) until its outcome is recorded, drawing a bar of
+    its `progress` ({"bytes", "size"}) meanwhile; at `timeout_s`, the record as it stands.
+
+    The state turns final a moment before the orchestrator records the outcome with it, so a
+    final record without one is looked at again (for at most OUTCOME_GRACE_S).
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    final_since: float | None = None
+    bar: ProgressBar | None = None
+    try:
+        while True:
+            record = fetch()
+            if has_outcome(record):
+                return record
+            now = time.monotonic()
+            if record.get("status") not in UNFINISHED:
+                final_since = final_since or now
+                if now - final_since > OUTCOME_GRACE_S:
+                    return record
+            progress = record.get("progress") or {}
+            size = progress.get("size")
+            if bar is None and wants_bar(size, json_output, stream):
+                bar = ProgressBar(label, int(size), enabled=True, stream=stream)
+            if bar is not None:
+                bar.update(int(progress.get("bytes") or 0))
+            if deadline is not None and now > deadline:
+                return record
+            time.sleep(POLL_S)
+    finally:
+        if bar is not None:
+            bar.finish()

@@ -9,9 +9,12 @@ import click
 
 from orchestrator.cli.context import CliContext, pass_cli, to_json
 from orchestrator.cli.errors import format_error, record_error
+from orchestrator.cli.progress import follow_record
 from orchestrator.cli.render import render_record
 from orchestrator.cli.table import clean
-from tasks.errors import LiveResponseError
+from tasks.errors import LiveResponseError, UsageError
+from tasks.parsing import split_line
+from tasks.registry import REGISTRY
 
 
 def show_record(cli: CliContext, record: dict[str, Any]) -> LiveResponseError | None:
@@ -35,6 +38,32 @@ def show_record(cli: CliContext, record: dict[str, Any]) -> LiveResponseError | 
     return error
 
 
+def run_line(cli: CliContext, session_id: str, line: str,
+             background: bool = False) -> dict[str, Any]:
+    """Run `line` in the session and return its record.
+
+    A command that sends a file (getfile) is started in the background and followed, with a
+    progress bar on a terminal: a long transfer neither hits the request's timeout nor runs
+    without a sign of life.
+    """
+    if background or line.rstrip().endswith("&") or not _sends_file(line):
+        return cli.client.run(session_id, line, background)
+    record = cli.client.run(session_id, line, background=True)
+    if record.get("status") not in ("queued", "running"):
+        return record
+    return follow_record(lambda: cli.client.get_command(str(record["command_id"])),
+                         label=clean(record.get("command")), json_output=cli.json_output)
+
+
+def _sends_file(line: str) -> bool:
+    try:
+        words = split_line(line)
+    except UsageError:
+        return False  # the orchestrator says what is wrong with the line
+    spec = REGISTRY.get(words[0]) if words else None
+    return spec is not None and spec.sends_file
+
+
 def join_words(words: tuple[str, ...]) -> str:
     """One word is the line as typed; several are quoted back into one line."""
     return words[0] if len(words) == 1 else shlex.join(words)
@@ -54,6 +83,6 @@ def run(ctx: click.Context, cli: CliContext, background: bool, session_id: str,
     Exits 0 when the command completed (or started in the background), else with the exit
     code of what went wrong.
     """
-    error = show_record(cli, cli.client.run(session_id, join_words(words), background))
+    error = show_record(cli, run_line(cli, session_id, join_words(words), background))
     if error is not None:
         ctx.exit(error.exit_code)

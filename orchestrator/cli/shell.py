@@ -12,7 +12,7 @@ import click
 from orchestrator.cli.context import CliContext, pass_cli
 from orchestrator.cli.errors import format_error
 from orchestrator.cli.jobs import JOB_BUILTINS, run_job_builtin
-from orchestrator.cli.run import show_record
+from orchestrator.cli.run import run_line, show_record
 from orchestrator.cli.table import clean
 from tasks.errors import LiveResponseError, NotFoundError, SessionStateError, UsageError
 from tasks.registry import REGISTRY
@@ -59,7 +59,7 @@ def shell(ctx: click.Context, cli: CliContext, device: str) -> None:
                 if words[0] in JOB_BUILTINS:
                     run_job_builtin(cli, session_id, words)
                     continue
-                record = cli.client.run(session_id, line)
+                record = run_line(cli, session_id, line)
             except (SessionStateError, NotFoundError) as exc:
                 # The session is gone (closed elsewhere, expired): nothing more can run in it.
                 click.echo(format_error(exc), err=True)
