@@ -39,7 +39,7 @@ def add_evidence_routes(app: FastAPI, plane: ControlPlane, current_user: Callabl
                       user: Annotated[User, Depends(current_user)]) -> list[dict[str, Any]]:
         """Check: live.collect; a user whose role is scoped sees only their devices' evidence."""
         require(user, PERM_COLLECT, request.url.path)
-        return [r.model_dump(mode="json") for r in store().list() if may_collect(user, r)]
+        return [r.model_dump(mode="json") for r in store().acquisitions() if may_collect(user, r)]
 
     @app.get("/evidence/{sha256}")
     def get_evidence(sha256: str, request: Request,

@@ -105,7 +105,7 @@ class EvidenceStore:
         pipe.sadd(self.keys.evidence_object(record.sha256), record.command_id)
         pipe.execute()
 
-    def list(self) -> list[EvidenceRecord]:
+    def acquisitions(self) -> list[EvidenceRecord]:
         """Every acquisition, oldest first."""
         ids = [as_text(i) for i in self.client.zrange(self.keys.evidence, 0, -1)]
         return self._records(ids)

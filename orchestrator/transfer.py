@@ -172,9 +172,9 @@ class TransferReceiver:
         running_since: float | None = None
         next_check = 0.0
         while True:
-            reply = self.client.xread({key: last_id}, count=READ_COUNT,
-                                      block=None if final_seen else READ_BLOCK_MS)
-            entries = reply[0][1] if reply else []
+            reply: Any = self.client.xread({key: last_id}, count=READ_COUNT,
+                                           block=None if final_seen else READ_BLOCK_MS)
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1] if reply else []
             if entries:
                 done = None
                 ids = []

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -48,7 +48,7 @@ class SourceFile:
 
     path: Path
     resolved: Path | None
-    stream: BinaryIO
+    stream: io.FileIO
     st: os.stat_result
 
 

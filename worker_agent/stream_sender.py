@@ -28,7 +28,8 @@ LONGEST_PAUSE_S = 0.05
 TTL_STALLS = 4
 MIN_TTL_S = 60
 
-Fields = Mapping[str, Any]
+#: An entry's fields (redis-py types its stream fields loosely).
+Fields = Mapping[Any, Any]
 
 
 class StreamSender:
@@ -51,7 +52,7 @@ class StreamSender:
     def begin(self, fields: Fields) -> None:
         """Create the stream with its first entry."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.xadd(self.key, dict(fields))
+        pipe.xadd(self.key, dict[Any, Any](fields))
         pipe.expire(self.key, self.ttl_s)
         pipe.execute()
         self.started = True
@@ -64,7 +65,7 @@ class StreamSender:
             self._room = self.window_chunks - self._wait_for_room()
         pipe = self.client.pipeline(transaction=False)
         # NOMKSTREAM: a stream the receiver deleted stays deleted; we learn it gave up.
-        pipe.xadd(self.key, dict(fields), nomkstream=True)
+        pipe.xadd(self.key, dict[Any, Any](fields), nomkstream=True)
         pipe.expire(self.key, self.ttl_s)
         entry_id, _ = pipe.execute()
         if entry_id is None:
@@ -78,7 +79,7 @@ class StreamSender:
             return
         try:
             pipe = self.client.pipeline(transaction=False)
-            pipe.xadd(self.key, error_fields(code, message), nomkstream=True)
+            pipe.xadd(self.key, dict[Any, Any](error_fields(code, message)), nomkstream=True)
             pipe.expire(self.key, self.ttl_s)
             pipe.execute()
         except redis.RedisError as exc:

@@ -99,9 +99,9 @@ def follow_record(fetch: Callable[[], dict[str, Any]], *, label: str, json_outpu
                 if now - final_since > OUTCOME_GRACE_S:
                     return record
             progress = record.get("progress") or {}
-            size = progress.get("size")
+            size = int(progress.get("size") or 0)
             if bar is None and wants_bar(size, json_output, stream):
-                bar = ProgressBar(label, int(size), enabled=True, stream=stream)
+                bar = ProgressBar(label, size, enabled=True, stream=stream)
             if bar is not None:
                 bar.update(int(progress.get("bytes") or 0))
             if deadline is not None and now > deadline:

@@ -205,7 +205,7 @@ def test_a_file_deleted_mid_transfer_fails_cleanly_and_keeps_nothing(
     assert record["status"] == "failed", record
     assert record["error"]["code"] == "file_changed"
     assert "was deleted during transfer" in record["error"]["message"]
-    assert _store(st).list() == []
+    assert _store(st).acquisitions() == []
     assert not (_store(st).root / "sha256").exists()
     assert _temp_files(st) == []
     assert _no_streams(st)
@@ -225,7 +225,7 @@ def test_a_file_over_the_limit_is_refused_before_any_byte_moves(
     assert f"over the getfile limit of {MIB} bytes" in body["error"]["message"]
     assert body["args"]["max_bytes"] == MIB  # the orchestrator's limit, signed
     assert body["progress"] is None
-    assert _store(slow_stack).list() == [] and _no_streams(slow_stack)
+    assert _store(slow_stack).acquisitions() == [] and _no_streams(slow_stack)
 
 
 @pytest.fixture
@@ -243,11 +243,11 @@ def test_special_and_missing_paths_are_refused_with_no_stream_and_no_evidence(
     stack: Stack, specials: Path, name: str, code: str,
 ) -> None:
     session = stack.open_session(_device(stack))
-    before = len(_store(stack).list())
+    before = len(_store(stack).acquisitions())
     body = stack.run(session, f"getfile {specials / name}")
     assert body["status"] == "failed", body
     assert body["error"]["code"] == code
-    assert len(_store(stack).list()) == before and _no_streams(stack)
+    assert len(_store(stack).acquisitions()) == before and _no_streams(stack)
 
 
 def test_custody_is_audited_with_both_hashes_and_never_the_content(
@@ -267,7 +267,7 @@ def test_custody_is_audited_with_both_hashes_and_never_the_content(
     assert entry.details["path"] == str(subject)
     assert entry.details["device"] == _device(stack) and entry.details["session"] == session
     assert entry.details["size_bytes"] == len(marker) * 1000
-    raw = stack.plane.client.xrange(stack.plane.keys.audit)
+    raw: Any = stack.plane.client.xrange(stack.plane.keys.audit)
     assert all(marker not in value for _, fields in raw for value in fields.values())
 
 

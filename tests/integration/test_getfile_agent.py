@@ -73,7 +73,7 @@ def read_entries(client: redis.Redis, key: str, *, until: int | None = None,
     last: bytes | str = "0-0"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        reply = client.xread({key: last}, count=1, block=100)
+        reply: Any = client.xread({key: last}, count=1, block=100)
         for entry_id, raw in reply[0][1] if reply else []:
             last = entry_id
             entry = parse_entry(raw)

@@ -49,12 +49,13 @@ class Rig:
             command_id=uuid.uuid4().hex, session_id="S1", device_id="dev-x", user="alice",
             command="getfile", line="getfile /srv/x.bin", args={"path": "/srv/x.bin"},
             status=state, created_at=now, expires_at=now + expires_in_s)
-        self.client.hset(self.keys.command(record.command_id), mapping=record_fields(record))
+        self.client.hset(self.keys.command(record.command_id),
+                         mapping=dict[Any, Any](record_fields(record)))
         return record
 
     def send(self, record: CommandRecord, *entries: dict[str, Any]) -> None:
         for fields in entries:
-            self.client.xadd(self.keys.xfer(record.command_id), fields)
+            self.client.xadd(self.keys.xfer(record.command_id), dict[Any, Any](fields))
 
     def send_file(self, record: CommandRecord, data: bytes, *, sha256: str | None = None,
                   corrupt_chunk: int | None = None) -> None:
@@ -83,7 +84,7 @@ class Rig:
     def assert_nothing_kept(self, record: CommandRecord) -> None:
         assert self.objects() == []
         assert self.temp_files() == []
-        assert self.store.list() == []
+        assert self.store.acquisitions() == []
         assert not self.client.exists(self.keys.xfer(record.command_id))
 
 
@@ -107,7 +108,7 @@ def test_verified_bytes_are_stored_by_sha256_with_a_custody_record_and_audit(
     assert stored.read_bytes() == data
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     assert stat.S_IMODE(r.store.root.stat().st_mode) == 0o700
-    (listed,) = r.store.list()
+    (listed,) = r.store.acquisitions()
     assert (listed.sha256, listed.size_bytes, listed.device_id, listed.user, listed.path) == (
         sha, len(data), "dev-x", "alice", "/srv/x.bin")
     assert listed.command_id == record.command_id and listed.session_id == "S1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from orchestrator.devices import Device
@@ -23,7 +25,7 @@ from tasks.transfer import (
 )
 
 
-def _wire(fields: dict[str, object]) -> dict[bytes, bytes]:
+def _wire(fields: Mapping[str, object]) -> dict[bytes, bytes]:
     """Fields as Redis hands them back: bytes keys and values."""
     out = {}
     for key, value in fields.items():
