@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from orchestrator.cli.client import ApiClient
 from orchestrator.cli.render import render_record, render_verdict
 from orchestrator.cli.serve import announce_keys
 from orchestrator.identity import create_user, issue_token
+from orchestrator.library import shipped_file
 from orchestrator.plane import ControlPlane, ensure_signing_keys
 from orchestrator.server import ServerThread
 from tasks.queues import queue_for
@@ -44,15 +46,23 @@ _HOLDER_CODE = (
 )
 
 
+#: The cron entry the dropper left so it starts again (what the persistence script finds).
+CRON_NAME = "invoice-updater"
+#: The shipped script the analyst runs (`library/persistence_check.sh`).
+SCRIPT_NAME = "persistence_check.sh"
+
+
 @dataclass
 class Scene:
-    """What the demo planted: the downloads folder, the suspect, its process and its socket."""
+    """What the demo planted: the downloads folder, the suspect, its process and its socket,
+    and the cron entry that would start it again."""
 
     root: Path
     downloads: Path
     suspect: Path
     holder: subprocess.Popen[bytes]
     c2: tuple[str, int]
+    cron: Path
 
 
 def plant_scene(stack: ExitStack, root: Path) -> Scene:
@@ -77,7 +87,10 @@ def plant_scene(stack: ExitStack, root: Path) -> Scene:
     )
     stack.callback(_reap, holder)
     _wait_connected(holder.pid, c2)
-    return Scene(root, downloads, suspect, holder, c2)
+    cron = root / "etc" / "cron.d" / CRON_NAME
+    cron.parent.mkdir(parents=True)
+    cron.write_text(f"*/5 * * * * alice {suspect} --update\n")
+    return Scene(root, downloads, suspect, holder, c2, cron)
 
 
 def run_demo(echo: Callable[[str], None] = print) -> int:
@@ -92,7 +105,8 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
             redis_url, where = server.url, f"embedded Redis ({server.executable})"
         prefix = f"lrdemo-{uuid.uuid4().hex[:8]}"
         stack.callback(_drop_keys, redis_url, prefix)
-        settings = Settings(redis_url=redis_url, key_prefix=prefix)
+        settings = Settings(redis_url=redis_url, key_prefix=prefix,
+                            evidence_dir=tmp / "evidence")
         created = ensure_signing_keys(settings, embedded=not os.environ.get("LR_REDIS_URL"))
         if created is not None:
             print(announce_keys(created), file=sys.stderr)
@@ -101,9 +115,12 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
         api = stack.enter_context(ServerThread(plane))
         analyst = create_user(plane.client, plane.keys, "alice.analyst", ["advanced"])
         token = issue_token(plane.client, plane.keys, analyst)
+        admin = create_user(plane.client, plane.keys, "bob.admin", ["admin"])
+        admin_token = issue_token(plane.client, plane.keys, admin)
         agent = stack.enter_context(LocalAgent(
             DEMO_DEVICE, redis_url, key_prefix=prefix, log_path=tmp / "agent.log",
-            public_key_file=settings.orchestrator_public_key_path()))
+            public_key_file=settings.orchestrator_public_key_path(),
+            env={"LR_QUARANTINE_DIR": str(tmp / "quarantine")}))
         scene = plant_scene(stack, tmp / "endpoint")
         echo("liveresponse demo: investigating a suspicious download on "
              f"{DEMO_DEVICE}\n")
@@ -113,45 +130,71 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
         echo(f"  planted           {scene.suspect}")
         echo(f"                    pid {scene.holder.pid} holds it open, connected to "
              f"{scene.c2[0]}:{scene.c2[1]}")
+        with ApiClient(api.url, admin_token) as admin_client:
+            item = admin_client.library_add(SCRIPT_NAME, shipped_file(SCRIPT_NAME),
+                                            description="Linux persistence spots")
+        echo(f"  library           {SCRIPT_NAME} (sha256 {item['sha256'][:16]}…), "
+             "added by bob.admin")
         echo("")
         with ApiClient(api.url, token) as client:
             return _investigate(client, scene, echo)
 
 
 def _investigate(client: ApiClient, scene: Scene, echo: Callable[[str], None]) -> int:
+    echo(f"## 1. Start a live response session\n$ lr session open {DEMO_DEVICE}")
     session = client.open_session(DEMO_DEVICE)["id"]
-    echo(f"$ lr session open {DEMO_DEVICE}\nsession {session} opened by alice.analyst\n")
+    echo(f"session {session} opened by alice.analyst\n")
     ok = True
 
-    def step(title: str, line: str,
+    def step(title: str | None, line: str,
              keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
         nonlocal ok
-        echo(f"## {title}\n{DEMO_DEVICE}> {line}")
+        echo((f"## {title}\n" if title else "") + f"{DEMO_DEVICE}> {line}")
         record = client.run(session, line)
         shown = keep(record) if keep and record.get("result") else record
         echo(render_record(shown) + "\n")
         ok = ok and record.get("status") == "completed"
         return record
 
+    def check(what: str, holds: bool) -> None:
+        nonlocal ok
+        echo(f"   (checked independently: {what}: {'yes' if holds else 'NO'})\n")
+        ok = ok and holds
+
     pid = scene.holder.pid
-    step("1. Inspect the downloads folder", f"dir {scene.downloads}")
-    step("2. File details", f"fileinfo {scene.suspect}")
-    step("3. Hash it for threat intelligence", f"getfilehash {scene.suspect} --algo all")
-    step("4. Processes that involve the download", "processes",
+    suspect_sha = hashlib.sha256(scene.suspect.read_bytes()).hexdigest()
+    step("2. Inspect the file system", f"dir {scene.downloads}")
+    step(None, f"fileinfo {scene.suspect}")
+    step("3. Hash the file for threat intelligence", f"getfilehash {scene.suspect} --algo all")
+    got = step("4. Collect the file for offline analysis", f"getfile {scene.suspect}")
+    stored = (got.get("result") or {}).get("evidence_sha256")
+    check("the evidence store holds the very bytes (sha256 on arrival = the file's)",
+          stored == suspect_sha)
+    step("5. Investigate processes", "processes",
          keep=lambda r: _only(r, "processes", lambda p: SUSPECT_NAME in " ".join(p["cmdline"])))
-    step("5. Its network connections", "netstat",
+    step("6. Investigate network connections", "netstat",
          keep=lambda r: _only(r, "connections", lambda c: c["pid"] == pid))
-    step("6. Contain: end the process", f"kill {pid}")
-    ended = _wait_gone(scene.holder)
-    echo(f"   (checked independently: pid {pid} {'is gone' if ended else 'STILL RUNS'})\n")
-    ok = ok and ended
-    step("7. Sweep the endpoint for other copies",
-         f"findfile {SUSPECT_NAME} --path {scene.root}")
+    step("7. Remediate: end the process", f"kill {pid}")
+    check(f"pid {pid} is gone", _wait_gone(scene.holder))
+    quarantined = step(None, f"remediate {scene.suspect}")
+    qid = str((quarantined.get("result") or {}).get("qid"))
+    check(f"{scene.suspect} is gone from the downloads folder", not scene.suspect.exists())
+    echo("   (an aside: quarantine is reversible)")
+    step(None, f"undo {qid}")
+    check("the restored file has the same sha256",
+          scene.suspect.exists()
+          and hashlib.sha256(scene.suspect.read_bytes()).hexdigest() == suspect_sha)
+    step(None, f"remediate {scene.suspect}")
+    step(None, f"findfile {SUSPECT_NAME} --path {scene.root}")
+    ran = step("8. Run a custom script from the library",
+               f"runscript {SCRIPT_NAME} -- {scene.root}")
+    stdout = str((ran.get("result") or {}).get("stdout") or "")
+    check(f"the script reports the planted cron entry {CRON_NAME}", CRON_NAME in stdout)
     client.close_session(session)
-    echo(f"$ lr session close {session}\nsession closed\n")
     verdict = client.audit_verify()
     trail = client.audit(session=session)
-    echo(f"## 8. Audit: {len(trail)} entries recorded for session {session}")
+    echo(f"## 9. Audit and close\n$ lr session close {session}\nsession closed")
+    echo(f"$ lr audit show --session {session}\n{len(trail)} entries recorded")
     echo(f"$ lr audit verify\n{render_verdict(verdict)}")
     ok = ok and bool(verdict.get("ok"))
     echo("\ndemo " + ("completed: every step ran and the audit chain verifies"

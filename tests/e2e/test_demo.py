@@ -18,12 +18,17 @@ def test_lr_demo_runs_every_step_and_verifies_the_audit(tmp_path: Path) -> None:
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "embedded Redis" in out
-    for line in ("dir ", "fileinfo ", "getfilehash ", "processes", "netstat", "kill ",
-                 "findfile invoice2025.exe"):
+    for line in ("dir ", "fileinfo ", "getfilehash ", "getfile ", "processes", "netstat",
+                 "kill ", "remediate ", "undo Q", "findfile invoice2025.exe",
+                 "runscript persistence_check.sh"):
         assert f"demo-host> {line}" in out
+    for step in range(1, 10):
+        assert f"## {step}. " in out
     assert "invoice2025.exe" in out
     assert "ESTABLISHED" in out
-    assert "is gone" in out
+    # Every independent check the demo makes held (a failed one prints NO).
+    assert out.count("(checked independently:") == 5 and ": NO)" not in out
+    assert "etc/cron.d/invoice-updater" in out
     assert "audit chain ok" in out
     assert "Traceback" not in out + done.stderr
     private = tmp_path / "lr-home" / "keys" / "orchestrator-signing.key"
