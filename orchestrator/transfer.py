@@ -150,17 +150,24 @@ class TransferReceiver:
         try:
             return self._consume(record, incoming, started_at)
         except _Failed as failed:
-            self._audit_failed(record, incoming, failed.error)
-            return Receipt(error=failed.error)
+            error = failed.error
         except OSError as exc:
             error = ErrorInfo(code=TransferError.code,
                               message=f"the evidence store could not write the file: {exc}",
                               hint="check the orchestrator's evidence directory and its disk")
-            self._audit_failed(record, incoming, error)
-            return Receipt(error=error)
+        except Exception:  # a bug here must still end the command, never leave it running
+            log.exception("receiving the file of %s failed", record.command_id)
+            error = ErrorInfo(code=TransferError.code,
+                              message="the orchestrator failed while receiving the file; "
+                                      "nothing was kept", hint="see the orchestrator's log")
         finally:
             incoming.discard()
-            self.client.delete(self.keys.xfer(record.command_id))
+            try:
+                self.client.delete(self.keys.xfer(record.command_id))
+            except redis.RedisError as exc:  # it expires on its own (the agent sets a TTL)
+                log.warning("could not delete transfer stream of %s: %s", record.command_id, exc)
+        self._audit_failed(record, incoming, error)
+        return Receipt(error=error)
 
     def _consume(self, record: CommandRecord, incoming: _Incoming,
                  started_at: float) -> Receipt | None:

@@ -296,3 +296,21 @@ def test_merge_fails_a_completed_command_whose_file_was_not_kept() -> None:
     failed = _outcome(CommandStatus.FAILED, None)
     assert merge_receipt(failed, Receipt(error=error)) == failed
     assert merge_receipt(failed, None) == failed
+
+
+def test_an_evidence_store_that_cannot_write_fails_the_transfer_and_deletes_the_stream(
+    redis_client: redis.Redis, keys: Keys, tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store should be")
+    r = Rig(redis_client, keys, blocker)
+    record = r.command()
+    r.send_file(record, b"payload")
+    receipt = r.receiver.receive(record)
+    assert receipt is not None and receipt.error is not None
+    assert receipt.error.code == "transfer_failed"
+    assert "evidence store could not write" in receipt.error.message
+    assert not redis_client.exists(keys.xfer(record.command_id))
+    assert r.store.acquisitions() == []
+    (entry,) = r.audit_entries("evidence.failed")
+    assert entry.details["reason"] == "transfer_failed"
