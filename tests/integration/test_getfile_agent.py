@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -113,6 +114,18 @@ def test_sends_the_file_in_fixed_chunks_with_an_end_sha256_equal_to_sha256sum(
     assert run.result.sha256 == expected and run.result.size_bytes == len(data)
     assert run.result.path == str(tmp_path / "invoice2025.exe")
     assert run.result.resolved_path is None
+
+
+def test_an_empty_file_is_a_begin_and_an_end_with_the_empty_sha256(
+    make_ctx: Callable[..., CommandContext], redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").touch()
+    ctx = make_ctx()
+    run = Run(lambda: run_getfile(GetFileArgs(path="empty"), ctx))
+    entries = read_entries(redis_client, ctx.keys.xfer(ctx.command_id))
+    run.join()
+    assert [e.kind for e in entries] == [KIND_BEGIN, KIND_END]
+    assert entries[-1].sha256 == hashlib.sha256(b"").hexdigest() and entries[-1].chunks == 0
 
 
 def test_a_symlink_is_followed_and_the_file_read_is_named(
