@@ -27,6 +27,8 @@ pytestmark = pytest.mark.integration
 MIB = 1024 * 1024
 #: Most a 200 MB transfer's peak memory may exceed a 20 MB one's, on either side.
 MEMORY_SLACK_BYTES = 16 * MIB
+#: The getfile limit of the slow stack.
+SLOW_LIMIT_BYTES = 8 * MIB
 
 
 def _stack(redis_url: str, tmp: Path, signing: KeyPair, **settings: Any) -> Iterator[Stack]:
@@ -49,11 +51,11 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="module")
 def slow_stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory,
                signing_keys: KeyPair) -> Iterator[Stack]:
-    """API + one agent sending 4 KiB chunks one at a time (slow enough to interfere with), and
-    a getfile limit of 1 MiB."""
+    """API + one agent sending 4 KiB chunks one at a time (slow enough to interfere with: about
+    0.4 s per MiB here), and a getfile limit of 8 MiB."""
     yield from _stack(redis_url, tmp_path_factory.mktemp("getfile-slow"), signing_keys,
                       transfer_chunk_bytes=4096, transfer_window_chunks=1,
-                      getfile_max_bytes=MIB)
+                      getfile_max_bytes=SLOW_LIMIT_BYTES)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +188,7 @@ def test_a_file_deleted_mid_transfer_fails_cleanly_and_keeps_nothing(
 ) -> None:
     st = slow_stack
     subject = tmp_path / "vanishing.bin"
-    subject.write_bytes(os.urandom(MIB))
+    subject.write_bytes(os.urandom(4 * MIB))
     session = st.open_session(_device(st))
     with st.client() as http:
         started = http.post(f"/sessions/{session}/commands",
@@ -199,7 +201,7 @@ def test_a_file_deleted_mid_transfer_fails_cleanly_and_keeps_nothing(
             if progress.get("bytes", 0) > 0:
                 break
             time.sleep(0.01)
-        assert progress["bytes"] < progress["size"] == MIB, progress
+        assert progress["bytes"] < progress["size"] == 4 * MIB, progress
         subject.unlink()
         record = _outcome(http, command_id)
     assert record["status"] == "failed", record
@@ -217,13 +219,13 @@ def test_a_file_over_the_limit_is_refused_before_any_byte_moves(
     slow_stack: Stack, tmp_path: Path,
 ) -> None:
     subject = tmp_path / "too-big.bin"
-    subject.write_bytes(b"z" * (MIB + 1))
+    subject.write_bytes(b"z" * (SLOW_LIMIT_BYTES + 1))
     session = slow_stack.open_session(_device(slow_stack))
     body = slow_stack.run(session, f"getfile {subject}")
     assert body["status"] == "failed", body
     assert body["error"]["code"] == "file_too_large"
-    assert f"over the getfile limit of {MIB} bytes" in body["error"]["message"]
-    assert body["args"]["max_bytes"] == MIB  # the orchestrator's limit, signed
+    assert f"over the getfile limit of {SLOW_LIMIT_BYTES} bytes" in body["error"]["message"]
+    assert body["args"]["max_bytes"] == SLOW_LIMIT_BYTES  # the orchestrator's limit, signed
     assert body["progress"] is None
     assert _store(slow_stack).acquisitions() == [] and _no_streams(slow_stack)
 
