@@ -34,7 +34,7 @@ def test_bad_arguments_show_the_usage(stack: Stack, session_a: str) -> None:
     with stack.client() as http:
         resp = http.post(f"/sessions/{session_a}/commands", json={"line": "kill notapid"})
     assert resp.status_code == 400
-    assert resp.json()["error"]["hint"] == "usage: kill PID"
+    assert resp.json()["error"]["hint"] == "usage: kill PID [--tree]"
 
 
 def test_missing_path_fails_with_a_clear_error(stack: Stack, session_a: str) -> None:
