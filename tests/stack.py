@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 from config import Settings
 from orchestrator.agents import LocalAgent
@@ -106,6 +107,18 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
         yield Stack(plane=plane, url=server.url, token=token, signing=signing, agents=agents)
         for agent in agents.values():
             purge_device_queue(plane, agent.device_id)
+
+
+@contextmanager
+def own_prefix_stack(redis_url: str, devices: list[str], log_dir: Path, **settings: Any
+                     ) -> Iterator[Stack]:
+    """`live_stack` on a key prefix of its own; every key under it is deleted afterwards."""
+    prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
+    try:
+        with live_stack(redis_url, prefix, devices, log_dir, **settings) as st:
+            yield st
+    finally:
+        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
 
 
 def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:

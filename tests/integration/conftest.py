@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 
-from orchestrator.cleanup import delete_matching
 from tasks.signing import KeyPair
-from tests.stack import Stack, live_stack, new_device_id
+from tests.stack import Stack, new_device_id, own_prefix_stack
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +15,10 @@ def stack(
     redis_url: str, tmp_path_factory: pytest.TempPathFactory, signing_keys: KeyPair
 ) -> Iterator[Stack]:
     """API + agents for devices `a` and `b` (ids in `stack.agents`), cleaned up afterwards."""
-    prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
     devices = [new_device_id("a"), new_device_id("b")]
-    try:
-        with live_stack(redis_url, prefix, devices, tmp_path_factory.mktemp("agents"),
-                        signing=signing_keys, command_expiry_s=3.0) as st:
-            yield st
-    finally:
-        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
+    with own_prefix_stack(redis_url, devices, tmp_path_factory.mktemp("agents"),
+                          signing=signing_keys, command_expiry_s=3.0) as st:
+        yield st
 
 
 @pytest.fixture(scope="module")

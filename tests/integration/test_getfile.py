@@ -15,12 +15,10 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-import redis
 
-from orchestrator.cleanup import delete_matching
 from orchestrator.evidence import EvidenceStore
 from tasks.signing import KeyPair
-from tests.stack import Stack, live_stack, new_device_id
+from tests.stack import Stack, new_device_id, own_prefix_stack
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +30,9 @@ SLOW_LIMIT_BYTES = 8 * MIB
 
 
 def _stack(redis_url: str, tmp: Path, signing: KeyPair, **settings: Any) -> Iterator[Stack]:
-    prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
-    try:
-        with live_stack(redis_url, prefix, [new_device_id("gf")], tmp, signing=signing,
-                        command_expiry_s=5.0, **settings) as st:
-            yield st
-    finally:
-        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
+    with own_prefix_stack(redis_url, [new_device_id("gf")], tmp, signing=signing,
+                          command_expiry_s=5.0, **settings) as st:
+        yield st
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,10 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from orchestrator.cleanup import delete_matching
 from orchestrator.library import CHUNK_BYTES, LibraryStore, library_of
 from tasks.errors import LibraryItemNotFoundError
 from tasks.signing import KeyPair
-from tests.stack import Stack, live_stack
+from tests.stack import Stack, own_prefix_stack
 
 #: The library limit of this module's orchestrator.
 LIMIT_BYTES = 3 * 1024 * 1024
@@ -26,13 +25,9 @@ LIMIT_BYTES = 3 * 1024 * 1024
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory,
           signing_keys: KeyPair) -> Iterator[Stack]:
     """The API alone (the library needs no agent), with a 3 MiB library limit."""
-    prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
-    try:
-        with live_stack(redis_url, prefix, [], tmp_path_factory.mktemp("lib"),
-                        signing=signing_keys, library_max_bytes=LIMIT_BYTES) as st:
-            yield st
-    finally:
-        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
+    with own_prefix_stack(redis_url, [], tmp_path_factory.mktemp("lib"),
+                          signing=signing_keys, library_max_bytes=LIMIT_BYTES) as st:
+        yield st
 
 
 @pytest.fixture

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-import redis
 
-from orchestrator.cleanup import delete_matching
 from orchestrator.library import CHUNK_BYTES, library_of
 from tasks.signing import KeyPair
-from tests.stack import Stack, live_stack
+from tests.stack import Stack, own_prefix_stack
 
 #: The agent's script time limit in this module.
 SCRIPT_TIMEOUT_S = 2.0
@@ -30,16 +28,12 @@ PERSISTENCE_CHECK = Path(__file__).resolve().parents[2] / "library" / "persisten
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory,
           signing_keys: KeyPair) -> Iterator[Stack]:
     """API + one agent whose scripts stop after 2 s and whose results stop at 256 KiB."""
-    prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
     device = f"lib-{uuid.uuid4().hex[:8]}"
-    try:
-        with live_stack(redis_url, prefix, [device], tmp_path_factory.mktemp("agents"),
-                        signing=signing_keys, command_expiry_s=5.0,
-                        runscript_timeout_s=SCRIPT_TIMEOUT_S,
-                        output_max_bytes=OUTPUT_MAX_BYTES) as st:
-            yield st
-    finally:
-        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
+    with own_prefix_stack(redis_url, [device], tmp_path_factory.mktemp("agents"),
+                          signing=signing_keys, command_expiry_s=5.0,
+                          runscript_timeout_s=SCRIPT_TIMEOUT_S,
+                          output_max_bytes=OUTPUT_MAX_BYTES) as st:
+        yield st
 
 
 @pytest.fixture

@@ -6,20 +6,17 @@ import os
 import stat
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-import redis
 
 from config.settings import Settings
-from orchestrator.cleanup import delete_matching
 from tasks.signing import KeyPair
 from tests.privilege import NOBODY
-from tests.stack import Stack, live_stack, new_device_id
+from tests.stack import Stack, new_device_id, own_prefix_stack
 
 EVIL_CRON = "* * * * * root /tmp/.x/beacon\n"
 EVIL_UNIT = "[Service]\nExecStart=/opt/.hidden/implant --daemon\n\n[Install]\n" \
@@ -54,16 +51,12 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Endpoint:
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory, signing_keys: KeyPair,
           endpoint: Endpoint) -> Iterator[Stack]:
     """API + one agent whose vault, deny list and persistence root are the test's own."""
-    prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
-    try:
-        with live_stack(redis_url, prefix, [new_device_id("rem")],
-                        tmp_path_factory.mktemp("agents"), signing=signing_keys,
-                        quarantine_dir=endpoint.vault, persistence_root=endpoint.root,
-                        remediate_deny_paths=[*Settings().remediate_deny_paths,
-                                              str(endpoint.denied)]) as st:
-            yield st
-    finally:
-        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
+    with own_prefix_stack(redis_url, [new_device_id("rem")],
+                          tmp_path_factory.mktemp("agents"), signing=signing_keys,
+                          quarantine_dir=endpoint.vault, persistence_root=endpoint.root,
+                          remediate_deny_paths=[*Settings().remediate_deny_paths,
+                                                str(endpoint.denied)]) as st:
+        yield st
 
 
 @pytest.fixture
