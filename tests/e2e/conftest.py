@@ -35,3 +35,18 @@ def lr(stack: Stack, tmp_path: Path) -> Lr:
         return runner.invoke(main, argv, input=input, env=cli_env(tmp_path))
 
     return invoke
+
+
+@pytest.fixture
+def env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str | None]:
+    """`lr` talking to the test Redis directly (bootstrap commands), under this test's prefix,
+    with a data directory of its own and none of the user's LR_* settings."""
+    return {
+        "LR_REDIS_URL": redis_url,
+        "LR_KEY_PREFIX": key_prefix,
+        "LR_DATA_DIR": str(tmp_path / "lr-home"),
+        "LR_SIGNING_KEY_FILE": None,
+        "LR_ORCHESTRATOR_PUBLIC_KEY_FILE": None,
+        "LR_API_URL": None,
+        "LR_TOKEN": None,
+    }

@@ -25,18 +25,6 @@ from tests.redis_dump import dump_prefix
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str | None]:
-    """Settings pointing `lr` at the test Redis under this test's key prefix."""
-    return {
-        "LR_REDIS_URL": redis_url,
-        "LR_KEY_PREFIX": key_prefix,
-        "LR_DATA_DIR": str(tmp_path / "lr-home"),
-        "LR_API_URL": None,
-        "LR_TOKEN": None,
-    }
-
-
 def test_init_prints_a_token_that_authenticates_and_is_stored_hashed(
     env: dict[str, str | None], redis_client: redis.Redis, keys: Keys, key_prefix: str
 ) -> None:

@@ -32,20 +32,6 @@ from tests.redis_dump import dump_prefix
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str | None]:
-    """`lr` pointed at the test Redis and prefix, with a data directory of its own."""
-    return {
-        "LR_REDIS_URL": redis_url,
-        "LR_KEY_PREFIX": key_prefix,
-        "LR_DATA_DIR": str(tmp_path / "lr-home"),
-        "LR_SIGNING_KEY_FILE": None,
-        "LR_ORCHESTRATOR_PUBLIC_KEY_FILE": None,
-        "LR_API_URL": None,
-        "LR_TOKEN": None,
-    }
-
-
 def test_keys_init_writes_a_usable_pair_and_audits_only_its_id(
     env: dict[str, str | None], tmp_path: Path, redis_client: redis.Redis, keys: Keys,
     key_prefix: str,
