@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/roundtrip.py
+	$(BIN)/python bench/getfile.py
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check . || true
