@@ -26,9 +26,9 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.roundtrip import _cleanup  # noqa: E402
 from config import EmbeddedRedis, Settings  # noqa: E402
 from orchestrator.agents import LocalAgent  # noqa: E402
+from orchestrator.cleanup import delete_matching  # noqa: E402
 from orchestrator.identity import create_user, issue_token  # noqa: E402
 from orchestrator.plane import ControlPlane  # noqa: E402
 from orchestrator.server import ServerThread  # noqa: E402
@@ -92,7 +92,7 @@ def main() -> None:
         if not redis_url:
             redis_url = stack.enter_context(EmbeddedRedis(tmpdir / "redis")).url
         prefix = f"lrbench-{uuid.uuid4().hex[:6]}"
-        stack.callback(_cleanup, redis_url, prefix)
+        stack.callback(lambda: delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*"))
         signing = generate_keypair(tmpdir / "keys")
         settings = Settings(redis_url=redis_url, key_prefix=prefix,
                             signing_key_file=signing.private_path,
