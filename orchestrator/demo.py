@@ -22,7 +22,8 @@ from config import EmbeddedRedis, Settings
 from orchestrator.agents import LocalAgent
 from orchestrator.cleanup import delete_matching
 from orchestrator.cli.client import ApiClient
-from orchestrator.cli.render import render_record, render_verdict
+from orchestrator.cli.render import render_record
+from orchestrator.cli.render_lists import render_verdict
 from orchestrator.cli.serve import announce_keys
 from orchestrator.identity import create_user, issue_token
 from orchestrator.library import shipped_file

@@ -16,7 +16,7 @@ import click
 from orchestrator.audit_file import EXPORT_FORMAT, verify_file
 from orchestrator.cli.context import CliContext, pass_cli, to_json
 from orchestrator.cli.errors import format_error
-from orchestrator.cli.render import render_audit, render_verdict
+from orchestrator.cli.render_lists import render_audit, render_verdict
 from tasks.errors import AuditChainBrokenError, LiveResponseError, UsageError
 from tasks.signing import Verifier
 

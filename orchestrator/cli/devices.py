@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator.cli.context import CliContext, pass_cli
-from orchestrator.cli.render import render_devices
+from orchestrator.cli.render_lists import render_devices
 
 
 @click.command("devices")

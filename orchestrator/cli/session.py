@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator.cli.context import CliContext, pass_cli
-from orchestrator.cli.render import render_sessions
+from orchestrator.cli.render_lists import render_sessions
 from orchestrator.cli.table import clean
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from orchestrator.cli.context import CliContext, pass_cli, to_json
-from orchestrator.cli.render import format_grants
+from orchestrator.cli.render_lists import format_grants
 from orchestrator.cli.table import format_table, format_time
 
 _ROLE_HELP = "Role to grant (viewer, responder, advanced, admin, or one the policy defines)."
