@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+from orchestrator.devices import Device
 from orchestrator.dispatch import Dispatcher
 from orchestrator.identity import User
 from orchestrator.policies.isolation import check_isolation
 from orchestrator.policies.rbac import authorize
-from orchestrator.records import CommandRecord
+from orchestrator.records import CommandRecord, record_from_fields
 from tasks import clock
 from tasks.commands.base import CommandArgs
 from tasks.envelope import CommandStatus, ErrorInfo
@@ -39,9 +40,7 @@ class Approvals:
         """Release a pending command to its device (the caller then waits for its result)."""
         p = self.plane
         try:
-            record = self._decidable(user, command_id)
-            spec, args = command_of(record)
-            device = p.devices.get(record.device_id)
+            record, spec, args, device = self._decidable(user, command_id)
             check_isolation(device, spec)
             session = None
             if record.session_id:
@@ -62,7 +61,7 @@ class Approvals:
     def deny(self, user: User, command_id: str, reason: str | None = None) -> CommandRecord:
         """Refuse a pending command for good; it never reaches the device."""
         try:
-            record = self._decidable(user, command_id)
+            record = self._decidable(user, command_id)[0]
         except LiveResponseError as exc:
             self._audit_refusal(user, "deny", command_id, exc)
             raise
@@ -85,8 +84,8 @@ class Approvals:
         out = []
         for raw in p.client.zrange(p.keys.approvals, 0, -1):
             fields = p.states.get(as_text(raw))
-            if fields and fields.get("state") == PENDING.value:
-                out.append(self.dispatcher.get(as_text(raw)))
+            if fields.get("state") == PENDING.value:
+                out.append(record_from_fields(fields))
         return out
 
     def expire_overdue(self) -> list[str]:
@@ -100,8 +99,10 @@ class Approvals:
             p.client.zrem(p.keys.approvals, command_id)
         return expired
 
-    def _decidable(self, user: User, command_id: str) -> CommandRecord:
-        """The record, if `user` may decide it now; else the reason as an error."""
+    def _decidable(self, user: User, command_id: str
+                   ) -> tuple[CommandRecord, CommandSpec, CommandArgs, Device]:
+        """The record, its command and device, if `user` may decide it now; else the reason
+        as an error."""
         record = self.dispatcher.get(command_id)
         if record.status is not PENDING:
             raise ApprovalStateError(
@@ -121,7 +122,7 @@ class Approvals:
         for permission in spec.permissions_for(args):
             authorize(self.plane.policies.policy, user.name, user.grants, permission,
                       device.id, device.tags)
-        return record
+        return record, spec, args, device
 
     def _move(self, user: User, record: CommandRecord, to: CommandStatus,
               fields: dict[str, str]) -> None:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from orchestrator.dispatch import Dispatcher
 from orchestrator.identity import User
 from orchestrator.policies.rbac import PERM_ADMIN, authorize, is_allowed
-from orchestrator.records import CommandRecord
+from orchestrator.records import CommandRecord, record_from_fields
 from tasks.envelope import CommandStatus
 from tasks.errors import NotFoundError, PermissionDeniedError, UsageError
 from tasks.registry import REGISTRY
@@ -70,7 +70,7 @@ class Jobs:
         for raw in p.client.lrange(p.keys.session_commands(session_id), 0, -1):
             fields = p.states.get(as_text(raw))
             if fields.get("job") not in (None, "null"):
-                out.append(self.dispatcher.get(as_text(raw)))
+                out.append(record_from_fields(fields))
         return out
 
     def get(self, session_id: str, job: int) -> CommandRecord:
