@@ -164,7 +164,7 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[.
                     f"{body.source}: under this policy no user would hold {PERM_ADMIN!r}; "
                     "nobody could change it back",
                     hint="keep a role with the admin permission that an existing user holds")
-            new, previous = plane.policies.replace(body.yaml, user.name, source=body.source)
+            new, previous = plane.policies.replace(policy, body.yaml, user.name)
         plane.audit.append(user.name, "policy.changed", "policy", "allowed",
                            source=body.source, digest=new.digest, previous_digest=previous)
         orphans = [f"{u.name}:{g}" for u in everyone for g in u.grants

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from orchestrator.policies.model import NAME_RE, PERMISSIONS, TAG_RE, Policy
 from tasks.errors import PolicyError
+from tasks.registry import REGISTRY
 
 #: Largest policy text we read (a policy is a page of YAML, not a data set).
 MAX_POLICY_BYTES = 256 * 1024
@@ -60,8 +61,6 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
 
 def semantic_problems(policy: Policy) -> Iterator[tuple[Loc, str]]:
     """What is wrong with a structurally valid policy, as (field location, problem)."""
-    from tasks.registry import REGISTRY
-
     if not policy.roles:
         yield ("roles",), "the policy defines no roles: it grants nothing"
         return

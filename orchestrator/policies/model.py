@@ -13,6 +13,7 @@ from tasks.registry import (
     PERM_ISOLATE,
     PERM_READ,
     PERM_REMEDIATE,
+    REGISTRY,
 )
 
 #: Read devices, sessions, jobs and the audit stream.
@@ -117,8 +118,6 @@ class Grant(BaseModel):
 
 def default_policy() -> Policy:
     """The DESIGN defaults: viewer ⊂ responder ⊂ advanced ⊂ admin, approvals on `critical`."""
-    from tasks.registry import REGISTRY
-
     needs_second_person = [c for c in ("remediate", "kill", "isolate") if c in REGISTRY]
     return Policy(
         roles={

@@ -18,7 +18,7 @@ from orchestrator.policies.model import (
     Grant,
     Policy,
 )
-from tasks.errors import PermissionDeniedError
+from tasks.errors import PermissionDeniedError, UsageError
 
 __all__ = ["PERM_ADMIN", "PERM_SESSION", "PERM_VIEW", "authorize", "is_allowed"]
 
@@ -68,8 +68,6 @@ def authorize(policy: Policy, user_name: str, grants: Sequence[Grant], permissio
 
 def check_grant(policy: Policy, grant: Grant) -> Grant:
     """Return `grant` if the policy knows its role and (when groups are declared) its scope."""
-    from tasks.errors import UsageError
-
     if grant.role not in policy.roles:
         raise UsageError(f"unknown role {grant.role!r}",
                          hint=f"roles in the policy: {', '.join(policy.roles)}")

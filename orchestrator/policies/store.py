@@ -59,12 +59,9 @@ class PolicyStore:
         """Shortcut: the Policy model in force."""
         return self.current().policy
 
-    def replace(self, text: str, actor: str, source: str = "policy") -> tuple[PolicyInForce, str]:
-        """Validate `text` and make it the policy in force; return (new, previous digest).
-
-        PolicyError (with line and field) when it is invalid; then nothing changes.
-        """
-        policy = parse_policy(text, source=source)
+    def replace(self, policy: Policy, text: str, actor: str) -> tuple[PolicyInForce, str]:
+        """Make `policy`, parsed from `text` (see parse_policy), the policy in force; return
+        (new, previous digest)."""
         previous = self.current().digest
         now = clock.now()
         fields = {"yaml": text, "digest": text_digest(text), "set_by": actor, "set_at": repr(now)}
@@ -78,7 +75,8 @@ class PolicyStore:
         text = read_policy_text(path)
         if text_digest(text) == self.current().digest:
             return f"{path} already in force ({text_digest(text)})"
-        new, previous = self.replace(text, "orchestrator", source=str(path))
+        policy = parse_policy(text, source=str(path))
+        new, previous = self.replace(policy, text, "orchestrator")
         audit.append("orchestrator", "policy.changed", "policy", "allowed", source=str(path),
                      digest=new.digest, previous_digest=previous)
         return f"{path} now in force ({new.digest})"
