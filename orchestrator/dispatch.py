@@ -240,9 +240,10 @@ class Dispatcher:
             return False
         p.client.zrem(p.keys.approvals, command_id)
         running = before is CommandStatus.RUNNING
-        device_id = as_text(p.client.hget(p.keys.command(command_id), "device_id") or b"")
+        # Record fields are stored as JSON (see record_fields).
+        device_id = json.loads(p.client.hget(p.keys.command(command_id), "device_id") or '""')
         p.celery.control.revoke(command_id, terminate=running, signal="SIGTERM",
-                                destination=self._agent_nodes(device_id.strip('"')))
+                                destination=self._agent_nodes(str(device_id)))
         p.audit.append(user.name, "command.cancelled", session_id or command_id, "cancelled",
                        session=session_id or None, command_id=command_id, reason=reason,
                        was=before.value if before else None)
