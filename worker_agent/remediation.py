@@ -102,9 +102,8 @@ def run_remediate(args: RemediateArgs, ctx: CommandContext) -> RemediateResult:
             os.rename(vault.content(qid), target)
         vault.discard(qid)
         raise
-    return RemediateResult(qid=qid, path=record.path, type=record.type,
-                           size_bytes=record.size_bytes, sha256=record.sha256,
-                           files=record.files, method=record.method, forced=record.forced)
+    return RemediateResult.model_validate(
+        record.model_dump(include=set(RemediateResult.model_fields)))
 
 
 def _take(target: Path, vault: Vault, qid: str, entries: list[QuarantinedEntry],

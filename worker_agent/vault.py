@@ -13,11 +13,10 @@ import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
-from tasks.commands.remediation import QID_PATTERN, QuarantinedEntry, QuarantinedType
+from tasks.commands.remediation import QID_PATTERN, QuarantinedEntry, RemediateResult
 from tasks.errors import CommandFailedError, QuarantineNotFoundError
 from worker_agent.filetree import fsync_dir
 
@@ -31,19 +30,11 @@ RECORD_NAME = "meta.json"
 _QID_RE = re.compile(QID_PATTERN)
 
 
-class VaultRecord(BaseModel):
-    """What was quarantined, from where, by which command, and how to put it back."""
+class VaultRecord(RemediateResult):
+    """What was quarantined, from where, by which command, and how to put it back: the
+    command's result (`path` is the original path, its parent resolved, where undo puts the
+    item back) plus what undo needs."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    qid: str
-    #: The original path (its parent resolved): where undo puts the item back.
-    path: str
-    type: QuarantinedType
-    size_bytes: int
-    sha256: str | None
-    files: int
-    method: Literal["rename", "copy"]
     forced: bool
     quarantined_at: float
     command_id: str
