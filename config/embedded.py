@@ -35,6 +35,18 @@ def find_redis_server() -> str:
     )
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """SIGTERM `proc` and wait; SIGKILL it if it has not ended within `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 class EmbeddedRedis:
     """Start and stop a Redis server listening only on a unix socket under `data_dir`."""
 
@@ -89,14 +101,8 @@ class EmbeddedRedis:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            # SIGTERM is Redis's own clean shutdown: it saves first when save points are set.
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        # SIGTERM is Redis's own clean shutdown: it saves first when save points are set.
+        stop_process(proc)
         if self.socket_path.exists():
             os.unlink(self.socket_path)
 

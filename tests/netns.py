@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from config.embedded import find_redis_server
+from config.embedded import find_redis_server, stop_process
 from orchestrator.server import free_port
 from tasks.commands.isolation import ISOLATION_TABLE
 
@@ -160,12 +160,7 @@ def redis_on(address: str, data_dir: Path) -> Iterator[str]:
                 time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 @contextmanager
