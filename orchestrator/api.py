@@ -1,4 +1,4 @@
-"""The orchestrator's HTTP API (FastAPI). Every route names the check that guards it."""
+"""The orchestrator's HTTP API (FastAPI). Every route declares its check (`api_guard`)."""
 
 # No `from __future__ import annotations` here: FastAPI must see the dependency objects
 # of the routes defined inside create_app, not strings it cannot resolve.
@@ -7,7 +7,8 @@ import logging
 import shlex
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
+from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -16,17 +17,19 @@ from orchestrator.api_admin import add_admin_routes
 from orchestrator.api_approvals import add_approval_routes
 from orchestrator.api_audit import add_audit_routes
 from orchestrator.api_evidence import add_evidence_routes
+from orchestrator.api_guard import Guards, Scope, at_device, at_session
 from orchestrator.api_jobs import add_job_routes
 from orchestrator.api_library import add_library_routes
-from orchestrator.devices import Device
 from orchestrator.dispatch import Dispatcher
-from orchestrator.identity import User, authenticate
 from orchestrator.jobs import Jobs, split_background
 from orchestrator.plane import ControlPlane
-from orchestrator.policies.rbac import PERM_ADMIN, PERM_SESSION, PERM_VIEW, authorize, is_allowed
+from orchestrator.policies.checks import CLOSE_SESSION, OPEN_SESSION
+from orchestrator.policies.model import PERM_VIEW
+from orchestrator.policies.pipeline import Request
 from orchestrator.records import CommandRecord
+from orchestrator.sessions import Session
 from tasks.envelope import CommandStatus
-from tasks.errors import AuthenticationError, LiveResponseError, PermissionDeniedError
+from tasks.errors import LiveResponseError
 
 log = logging.getLogger(__name__)
 
@@ -53,39 +56,9 @@ def create_app(plane: ControlPlane) -> FastAPI:
     jobs = Jobs(dispatcher)
     app.state.jobs = jobs
     app.state.plane = plane
-
-    def current_user(request: Request) -> User:
-        """Check: authenticate (bearer token). Failures are audited."""
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        try:
-            if scheme.lower() != "bearer" or not token.strip():
-                raise AuthenticationError(
-                    "missing bearer token", hint="pass a token with LR_TOKEN or --token")
-            return authenticate(plane.client, plane.keys, token.strip())
-        except AuthenticationError as exc:
-            plane.audit.append("anonymous", "auth.failed", request.url.path, "denied",
-                               reason=exc.code, message=exc.message)
-            raise
-
-    def viewer(user: Annotated[User, Depends(current_user)], request: Request) -> User:
-        """Check: authenticated and holds `view`."""
-        _require(user, PERM_VIEW, request.url.path)
-        return user
-
-    def _require(user: User, permission: str, target: str, device: Device | None = None) -> None:
-        """Check `permission` (on `device`, when given) under the policy in force; audit a no."""
-        try:
-            authorize(plane.policies.policy, user.name, user.grants, permission,
-                      device.id if device else None, device.tags if device else None)
-        except PermissionDeniedError as exc:
-            plane.audit.append(user.name, "access.denied", target, "denied",
-                               permission=permission, device=device.id if device else None,
-                               message=exc.message)
-            raise
-
-    def _sees(user: User, tags: list[str]) -> bool:
-        return is_allowed(plane.policies.policy, user.grants, PERM_VIEW, tags)
+    guards = Guards(plane)
+    #: Authenticated only: the route's body runs the whole pipeline of its action.
+    acting = guards.requires(None, audited=False)
 
     def _answer(record: CommandRecord) -> Response:
         """A command record; 202 while it has no outcome yet (held, or a background job)."""
@@ -95,11 +68,11 @@ def create_app(plane: ControlPlane) -> FastAPI:
                         media_type="application/json")
 
     @app.exception_handler(LiveResponseError)
-    async def on_lr_error(_: Request, exc: LiveResponseError) -> JSONResponse:
+    async def on_lr_error(_: HttpRequest, exc: LiveResponseError) -> JSONResponse:
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)
-    async def on_bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def on_bad_request(_: HttpRequest, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return JSONResponse(
@@ -108,7 +81,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
         )
 
     @app.exception_handler(Exception)
-    async def on_crash(_: Request, exc: Exception) -> JSONResponse:
+    async def on_crash(_: HttpRequest, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return JSONResponse(
             {"error": {"code": "internal", "message": "internal error in the orchestrator",
@@ -116,84 +89,87 @@ def create_app(plane: ControlPlane) -> FastAPI:
             status_code=500,
         )
 
-    add_admin_routes(app, plane, current_user, _require)
-    add_approval_routes(app, plane, dispatcher, current_user, viewer, _answer)
-    add_job_routes(app, jobs, current_user, viewer)
+    add_admin_routes(app, plane, guards)
+    add_approval_routes(app, plane, dispatcher, guards, _answer)
+    add_job_routes(app, jobs, guards)
 
-    @app.get("/health")
+    @app.get("/health", dependencies=[Depends(guards.open(
+        "a liveness probe that reveals nothing but that Redis answers"))])
     def health() -> dict[str, Any]:
-        """Check: open — a liveness probe that reveals nothing but that Redis answers."""
         return {"ok": bool(plane.client.ping())}
 
     @app.get("/whoami")
-    def whoami(user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
-        """Check: authenticated only — every user may see who they are."""
+    def whoami(req: Annotated[Request, Depends(guards.requires(None))]) -> dict[str, Any]:
+        """Every authenticated user may see who they are."""
+        user = req.need_user()
         return {"user": user.name, "roles": user.roles,
                 "grants": [g.model_dump() for g in user.grants]}
 
     @app.get("/devices")
-    def list_devices(user: Annotated[User, Depends(viewer)]) -> list[dict[str, Any]]:
-        """Check: view; a user whose view is scoped sees only the devices of their groups."""
-        return [d.model_dump(mode="json") for d in plane.devices.list()
-                if _sees(user, d.tags)]
+    def list_devices(req: Annotated[Request, Depends(guards.requires(PERM_VIEW))]
+                     ) -> list[dict[str, Any]]:
+        """A user whose view is scoped sees only the devices of their groups."""
+        scope = Scope(req)
+        return [d.model_dump(mode="json") for d in plane.devices.list() if scope.covers(d.id)]
 
     @app.get("/devices/{device_id}")
-    def get_device(device_id: str, user: Annotated[User, Depends(viewer)]) -> dict[str, Any]:
-        """Check: view on this device."""
-        device = plane.devices.get(device_id)
-        _require(user, PERM_VIEW, device_id, device)
-        return device.model_dump(mode="json")
+    def get_device(device_id: str,
+                   req: Annotated[Request, Depends(guards.requires(PERM_VIEW, at_device))]
+                   ) -> dict[str, Any]:
+        return plane.devices.get(device_id).model_dump(mode="json")
 
     @app.post("/sessions", status_code=201)
     def open_session(body: OpenSessionBody,
-                     user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
-        """Check: the device must be registered, and session.open on it (role and scope)."""
-        try:
-            device = plane.devices.get(body.device_id)
-            _require(user, PERM_SESSION, body.device_id, device)
-        except LiveResponseError as exc:
-            plane.audit.append(user.name, "session.denied", body.device_id, "denied",
-                               device=body.device_id, reason=exc.code, message=exc.message)
-            raise
-        session = plane.sessions.open(user.name, device.id)
-        plane.audit.append(user.name, "session.opened", device.id, "allowed",
-                           session=session.id, device=device.id)
-        return session.model_dump(mode="json")
+                     req: Annotated[Request, Depends(acting)]) -> dict[str, Any]:
+        """The session.open pipeline on the device named in the body."""
+        req.device_id = body.device_id
+        req.target = body.device_id
+
+        def open_it(checked: Request) -> Session:
+            assert checked.device is not None
+            session = plane.sessions.open(checked.need_user().name, checked.device.id)
+            plane.audit.append(checked.actor, "session.opened", session.device_id, "allowed",
+                               session=session.id, device=session.device_id)
+            return session
+
+        return OPEN_SESSION.run(req, open_it).model_dump(mode="json")
 
     @app.get("/sessions")
-    def list_sessions(user: Annotated[User, Depends(viewer)],
+    def list_sessions(req: Annotated[Request, Depends(guards.requires(PERM_VIEW))],
                       all: bool = False) -> list[dict[str, Any]]:  # noqa: A002
-        """Check: view."""
-        return [s.model_dump(mode="json") for s in plane.sessions.list(include_closed=all)]
+        """Only sessions on devices the user may view."""
+        sessions = plane.sessions.list(include_closed=all)
+        return [s.model_dump(mode="json")
+                for s in Scope(req).only(sessions, lambda s: s.device_id)]
 
     @app.get("/sessions/{session_id}")
-    def get_session(session_id: str, user: Annotated[User, Depends(viewer)]) -> dict[str, Any]:
-        """Check: view."""
-        return plane.sessions.get(session_id).model_dump(mode="json")
+    def get_session(req: Annotated[Request, Depends(guards.requires(PERM_VIEW, at_session))]
+                    ) -> dict[str, Any]:
+        assert req.session is not None
+        return req.session.model_dump(mode="json")
 
     @app.delete("/sessions/{session_id}")
     def close_session(session_id: str,
-                      user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
-        """Check: the session's owner, or an admin."""
-        session = plane.sessions.get(session_id)
-        if session.user != user.name and not is_allowed(plane.policies.policy, user.grants,
-                                                        PERM_ADMIN):
-            exc = PermissionDeniedError(f"session {session_id} belongs to {session.user!r}")
-            plane.audit.append(user.name, "session.denied", session_id, "denied",
-                               session=session_id, reason=exc.code, message=exc.message)
-            raise exc
-        closed = plane.sessions.close(session_id)
-        dispatcher.cancel_pending(user, session_id, reason="session closed")
-        plane.audit.append(user.name, "session.closed", session.device_id, "allowed",
-                           session=session_id, device=session.device_id)
-        return closed.model_dump(mode="json")
+                      req: Annotated[Request, Depends(acting)]) -> dict[str, Any]:
+        """The session's owner, or an admin; its unfinished commands are cancelled."""
+
+        def close_it(checked: Request) -> Session:
+            user = checked.need_user()
+            closed = plane.sessions.close(session_id)
+            dispatcher.cancel_pending(user, session_id, reason="session closed")
+            plane.audit.append(user.name, "session.closed", closed.device_id, "allowed",
+                               session=session_id, device=closed.device_id)
+            return closed
+
+        return CLOSE_SESSION.run(req, close_it).model_dump(mode="json")
 
     @app.post("/sessions/{session_id}/commands")
     def run_command(session_id: str, body: RunBody,
-                    user: Annotated[User, Depends(current_user)]) -> Response:
-        """Check: the full command pipeline (session, parse, device, permission on the device,
+                    req: Annotated[Request, Depends(acting)]) -> Response:
+        """The command pipeline (session, parse, device, permissions on the device,
         isolation, approval). A command held for approval, or run in the background (`&` at
         the end of the line, or "background": true), answers 202 at once."""
+        user = req.need_user()
         line, background = split_background(body.line)
         if background or body.background:
             return _answer(jobs.start(user, session_id, line))
@@ -204,24 +180,24 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     @app.post("/devices/{device_id}/isolate")
     def isolate(device_id: str, body: IsolateBody,
-                user: Annotated[User, Depends(current_user)]) -> Response:
-        """Check: the device pipeline (permission live.isolate on the device, approval)."""
+                req: Annotated[Request, Depends(acting)]) -> Response:
+        """The device pipeline (permission live.isolate on the device, approval)."""
         words = ["isolate", "--mode", body.mode] + (["--allow", body.allow] if body.allow else [])
-        record = dispatcher.submit_device(user, device_id, shlex.join(words))
-        if record.status is CommandStatus.PENDING_APPROVAL:
-            return _answer(record)
-        return _answer(dispatcher.wait(record))
+        return _device_command(req, device_id, shlex.join(words))
 
     @app.post("/devices/{device_id}/release")
-    def release(device_id: str, user: Annotated[User, Depends(current_user)]) -> Response:
-        """Check: the device pipeline (permission live.isolate on the device, approval)."""
-        record = dispatcher.submit_device(user, device_id, "release")
+    def release(device_id: str, req: Annotated[Request, Depends(acting)]) -> Response:
+        """The device pipeline (permission live.isolate on the device, approval)."""
+        return _device_command(req, device_id, "release")
+
+    def _device_command(req: Request, device_id: str, line: str) -> Response:
+        record = dispatcher.submit_device(req.need_user(), device_id, line)
         if record.status is CommandStatus.PENDING_APPROVAL:
             return _answer(record)
         return _answer(dispatcher.wait(record))
 
-    add_audit_routes(app, plane, current_user, viewer, _require)
-    add_library_routes(app, plane, current_user, viewer, _require)
-    add_evidence_routes(app, plane, current_user, _require)
+    add_audit_routes(app, plane, guards)
+    add_library_routes(app, plane, guards)
+    add_evidence_routes(app, plane, guards)
 
     return app

@@ -6,13 +6,14 @@ every call, refused or not, is an audit entry. Tokens appear once, in the creati
 
 # No `from __future__ import annotations`: FastAPI must resolve the dependency objects.
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel, Field
 
+from orchestrator.api_guard import Guards
 from orchestrator.identity import (
     User,
     create_user,
@@ -25,8 +26,10 @@ from orchestrator.identity import (
     token_id,
 )
 from orchestrator.plane import ControlPlane
+from orchestrator.policies.checks import requires
 from orchestrator.policies.loader import parse_policy
 from orchestrator.policies.model import PERM_ADMIN, Grant
+from orchestrator.policies.pipeline import Pipeline, Request
 from orchestrator.policies.rbac import check_grant, is_allowed
 from tasks import clock
 from tasks.errors import LiveResponseError, NotFoundError, UsageError
@@ -54,13 +57,11 @@ class PolicyBody(BaseModel):
     source: str = Field(default="policy", max_length=200)
 
 
-def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[..., User],
-                     require: Callable[..., None]) -> None:
+def add_admin_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> None:
     """Register /users, /tokens and /policy on `app`."""
-
-    def admin(user: Annotated[User, Depends(current_user)]) -> User:
-        require(user, PERM_ADMIN, "admin")
-        return user
+    #: Admin routes write their own outcome entry; the read of the users is audited.
+    admin = guards.requires(PERM_ADMIN, audited=False)
+    as_admin = Pipeline("token.revoke", (requires(PERM_ADMIN),), denied="access.denied")
 
     @contextmanager
     def audited(actor: User, action: str, target: str, **details: Any) -> Iterator[None]:
@@ -77,13 +78,15 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[.
                 "grants": [g.model_dump() for g in user.grants]}
 
     @app.get("/users")
-    def users(user: Annotated[User, Depends(admin)]) -> list[dict[str, Any]]:
-        """Check: admin."""
+    def users(req: Annotated[Request, Depends(guards.requires(PERM_ADMIN))]
+              ) -> list[dict[str, Any]]:
+        """Admin."""
         return [user_view(u) for u in list_users(plane.client, plane.keys)]
 
     @app.post("/users", status_code=201)
-    def add_user(body: UserBody, user: Annotated[User, Depends(admin)]) -> dict[str, Any]:
-        """Check: admin; every grant names a role (and group) of the policy in force."""
+    def add_user(body: UserBody, req: Annotated[Request, Depends(admin)]) -> dict[str, Any]:
+        """Admin; every grant names a role (and group) of the policy in force."""
+        user = req.need_user()
         grants = [g.model_dump() for g in body.grants]
         with audited(user, "user.create", body.name, user=body.name, grants=grants):
             for grant in body.grants:
@@ -94,8 +97,10 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[.
         return user_view(created)
 
     @app.post("/users/{name}/grants")
-    def add_grant(name: str, body: Grant, user: Annotated[User, Depends(admin)]) -> dict[str, Any]:
-        """Check: admin; the grant names a role (and group) of the policy in force."""
+    def add_grant(name: str, body: Grant,
+                  req: Annotated[Request, Depends(admin)]) -> dict[str, Any]:
+        """Admin; the grant names a role (and group) of the policy in force."""
+        user = req.need_user()
         with audited(user, "user.grant", name, user=name, grant=body.model_dump()):
             check_grant(plane.policies.policy, body)
             target = get_user(plane.client, plane.keys, name)
@@ -105,9 +110,10 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[.
         return user_view(updated)
 
     @app.post("/users/{name}/tokens", status_code=201)
-    def create_token(name: str, user: Annotated[User, Depends(admin)],
+    def create_token(name: str, req: Annotated[Request, Depends(admin)],
                      body: TokenBody | None = None) -> dict[str, Any]:
-        """Check: admin. The token is in this answer only; the audit records its id."""
+        """Admin. The token is in this answer only; the audit records its id."""
+        user = req.need_user()
         ttl_s = body.ttl_s if body else None
         with audited(user, "token.create", name, user=name, ttl_s=ttl_s):
             token = issue_token(plane.client, plane.keys, name, ttl_s=ttl_s)
@@ -118,8 +124,11 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[.
                 "expires_at": expires_at}
 
     @app.post("/tokens/revoke")
-    def revoke(body: RevokeBody, user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
-        """Check: admin, or the owner of the token (anyone may revoke their own)."""
+    def revoke(body: RevokeBody,
+               req: Annotated[Request, Depends(guards.requires(None, audited=False))]
+               ) -> dict[str, Any]:
+        """Admin, or the owner of the token (anyone may revoke their own)."""
+        user = req.need_user()
         shown = body.token if len(body.token) == 12 else "given token"
         with audited(user, "token.revoke", shown):
             found = find_token(plane.client, plane.keys, body.token)
@@ -128,7 +137,7 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[.
                                     hint="list a user's tokens' ids with `lr admin user list`")
             digest, owner = found
             if owner != user.name:
-                require(user, PERM_ADMIN, f"token {digest[:12]}")
+                as_admin.check(Request(plane, target=f"token {digest[:12]}", user=user))
             revoke_token_hash(plane.client, plane.keys, digest, owner)
         plane.audit.append(user.name, "token.revoked", owner, "allowed", user=owner,
                            token_id=digest[:12])
@@ -136,9 +145,10 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[.
 
     @app.put("/devices/{device_id}/tags")
     def set_tags(device_id: str, body: TagsBody,
-                 user: Annotated[User, Depends(admin)]) -> dict[str, Any]:
-        """Check: admin. Tags are the device's groups: scopes and approval rules name them;
+                 req: Annotated[Request, Depends(admin)]) -> dict[str, Any]:
+        """Admin. Tags are the device's groups: scopes and approval rules name them;
         the orchestrator sets them, never the endpoint itself."""
+        user = req.need_user()
         with audited(user, "device.tag", device_id, device=device_id, tags=body.tags):
             before = plane.devices.get(device_id).tags
             device = plane.devices.set_tags(device_id, body.tags)
@@ -147,15 +157,16 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[.
         return device.model_dump(mode="json")
 
     @app.get("/policy")
-    def get_policy(user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
-        """Check: authenticated — every user may read the rules applied to them."""
+    def get_policy(req: Annotated[Request, Depends(guards.requires(None))]) -> dict[str, Any]:
+        """Authenticated: every user may read the rules applied to them."""
         current = plane.policies.current()
         return {"yaml": current.text, "digest": current.digest, "set_by": current.set_by,
                 "set_at": current.set_at, "default": current.set_by is None}
 
     @app.put("/policy")
-    def put_policy(body: PolicyBody, user: Annotated[User, Depends(admin)]) -> dict[str, Any]:
-        """Check: admin; the text must validate (errors name line and field)."""
+    def put_policy(body: PolicyBody, req: Annotated[Request, Depends(admin)]) -> dict[str, Any]:
+        """Admin; the text must validate (errors name line and field)."""
+        user = req.need_user()
         with audited(user, "policy.change", "policy", source=body.source):
             policy = parse_policy(body.yaml, source=body.source)
             everyone = list_users(plane.client, plane.keys)

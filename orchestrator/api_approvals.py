@@ -9,10 +9,12 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from orchestrator.api_guard import Guards, Scope, at_command
 from orchestrator.approvals import Approvals
 from orchestrator.dispatch import Dispatcher
-from orchestrator.identity import User
 from orchestrator.plane import ControlPlane
+from orchestrator.policies.model import PERM_VIEW
+from orchestrator.policies.pipeline import Request
 from orchestrator.records import CommandRecord
 
 
@@ -21,30 +23,42 @@ class DenyBody(BaseModel):
 
 
 def add_approval_routes(app: FastAPI, plane: ControlPlane, dispatcher: Dispatcher,
-                        current_user: Callable[..., User], viewer: Callable[..., User],
-                        answer: Callable[[CommandRecord], Response]) -> None:
+                        guards: Guards, answer: Callable[[CommandRecord], Response]) -> None:
     """Register /approvals, /commands/{id} and /commands/{id}/approve|deny on `app`."""
     approvals = Approvals(dispatcher)
+    acting = guards.requires(None, audited=False)
 
     @app.get("/approvals")
-    def list_pending(user: Annotated[User, Depends(viewer)]) -> list[dict[str, Any]]:
-        """Check: view. Commands waiting for a second person (overdue ones expire here)."""
-        return [r.model_dump(mode="json") for r in approvals.pending()]
+    def list_pending(req: Annotated[Request, Depends(guards.requires(PERM_VIEW))]
+                     ) -> list[dict[str, Any]]:
+        """Commands waiting for a second person on devices the user may view (overdue ones
+        expire here)."""
+        return [r.model_dump(mode="json")
+                for r in Scope(req).only(approvals.pending(), lambda r: r.device_id)]
 
     @app.get("/commands/{command_id}")
-    def get_command(command_id: str, user: Annotated[User, Depends(viewer)]) -> dict[str, Any]:
-        """Check: view. A command whose approval window passed shows as expired."""
-        approvals.expire_overdue()
-        return dispatcher.get(command_id).model_dump(mode="json")
+    def get_command(command_id: str,
+                    req: Annotated[Request, Depends(guards.requires(PERM_VIEW, at_command))]
+                    ) -> Response:
+        """View on the command's device. A command whose approval window passed shows as
+        expired."""
+        if approvals.expire_overdue():
+            return answer_json(dispatcher.get(command_id))
+        assert req.record is not None
+        return answer_json(req.record)
 
     @app.post("/commands/{command_id}/approve")
-    def approve(command_id: str, user: Annotated[User, Depends(current_user)]) -> Response:
-        """Check: not the requester, the command's permission on its device, still pending,
-        within its window; then the command runs and the approver gets its result."""
-        return answer(dispatcher.wait(approvals.approve(user, command_id)))
+    def approve(command_id: str, req: Annotated[Request, Depends(acting)]) -> Response:
+        """The approve pipeline: not the requester, the command's permissions on its device,
+        still pending, within its window; then the command runs and the approver gets its
+        result."""
+        return answer(dispatcher.wait(approvals.approve(req.need_user(), command_id)))
 
     @app.post("/commands/{command_id}/deny")
-    def deny(command_id: str, user: Annotated[User, Depends(current_user)],
+    def deny(command_id: str, req: Annotated[Request, Depends(acting)],
              body: DenyBody | None = None) -> Response:
-        """Check: the same as approve; the command never reaches its device."""
-        return answer(approvals.deny(user, command_id, body.reason if body else None))
+        """The deny pipeline (as approve); the command never reaches its device."""
+        return answer(approvals.deny(req.need_user(), command_id, body.reason if body else None))
+
+    def answer_json(record: CommandRecord) -> Response:
+        return Response(record.model_dump_json(), media_type="application/json")

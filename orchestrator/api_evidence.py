@@ -2,55 +2,48 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the dependency objects.
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
+from fastapi import Request as HttpRequest
 from fastapi.responses import StreamingResponse
 
-from orchestrator.evidence import EvidenceRecord, EvidenceStore, check_sha256
-from orchestrator.identity import User
+from orchestrator.api_guard import Guards, Scope
+from orchestrator.evidence import EvidenceStore, check_sha256
 from orchestrator.plane import ControlPlane
-from orchestrator.policies.rbac import is_allowed
-from tasks.errors import LiveResponseError, PermissionDeniedError
+from orchestrator.policies.pipeline import Request
+from tasks.errors import PermissionDeniedError
 from tasks.registry import PERM_COLLECT
 
 #: Header of a download naming the object's sha256, so a client can check what it received.
 SHA256_HEADER = "X-Evidence-Sha256"
 
 
-def add_evidence_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[..., User],
-                        require: Callable[..., None]) -> None:
+def add_evidence_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> None:
     """Register /evidence and /evidence/{sha256} on `app`."""
+    collect = guards.requires(PERM_COLLECT)
 
     def store() -> EvidenceStore:
         return EvidenceStore(plane.settings.evidence_path(), plane.client, plane.keys)
 
-    def may_collect(user: User, record: EvidenceRecord) -> bool:
-        """Whether `user` may collect from the device the record came from (scoped roles)."""
-        try:
-            tags = plane.devices.get(record.device_id).tags
-        except LiveResponseError:  # a device gone since: only unscoped grants still apply
-            tags = []
-        return is_allowed(plane.policies.policy, user.grants, PERM_COLLECT, tags)
-
     @app.get("/evidence")
-    def list_evidence(request: Request,
-                      user: Annotated[User, Depends(current_user)]) -> list[dict[str, Any]]:
-        """Check: live.collect; a user whose role is scoped sees only their devices' evidence."""
-        require(user, PERM_COLLECT, request.url.path)
-        return [r.model_dump(mode="json") for r in store().acquisitions() if may_collect(user, r)]
+    def list_evidence(req: Annotated[Request, Depends(collect)]) -> list[dict[str, Any]]:
+        """live.collect; a user whose role is scoped sees only their devices' evidence."""
+        scope = Scope(req, PERM_COLLECT)
+        return [r.model_dump(mode="json")
+                for r in scope.only(store().acquisitions(), lambda r: r.device_id)]
 
     @app.get("/evidence/{sha256}")
-    def get_evidence(sha256: str, request: Request,
-                     user: Annotated[User, Depends(current_user)]) -> StreamingResponse:
-        """Check: live.collect on a device the object came from. Streams the bytes; every
+    def get_evidence(sha256: str, request: HttpRequest,
+                     req: Annotated[Request, Depends(guards.requires(PERM_COLLECT,
+                                                                     audited=False))]
+                     ) -> StreamingResponse:
+        """live.collect on a device the object came from. Streams the bytes; every
         download is audited."""
-        require(user, PERM_COLLECT, request.url.path)
+        user = req.need_user()
         check_sha256(sha256)
         evidence = store()
-        records = evidence.find(sha256)
-        allowed = [r for r in records if may_collect(user, r)]
+        allowed = Scope(req, PERM_COLLECT).only(evidence.find(sha256), lambda r: r.device_id)
         if not allowed:
             exc = PermissionDeniedError(
                 f"user {user.name!r} may not collect from the devices evidence {sha256[:16]}… "

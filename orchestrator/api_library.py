@@ -8,31 +8,32 @@ sha256 and size, never content.
 
 # No `from __future__ import annotations`: FastAPI must resolve the dependency objects.
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query
+from fastapi import Request as HttpRequest
 from starlette.concurrency import run_in_threadpool
 
+from orchestrator.api_guard import Guards
 from orchestrator.identity import User
 from orchestrator.library import MAX_DESCRIPTION_CHARS, LibraryUpload, library_of
 from orchestrator.plane import ControlPlane
-from orchestrator.policies.rbac import PERM_ADMIN
+from orchestrator.policies.model import PERM_ADMIN, PERM_VIEW
+from orchestrator.policies.pipeline import Request
 from tasks.errors import LiveResponseError, UsageError
 
 
-def add_library_routes(app: FastAPI, plane: ControlPlane, current_user: Callable[..., User],
-                       viewer: Callable[..., User], require: Callable[..., None]) -> None:
+def add_library_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> None:
     """Register GET /library, PUT /library/{name} and DELETE /library/{name} on `app`."""
     store = library_of(plane)
+    admin = guards.requires(PERM_ADMIN, audited=False)
 
     def refused(user: User, action: str, name: str, exc: LiveResponseError,
                 **details: Any) -> None:
         plane.audit.append(user.name, f"library.{action}.refused", name, "denied", name=name,
                            reason=exc.code, message=exc.message, **details)
 
-    def begin(user: User, name: str, declared: str | None, path: str) -> LibraryUpload:
-        require(user, PERM_ADMIN, path)
+    def begin(user: User, name: str, declared: str | None) -> LibraryUpload:
         declared_bytes: int | None = None
         try:
             try:
@@ -60,20 +61,21 @@ def add_library_routes(app: FastAPI, plane: ControlPlane, current_user: Callable
             refused(user, "add", upload.name, exc, size_bytes=upload.size_bytes)
 
     @app.get("/library")
-    def library_list(user: Annotated[User, Depends(viewer)]) -> list[dict[str, Any]]:
-        """Check: view."""
+    def library_list(req: Annotated[Request, Depends(guards.requires(PERM_VIEW))]
+                     ) -> list[dict[str, Any]]:
+        """View: names, sizes and hashes of what put and runscript may use."""
         return [item.model_dump(mode="json") for item in store.list()]
 
     @app.put("/library/{name}", status_code=201)
     async def library_add(
-        name: str, request: Request, user: Annotated[User, Depends(current_user)],
+        name: str, request: HttpRequest, req: Annotated[Request, Depends(admin)],
         description: Annotated[str, Query(max_length=MAX_DESCRIPTION_CHARS)] = "",
         replace: bool = False,
     ) -> dict[str, Any]:
-        """Check: admin. The body is the file; a taken name needs `replace=true`."""
+        """Admin. The body is the file; a taken name needs `replace=true`."""
+        user = req.need_user()
         upload = await run_in_threadpool(begin, user, name,
-                                         request.headers.get("content-length"),
-                                         request.url.path)
+                                         request.headers.get("content-length"))
         try:
             async for data in request.stream():
                 if data:
@@ -84,10 +86,9 @@ def add_library_routes(app: FastAPI, plane: ControlPlane, current_user: Callable
             raise
 
     @app.delete("/library/{name}")
-    def library_remove(name: str, request: Request,
-                       user: Annotated[User, Depends(current_user)]) -> dict[str, Any]:
-        """Check: admin. The content goes too when no other name uses it."""
-        require(user, PERM_ADMIN, request.url.path)
+    def library_remove(name: str, req: Annotated[Request, Depends(admin)]) -> dict[str, Any]:
+        """Admin. The content goes too when no other name uses it."""
+        user = req.need_user()
         try:
             item, content_deleted = store.remove(name)
         except LiveResponseError as exc:

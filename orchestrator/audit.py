@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -124,8 +124,11 @@ class AuditLog(AuditChain):
         since: float | None = None,
         until: float | None = None,
         limit: int | None = None,
+        visible: Callable[[AuditEntry], bool] | None = None,
     ) -> list[AuditEntry]:
         """Entries matching every given filter, oldest first; `limit` keeps the newest ones.
+
+        `visible`: only entries it accepts (the reader's scope) count, toward `limit` too.
 
         `since` and `until` bound `ts` inclusively; `command` matches details["command_id"].
         """
@@ -138,6 +141,7 @@ class AuditLog(AuditChain):
                 and (command is None or e.details.get("command_id") == command)
                 and (since is None or e.ts >= since)
                 and (until is None or e.ts <= until)
+                and (visible is None or visible(e))
             )
 
         if limit is not None and limit <= 0:

@@ -11,29 +11,22 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from orchestrator.audit import digest
-from orchestrator.devices import Device
 from orchestrator.identity import User
 from orchestrator.plane import ControlPlane
-from orchestrator.policies.isolation import check_isolation
-from orchestrator.policies.model import ApprovalRule
-from orchestrator.policies.rbac import authorize
-from orchestrator.preparers import prepare
-from orchestrator.records import CommandRecord, record_fields, record_from_fields
-from orchestrator.sessions import Session
+from orchestrator.policies.checks import COMMAND, DEVICE_COMMAND
+from orchestrator.policies.pipeline import Request
+from orchestrator.records import CommandRecord, device_of, load_record, stage_record
 from orchestrator.transfer import merge_receipt, receive_file
 from tasks import clock
 from tasks.commands.base import CommandArgs
 from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, ErrorInfo
-from tasks.errors import CommandNotFoundError, LiveResponseError, UsageError
-from tasks.parsing import parse_line
+from tasks.errors import LiveResponseError
 from tasks.queues import queue_for
 from tasks.registry import REGISTRY, CommandSpec
 from tasks.replies import as_text
 
 log = logging.getLogger(__name__)
 
-#: Seconds we keep command records.
-RECORD_TTL_S = 7 * 24 * 60 * 60
 #: Extra seconds to wait for an agent's answer past a command's own limits.
 WAIT_GRACE_S = 5.0
 #: How long one wait for a result lasts before the command's state is looked at again.
@@ -52,52 +45,25 @@ class Dispatcher:
         self.plane = plane
 
     def submit(self, user: User, session_id: str, line: str) -> CommandRecord:
-        """Run every check for a command in a session, audit it, then enqueue it or hold it
-        for approval; raise the first denial (audited)."""
-        p = self.plane
-        command_id = new_command_id()
-        try:
-            session = p.sessions.check_usable(session_id, user.name)
-            spec, args = parse_line(line)
-            device = p.devices.get(session.device_id)
-            rule = self._check(user, spec, args, device)
-            args = prepare(p, spec, args)
-        except LiveResponseError as exc:
-            self._audit_denial(user, session_id, command_id, line, exc)
-            raise
-        return self._admit(user, command_id, spec, args, line, device, rule, session)
+        """Run the command pipeline for a line in a session, then enqueue the command or hold
+        it for approval; raise the first denial (the runner audits it)."""
+        req = Request(self.plane, target=session_id, user=user, session_id=session_id,
+                      line=line, command_id=new_command_id())
+        return COMMAND.run(req, self._admit)
 
     def submit_device(self, user: User, device_id: str, line: str) -> CommandRecord:
         """The same for a device-level command (containment), which needs no session."""
-        command_id = new_command_id()
-        try:
-            spec, args = parse_line(line)
-            if not spec.device_level:
-                raise UsageError(f"{spec.name!r} runs inside a session, not on a device directly",
-                                 hint="open one with `lr session open DEVICE`")
-            device = self.plane.devices.get(device_id)
-            rule = self._check(user, spec, args, device)
-            args = prepare(self.plane, spec, args)
-        except LiveResponseError as exc:
-            self._audit_denial(user, "", command_id, line, exc, device=device_id)
-            raise
-        return self._admit(user, command_id, spec, args, line, device, rule, None)
+        req = Request(self.plane, target=device_id, user=user, device_id=device_id,
+                      line=line, command_id=new_command_id())
+        return DEVICE_COMMAND.run(req, self._admit)
 
-    def _check(self, user: User, spec: CommandSpec, args: CommandArgs,
-               device: Device) -> ApprovalRule | None:
-        """Authorize on the device (and each flag that needs more), apply its isolation;
-        return the approval rule, if any."""
-        policy = self.plane.policies.policy
-        for permission in spec.permissions_for(args):
-            authorize(policy, user.name, user.grants, permission, device.id, device.tags)
-        check_isolation(device, spec)
-        return policy.approval_rule(spec.name, device.tags)
-
-    def _admit(self, user: User, command_id: str, spec: CommandSpec, args: CommandArgs,
-               line: str, device: Device, rule: ApprovalRule | None,
-               session: Session | None) -> CommandRecord:
+    def _admit(self, req: Request) -> CommandRecord:
         """Record and audit an allowed command; enqueue it, or hold it for a second person."""
         p = self.plane
+        user, spec, args, device = req.need_user(), req.spec, req.args, req.device
+        assert spec is not None and args is not None and device is not None
+        assert req.command_id is not None and req.line is not None
+        command_id, line, rule, session = req.command_id, req.line, req.rule, req.session
         now = clock.now()
         session_id = session.id if session else ""
         pending = rule is not None
@@ -110,8 +76,7 @@ class Dispatcher:
         )
         # One round trip for the record, the session's activity and the "requested" entry.
         pipe = p.client.pipeline(transaction=False)
-        pipe.hset(p.keys.command(command_id), mapping=record_fields(record))
-        pipe.expire(p.keys.command(command_id), RECORD_TTL_S)
+        stage_record(pipe, p, record)
         if record.approval_expires_at is not None:
             pipe.zadd(p.keys.approvals, {command_id: record.approval_expires_at})
         finish_active = None
@@ -129,11 +94,10 @@ class Dispatcher:
         if finish_active is not None:
             try:
                 finish_active(replies[-2])
-            except LiveResponseError as exc:  # the session closed between check and write
+            except LiveResponseError:  # the session closed between check and write
                 p.states.transition(command_id, CommandStatus.DENIED,
                                     [CommandStatus.QUEUED, CommandStatus.PENDING_APPROVAL])
                 p.client.zrem(p.keys.approvals, command_id)
-                self._audit_denial(user, session_id, command_id, line, exc)
                 raise
         if not pending:
             self.send(record, spec, args, session.cwd if session else None)
@@ -158,13 +122,6 @@ class Dispatcher:
             # Flower shows argsrepr: name the command, never its arguments.
             argsrepr=f"<{spec.name} {record.command_id}>", kwargsrepr="{}",
         )
-
-    def _audit_denial(self, user: User, session_id: str, command_id: str, line: str,
-                      exc: LiveResponseError, device: str | None = None) -> None:
-        self.plane.audit.append(user.name, "command.denied", session_id or device or "",
-                                "denied", session=session_id or None, device=device,
-                                command_id=command_id, line=line,
-                                reason=exc.code, message=exc.message)
 
     def wait(self, record: CommandRecord) -> CommandRecord:
         """Block until the command ends (completed, failed, expired...) and record the outcome.
@@ -240,8 +197,7 @@ class Dispatcher:
             return False
         p.client.zrem(p.keys.approvals, command_id)
         running = before is CommandStatus.RUNNING
-        # Record fields are stored as JSON (see record_fields).
-        device_id = json.loads(p.client.hget(p.keys.command(command_id), "device_id") or '""')
+        device_id = device_of(p, command_id)
         p.celery.control.revoke(command_id, terminate=running, signal="SIGTERM",
                                 destination=self._agent_nodes(str(device_id)))
         p.audit.append(user.name, "command.cancelled", session_id or command_id, "cancelled",
@@ -262,10 +218,7 @@ class Dispatcher:
 
     def get(self, command_id: str) -> CommandRecord:
         """A command's stored record (CommandNotFoundError when unknown)."""
-        raw = self.plane.states.get(command_id)
-        if not raw:
-            raise CommandNotFoundError(f"unknown command id {command_id!r}")
-        return record_from_fields(raw)
+        return load_record(self.plane, command_id)
 
     def _get(self, result: AsyncResult, timeout_s: float) -> CommandOutcome | None:
         try:
@@ -288,7 +241,7 @@ class Dispatcher:
             "finished_at": outcome.finished_at or clock.now(),
         })
         pipe = p.client.pipeline(transaction=False)
-        pipe.hset(p.keys.command(done.command_id), mapping=record_fields(done))
+        stage_record(pipe, p, done)
         finish_audit = p.audit.stage(
             pipe, done.user, f"command.{done.status.value}", done.device_id,
             done.status.value, session=done.session_id or None, device=done.device_id,

@@ -13,12 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator.dispatch import Dispatcher
 from orchestrator.identity import User
-from orchestrator.policies.rbac import PERM_ADMIN, authorize, is_allowed
-from orchestrator.records import CommandRecord, record_from_fields
+from orchestrator.policies.checks import cancel_job
+from orchestrator.policies.pipeline import Request
+from orchestrator.records import CommandRecord, session_records, stage_fields
 from tasks.envelope import CommandStatus
-from tasks.errors import NotFoundError, PermissionDeniedError, UsageError
-from tasks.registry import REGISTRY
-from tasks.replies import as_text
+from tasks.errors import NotFoundError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class Jobs:
         record = self.dispatcher.submit(user, session_id, line)
         p = self.plane
         job = int(p.client.incr(p.keys.session_jobs(session_id)))
-        p.client.hset(p.keys.command(record.command_id), "job", str(job))
+        stage_fields(p.client, p, record.command_id, job=job)
         record = record.model_copy(update={"job": job})
         if record.status is CommandStatus.QUEUED:
             self._pool.submit(self._collect, record)
@@ -64,14 +63,8 @@ class Jobs:
 
     def list(self, session_id: str) -> list[CommandRecord]:
         """The session's jobs, oldest first."""
-        p = self.plane
         self.plane.sessions.get(session_id)
-        out = []
-        for raw in p.client.lrange(p.keys.session_commands(session_id), 0, -1):
-            fields = p.states.get(as_text(raw))
-            if fields.get("job") not in (None, "null"):
-                out.append(record_from_fields(fields))
-        return out
+        return [r for r in session_records(self.plane, session_id) if r.job is not None]
 
     def get(self, session_id: str, job: int) -> CommandRecord:
         """Job number `job` of the session (NotFoundError when there is none)."""
@@ -82,27 +75,21 @@ class Jobs:
                             hint=f"list them with `lr jobs {session_id}`")
 
     def cancel(self, user: User, session_id: str, job: int) -> CommandRecord:
-        """Stop a job: the session's owner (or an admin) holding the command's permission."""
-        record = self.get(session_id, job)
-        session = self.plane.sessions.get(session_id)
-        policy = self.plane.policies.policy
-        try:
-            if session.user != user.name and not is_allowed(policy, user.grants, PERM_ADMIN):
-                raise PermissionDeniedError(
-                    f"session {session_id} belongs to {session.user!r}",
-                    hint="only its owner or an admin may cancel its jobs")
-            device = self.plane.devices.get(record.device_id)
-            authorize(policy, user.name, user.grants, REGISTRY[record.command].permission,
-                      device.id, device.tags)
-        except PermissionDeniedError as exc:
-            self.plane.audit.append(user.name, "job.cancel_refused", record.command_id,
-                                    "denied", session=session_id, job=job,
-                                    command_id=record.command_id, message=exc.message)
-            raise
-        if not self.dispatcher.cancel(user, record.command_id, session_id, f"job {job} cancelled"):
-            raise UsageError(f"job {job} already ended ({record.status.value})",
-                             hint=f"see its result with `lr fg {session_id} {job}`")
-        return self.dispatcher.get(record.command_id)
+        """Stop a job: the session's owner (or an admin) holding every permission the
+        command itself needed on its device."""
+
+        def stop(req: Request) -> CommandRecord:
+            assert req.record is not None
+            record = req.record
+            if not self.dispatcher.cancel(user, record.command_id, session_id,
+                                          f"job {job} cancelled"):
+                raise UsageError(f"job {job} already ended ({record.status.value})",
+                                 hint=f"see its result with `lr fg {session_id} {job}`")
+            return self.dispatcher.get(record.command_id)
+
+        req = Request(self.plane, target=session_id, user=user, session_id=session_id,
+                      details={"job": job})
+        return cancel_job(job).run(req, stop)
 
     def shutdown(self) -> None:
         """Stop collecting (the commands themselves go on; their results stay retrievable)."""

@@ -1,13 +1,27 @@
-"""The command record: what the orchestrator knows of one command, as the API returns it."""
+"""The command record: what the orchestrator knows of one command, as the API returns it.
+
+This module is the one owner of the record's Redis hash (`lr:cmd:<id>`) and its encoding:
+every field JSON, the status as the plain `state` field the agent moves atomically.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from tasks import clock
 from tasks.envelope import CommandStatus, ErrorInfo
+from tasks.errors import CommandNotFoundError
+from tasks.replies import as_text
+
+if TYPE_CHECKING:
+    from orchestrator.plane import ControlPlane
+
+#: Seconds we keep command records.
+RECORD_TTL_S = 7 * 24 * 60 * 60
 
 
 class CommandRecord(BaseModel):
@@ -58,3 +72,72 @@ def record_from_fields(raw: dict[str, str]) -> CommandRecord:
                 data[name] = raw[name]
     data["status"] = raw["state"]
     return CommandRecord.model_validate(data)
+
+
+def stage_record(pipe: Any, plane: ControlPlane, record: CommandRecord) -> None:
+    """Queue the write of the whole record (and its time to live) on `pipe`."""
+    key = plane.keys.command(record.command_id)
+    pipe.hset(key, mapping=record_fields(record))
+    pipe.expire(key, RECORD_TTL_S)
+
+
+def stage_fields(pipe: Any, plane: ControlPlane, command_id: str, **fields: Any) -> None:
+    """Queue the write of some of a record's fields (never `state`: see CommandStateStore)."""
+    pipe.hset(plane.keys.command(command_id),
+              mapping={name: json.dumps(value) for name, value in fields.items()})
+
+
+def encode_fields(**fields: Any) -> dict[str, str]:
+    """Record fields as stored, for a state transition that sets them with the new state."""
+    return {name: json.dumps(value) for name, value in fields.items()}
+
+
+def load_record(plane: ControlPlane, command_id: str) -> CommandRecord:
+    """A command's stored record (CommandNotFoundError when unknown)."""
+    raw = plane.states.get(command_id)
+    if not raw:
+        raise CommandNotFoundError(f"unknown command id {command_id!r}",
+                                   hint="list commands with `lr jobs SESSION` or `lr audit show`")
+    return record_from_fields(raw)
+
+
+def load_records(plane: ControlPlane, command_ids: Iterable[str]) -> list[CommandRecord]:
+    """The records of `command_ids` that still exist, in order, read in one round trip."""
+    ids = list(command_ids)
+    pipe = plane.client.pipeline(transaction=False)
+    for command_id in ids:
+        pipe.hgetall(plane.keys.command(command_id))
+    out = []
+    for raw in pipe.execute():
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
+        if fields.get("state"):
+            out.append(record_from_fields(fields))
+    return out
+
+
+def session_records(plane: ControlPlane, session_id: str) -> list[CommandRecord]:
+    """Every command of a session still on record, oldest first."""
+    ids = [as_text(i) for i in plane.client.lrange(plane.keys.session_commands(session_id),
+                                                   0, -1)]
+    return load_records(plane, ids)
+
+
+def device_of(plane: ControlPlane, command_id: str) -> str:
+    """The device a recorded command is addressed to ('' when unknown)."""
+    raw = plane.client.hget(plane.keys.command(command_id), "device_id")
+    return str(json.loads(raw)) if raw else ""
+
+
+def expire_pending(plane: ControlPlane, command_id: str) -> bool:
+    """Expire a command still waiting for approval (audited); False if it was not waiting."""
+    moved, _ = plane.states.transition(command_id, CommandStatus.EXPIRED,
+                                       [CommandStatus.PENDING_APPROVAL],
+                                       encode_fields(finished_at=clock.now()))
+    plane.client.zrem(plane.keys.approvals, command_id)
+    if moved:
+        record = load_record(plane, command_id)
+        plane.audit.append("orchestrator", "command.expired", record.device_id, "expired",
+                           session=record.session_id or None, device=record.device_id,
+                           command_id=command_id, command=record.command,
+                           requested_by=record.user, reason="approval window passed")
+    return moved

@@ -70,6 +70,12 @@ class PermissionDeniedError(LiveResponseError):
     exit_code = 4
 
 
+class CheckFailedError(PermissionDeniedError):
+    """Raised when a check of the pipeline could not be completed: the request is denied."""
+
+    code = "check_failed"
+
+
 class NotFoundError(LiveResponseError):
     """Raised when a named object (device, session, command, user) does not exist."""
 
