@@ -40,8 +40,13 @@ class UserBody(BaseModel):
     grants: list[Grant] = Field(min_length=1, max_length=64)
 
 
+#: Longest lifetime a token may be given (ten years).
+MAX_TOKEN_TTL_S = 10 * 365 * 24 * 3600.0
+
+
 class TokenBody(BaseModel):
-    ttl_s: float | None = Field(default=None, description="lifetime; none: until revoked")
+    ttl_s: float | None = Field(default=None, gt=0, le=MAX_TOKEN_TTL_S, allow_inf_nan=False,
+                                description="lifetime; none: until revoked")
 
 
 class RevokeBody(BaseModel):

@@ -83,7 +83,8 @@ def parse_args(spec: CommandSpec, words: list[str]) -> CommandArgs:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or spec.name
-        raise _usage(spec, f"bad value for {where}: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise _usage(spec, f"bad value for {where}: {message}") from None
 
 
 def _usage(spec: CommandSpec, problem: str) -> UsageError:

@@ -44,9 +44,11 @@ def resolve_target(ctx: CommandContext, raw: str) -> Path:
     """The path as the session names it, with its parent resolved (the item itself is not):
     `/tmp/../usr/bin/x` or a symlinked parent cannot hide where the item really is."""
     path = ctx.resolve(raw)
-    if path.name in ("", ".", ".."):
-        return Path(os.path.realpath(path))
-    return Path(os.path.realpath(path.parent)) / path.name
+    # realpath raises where a component may not be read (e.g. another process's /proc root).
+    with oserrors_mapped(path):
+        if path.name in ("", ".", ".."):
+            return Path(os.path.realpath(path))
+        return Path(os.path.realpath(path.parent)) / path.name
 
 
 def protected_paths(settings: Settings) -> list[str]:

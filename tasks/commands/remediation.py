@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tasks.commands.base import CommandArgs, CommandResult
 
 #: A quarantine id: "Q" and 12 lowercase hex digits.
 QID_PATTERN = r"^Q[0-9a-f]{12}$"
+
+#: Kernel pseudo-filesystems: their entries are views of processes and devices, not files
+#: an attacker left, and cannot be moved into a vault. (/dev/shm holds real files: allowed.)
+PSEUDO_FS_ROOTS = ("/proc", "/sys")
 
 #: Kinds of entry the vault keeps (special files are refused).
 QuarantinedType = Literal["file", "dir", "symlink"]
@@ -21,6 +26,16 @@ class RemediateArgs(CommandArgs):
     recursive: bool = False
     #: Go past the deny list of system-critical paths (needs the admin permission).
     force: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _not_a_pseudo_file(cls, path: str) -> str:
+        normal = posixpath.normpath(path) if path.startswith("/") else ""
+        for root in PSEUDO_FS_ROOTS:
+            if normal == root or normal.startswith(root + "/"):
+                raise ValueError(f"{path} lies in {root}, a kernel pseudo-filesystem: nothing "
+                                 "there can be quarantined (remediate the file it points to)")
+        return path
 
 
 class QuarantinedEntry(CommandResult):
