@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install lint clean
+.PHONY: demo test bench install lint typecheck check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/getfile.py
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check . || true
+	$(BIN)/python -m ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy
+
+# What CI runs before the tests: lint and types must be clean.
+check: lint typecheck
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -19,6 +19,7 @@ import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
+from typing import cast
 
 import httpx
 import psutil
@@ -69,9 +70,11 @@ def bare_copy(client: redis.Redis, source: Path, target: Path) -> float:
     with open(target, "wb") as out:
         done = False
         while not done:
-            for _, entries in client.xread({key: last}, count=WINDOW, block=1000) or []:
+            reply = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+                         client.xread({key: last}, count=WINDOW, block=1000) or [])
+            for _, entries in reply:
                 for entry_id, fields in entries:
-                    last = entry_id
+                    last = entry_id.decode()
                     if b"end" in fields:
                         done = True
                     else:
@@ -96,7 +99,8 @@ def main() -> None:
         signing = generate_keypair(tmpdir / "keys")
         settings = Settings(redis_url=redis_url, key_prefix=prefix,
                             signing_key_file=signing.private_path,
-                            evidence_dir=tmpdir / "evidence")
+                            evidence_dir=tmpdir / "evidence",
+                            audit_witness_dir=tmpdir / "audit-witness")
         plane = ControlPlane.from_settings(settings)
         stack.callback(plane.close)
         server = stack.enter_context(ServerThread(plane))

@@ -6,6 +6,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -64,7 +65,9 @@ class PolicyStore:
         (new, previous digest)."""
         previous = self.current().digest
         now = clock.now()
-        fields = {"yaml": text, "digest": text_digest(text), "set_by": actor, "set_at": repr(now)}
+        # Any keys: redis-py's stubs want a mapping over every key type it accepts.
+        fields: dict[Any, str] = {"yaml": text, "digest": text_digest(text), "set_by": actor,
+                                  "set_at": repr(now)}
         self.client.hset(self.keys.policy, mapping=fields)
         self._cached = PolicyInForce(policy, text, fields["digest"], actor, now)
         self._read_at = time.monotonic()
