@@ -152,7 +152,8 @@ def main() -> None:
         stack.callback(_cleanup, redis_url, prefix)
         signing = generate_keypair(tmpdir / "keys")
         settings = Settings(redis_url=redis_url, key_prefix=prefix,
-                            signing_key_file=signing.private_path)
+                            signing_key_file=signing.private_path,
+                            audit_witness_dir=tmpdir / "audit-witness")
         plane = ControlPlane.from_settings(settings)
         stack.callback(plane.close)
         server = stack.enter_context(ServerThread(plane))

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = None
     #: The agent's copy of the orchestrator's public key; default `<data_dir>/keys/…signing.pub`.
     orchestrator_public_key_file: Path | None = None
+    #: Where the orchestrator keeps the witness of the audit chain's head: one small file per
+    #: key prefix on its own disk, never in Redis; default `<data_dir>/audit-witness`.
+    audit_witness_dir: Path | None = None
 
     #: Largest file `getfile` copies (the orchestrator's limit is signed into the command;
     #: an agent also applies its own); larger ones are refused before any byte moves.
@@ -101,6 +104,10 @@ class Settings(BaseSettings):
     def quarantine_path(self) -> Path:
         """The agent's quarantine vault."""
         return self.quarantine_dir or self.data_dir / "quarantine"
+
+    def audit_witness_path(self) -> Path:
+        """The directory of the orchestrator's audit witness files."""
+        return self.audit_witness_dir or self.data_dir / "audit-witness"
 
     def orchestrator_public_key_path(self) -> Path:
         """Where an agent reads the public key it checks every task's signature with."""

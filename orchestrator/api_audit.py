@@ -47,8 +47,9 @@ def add_audit_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> None:
 
     @app.get("/audit/verify")
     def audit_verify(req: Annotated[Request, Depends(view)]) -> dict[str, Any]:
-        """A trimmed chain's checkpoint is checked with the orchestrator's key."""
-        return plane.audit.verify(plane.signer.verifier()).model_dump(mode="json")
+        """Signatures and a trimmed chain's checkpoint are checked with the orchestrator's
+        key (and those it retired), the newest entries with its witness."""
+        return plane.audit.verify(plane.audit.trusted).model_dump(mode="json")
 
     @app.get("/audit/export")
     def audit_export(req: Annotated[Request, Depends(guards.requires(PERM_VIEW, everywhere,

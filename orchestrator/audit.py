@@ -1,20 +1,32 @@
-"""The tamper-evident audit stream: reading and verifying the chain `tasks.auditchain` appends."""
+"""The tamper-evident audit stream: reading and verifying the chain `tasks.auditchain` appends.
+
+`AuditLog` is the orchestrator's side: it signs every entry it appends and keeps the witness
+of the newest one on its own disk (`audit_witness`); `verify` checks hashes, links, signatures
+and the witness (`audit_walk.ChainWalk`).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import redis
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.audit_checkpoint import checkpoint_problem, parse_checkpoint
+from orchestrator.audit_checkpoint import Checkpoint, checkpoint_problem, parse_checkpoint
+from orchestrator.audit_keys import TrustedKeys
+from orchestrator.audit_walk import ChainWalk
+from orchestrator.audit_witness import HeadWitness, WitnessMark, id_order
 from tasks.auditchain import (
     ENTRY_FIELDS,
     FORBIDDEN_DETAIL_KEYS,
     GENESIS,
     MAX_APPEND_ATTEMPTS,
+    NO_GUARD,
+    SIG_FIELD,
     AuditChain,
     AuditEntry,
     check_details,
@@ -22,10 +34,14 @@ from tasks.auditchain import (
     digest,
     to_canonical_json,
 )
+from tasks.errors import LiveResponseError
 from tasks.replies import as_text
 
 if TYPE_CHECKING:
-    from tasks.signing import Verifier
+    from tasks.keys import Keys
+    from tasks.signing import Signer, Verifier
+
+log = logging.getLogger(__name__)
 
 #: Entries fetched per XRANGE while reading or verifying.
 SCAN_BATCH = 1000
@@ -65,54 +81,54 @@ class AuditVerdict(BaseModel):
     trimmed: int = 0
     #: Line of an exported file where the problem is (offline verification only).
     line: int | None = None
+    #: The entry the orchestrator witnessed last, which the chain holds (None: no witness yet).
+    witness_id: str | None = None
 
 
 @dataclass(frozen=True)
 class ChainSnapshot:
-    """The chain's head, checkpoint, newest id and length, read at one instant."""
+    """The chain's head, checkpoint, newest id and length, read at one instant, and the
+    witness read just before them."""
 
     head: str | None
     checkpoint: str | None
     newest_id: str | None
     entries: int
-
-
-class ChainWalk:
-    """The one per-entry check, fed entries oldest first, starting from the hash before them."""
-
-    def __init__(self, start: str = GENESIS) -> None:
-        self.start = start
-        self.expected_prev = start
-        self.entries = 0
-        self.last_id: str | None = None
-
-    def step(self, entry_id: str, fields: Mapping[str, str]) -> str | None:
-        """The problem with the next entry, or None (then it becomes the one to link to)."""
-        self.entries += 1
-        problem = _check_entry(entry_id, fields, self.expected_prev, first=self.last_id is None)
-        if problem is None:
-            self.expected_prev = fields["hash"]
-            self.last_id = entry_id
-        return problem
-
-    def head_problem(self, head: str | None) -> str | None:
-        """The problem with `head` as the newest hash, once every entry went through `step`."""
-        if self.last_id is None:
-            if head and head != self.start:
-                return f"no entries, but the head is {head[:16]}…: every entry was deleted"
-            return None
-        if not head:
-            return "head is missing (deleted)"
-        if head != self.expected_prev:
-            return (
-                f"entry {self.last_id}: the newest entry's hash does not match the head "
-                "(newest entries deleted, or the head replaced)"
-            )
-        return None
+    witness: WitnessMark | None = None
+    #: Why the witness file could not be read (then `witness` is None).
+    witness_problem: str | None = None
 
 
 class AuditLog(AuditChain):
-    """Appends to, reads and verifies the audit stream under one key prefix."""
+    """Appends to, reads and verifies the audit stream under one key prefix.
+
+    Appending needs `signer` (the orchestrator's key): every entry is signed. With `witness`
+    each append also records the entry in the witness file, and `snapshot` reads it.
+    `trusted` are the keys this log checks checkpoints with when its witness must move past
+    a trimmed entry (default: the signer's own).
+    """
+
+    signed_only = True
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        signer: Signer | None = None,
+        *,
+        witness: HeadWitness | None = None,
+        trusted: TrustedKeys | None = None,
+    ) -> None:
+        super().__init__(client, keys, signer)
+        self.witness = witness
+        # The mark this process last wrote or found in the witness file.
+        self._witnessed: WitnessMark | None = None
+        self.trusted = trusted or (TrustedKeys([signer.verifier()]) if signer else None)
+
+    def close(self) -> None:
+        """Close the witness file."""
+        if self.witness is not None:
+            self.witness.close()
 
     def read(
         self,
@@ -158,7 +174,16 @@ class AuditLog(AuditChain):
         return found
 
     def snapshot(self) -> ChainSnapshot:
-        """Head, checkpoint, newest entry id and length in one transaction (one instant)."""
+        """Head, checkpoint, newest entry id and length in one transaction (one instant).
+
+        The witness is read first: an entry it names was appended before the transaction.
+        """
+        witness, witness_problem = None, None
+        if self.witness is not None:
+            try:
+                witness = self.witness.read()
+            except ValueError as exc:
+                witness_problem = str(exc)
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.keys.audit_head)
         pipe.get(self.keys.audit_checkpoint)
@@ -170,17 +195,22 @@ class AuditLog(AuditChain):
             checkpoint=as_text(checkpoint) or None,
             newest_id=as_text(newest[0][0]) if newest else None,
             entries=int(length),
+            witness=witness,
+            witness_problem=witness_problem,
         )
 
-    def verify(self, verifier: Verifier | None = None) -> AuditVerdict:
-        """Recompute the chain in stream order; report the first edit, deletion or reordering.
+    def verify(self, keys: Verifier | TrustedKeys | None = None) -> AuditVerdict:
+        """Recompute the chain in stream order; report the first entry edited, deleted,
+        reordered, rechained or forged, and a chain that lost the witnessed entry.
 
-        A trimmed chain starts at its checkpoint's anchor, once the checkpoint's signature
-        holds with `verifier` (the orchestrator's public key).
+        `keys` (the orchestrator's public key, and any it retired; default: this log's
+        `trusted`) check each entry's signature, and the checkpoint a trimmed chain starts
+        from. A log without keys can verify only a chain of agents' unsigned entries.
         """
+        keys = keys if keys is not None else self.trusted
         for _ in range(MAX_VERIFY_ATTEMPTS):
             snap = self.snapshot()
-            verdict = self._verify_snapshot(snap, verifier)
+            verdict = self._verify_snapshot(snap, keys)
             # A trim between the snapshot and the scan moves the chain's start: read again.
             if verdict.ok or as_text(self.client.get(self.keys.audit_checkpoint)) == (
                 snap.checkpoint or ""
@@ -188,8 +218,10 @@ class AuditLog(AuditChain):
                 return verdict
         return verdict
 
-    def _verify_snapshot(self, snap: ChainSnapshot, verifier: Verifier | None) -> AuditVerdict:
-        walk = ChainWalk(GENESIS)
+    def _verify_snapshot(
+        self, snap: ChainSnapshot, keys: Verifier | TrustedKeys | None
+    ) -> AuditVerdict:
+        walk = ChainWalk(keys)
         trimmed = 0
 
         def fail(problem: str, entry_id: str | None) -> AuditVerdict:
@@ -198,16 +230,22 @@ class AuditLog(AuditChain):
                 entry_id=entry_id, trimmed=trimmed,
             )
 
+        if snap.witness_problem:
+            return fail(snap.witness_problem, None)
+        checkpoint = None
         if snap.checkpoint is not None:
             try:
                 checkpoint = parse_checkpoint(snap.checkpoint)
             except ValueError as exc:
                 return fail(str(exc), None)
-            problem = checkpoint_problem(checkpoint, verifier)
+            problem = checkpoint_problem(checkpoint, keys)
             if problem:
                 return fail(problem, checkpoint.anchor_id)
-            walk = ChainWalk(checkpoint.anchor)
             trimmed = checkpoint.removed
+        walk = ChainWalk(keys, checkpoint=checkpoint, witness=snap.witness)
+        problem = walk.start_problem()
+        if problem:
+            return fail(problem, snap.witness.id if snap.witness else None)
         if snap.newest_id is not None:
             for entry_id, fields in self.scan(upto=snap.newest_id):
                 problem = walk.step(entry_id, fields)
@@ -217,8 +255,76 @@ class AuditLog(AuditChain):
         if problem:
             return fail(problem, walk.last_id)
         return AuditVerdict(
-            ok=True, entries=walk.entries, head=snap.head or GENESIS, trimmed=trimmed
+            ok=True, entries=walk.entries, head=snap.head or GENESIS, trimmed=trimmed,
+            witness_id=snap.witness.id if snap.witness else None,
         )
+
+    def _guard(self) -> tuple[str, str]:
+        """The entry this process last saw witnessed: the append script checks it is still
+        in the stream (`_appended` reads the file itself, under its lock)."""
+        mark = self._witnessed
+        return (mark.id, mark.hash) if mark is not None else NO_GUARD
+
+    def _appended(self, entry: AuditEntry, guard: tuple[str, str], held: bool) -> None:
+        """Move the witness to `entry`, unless the chain lost the entry witnessed before."""
+        if self.witness is None:
+            return
+        try:
+            self._witnessed = self.witness.update(
+                lambda current: self._next_mark(current, entry, guard, held)
+            )
+        except (OSError, ValueError, LiveResponseError, redis.RedisError) as exc:
+            # The entry is in the stream already; failing the request would not undo it.
+            log.error("audit: cannot record entry %s in the witness: %s", entry.id, exc)
+
+    def _next_mark(
+        self, current: WitnessMark | None, entry: AuditEntry, guard: tuple[str, str], held: bool
+    ) -> WitnessMark | None:
+        """What the witness holds once `entry` is appended; None: leave it as it is."""
+        mark = WitnessMark(entry.id, entry.hash)
+        if current is None:
+            return mark  # the first entry witnessed on this disk
+        if id_order(current.id) >= id_order(entry.id):
+            return None  # another process witnessed a later entry meanwhile
+        # The script checked `guard`; if another process (or a restart) moved the witness
+        # since, the entry it names is checked now, after the append.
+        if held if (current.id, current.hash) == guard else self._holds(current):
+            return current.merged(mark)
+        # The witnessed entry is gone: only a trim under a checkpoint that verifies may have
+        # removed it. Otherwise the witness stays, and `verify` keeps naming the loss.
+        checkpoint = self._covering_checkpoint(current)
+        if checkpoint is None:
+            log.error(
+                "audit: the chain no longer holds entry %s, the newest this orchestrator "
+                "wrote; its witness stays there (run lr audit verify)", current.id,
+            )
+            return None
+        return current.merged(
+            WitnessMark(entry.id, entry.hash, checkpoint.anchor_id, checkpoint.anchor)
+        )
+
+    def _holds(self, mark: WitnessMark) -> bool:
+        """Whether the stream still holds the entry `mark` names, with its hash."""
+        found = cast(list[tuple[bytes, dict[bytes, bytes]]],
+                     self.client.xrange(self.keys.audit, min=mark.id, max=mark.id))
+        return bool(found) and found[0][1].get(b"hash") == mark.hash.encode()
+
+    def _covering_checkpoint(self, mark: WitnessMark) -> Checkpoint | None:
+        """The checkpoint in force when it verifies and its trim removed the entry `mark`."""
+        raw = as_text(self.client.get(self.keys.audit_checkpoint))
+        if not raw or self.trusted is None:
+            return None
+        try:
+            checkpoint = parse_checkpoint(raw)
+        except ValueError:
+            return None
+        if checkpoint_problem(checkpoint, self.trusted):
+            return None
+        if id_order(checkpoint.anchor_id) > id_order(mark.id) or (
+            checkpoint.anchor_id == mark.id and checkpoint.anchor == mark.hash
+        ):
+            return checkpoint
+        return None
 
     def scan(self, *, upto: str = "+") -> Iterator[tuple[str, dict[str, str]]]:
         """Entries oldest first up to the id `upto` (inclusive), as (id, decoded fields)."""
@@ -243,52 +349,12 @@ class AuditLog(AuditChain):
             cursor = "(" + as_text(batch[-1][0])
 
 
-def _check_entry(
-    entry_id: str, fields: Mapping[str, str], expected_prev: str, *, first: bool
-) -> str | None:
-    """The problem with one stored entry given the hash before it, or None when it is sound."""
-    missing = [name for name in ENTRY_FIELDS if name not in fields]
-    extra = sorted(set(fields) - set(ENTRY_FIELDS))
-    if missing or extra:
-        return f"entry {entry_id}: fields missing {missing} or unexpected {extra} (altered)"
-    try:
-        ts = float(fields["ts"])
-        details = json.loads(fields["details"])
-        canonical = (
-            repr(ts) == fields["ts"]
-            and isinstance(details, dict)
-            and to_canonical_json(details) == fields["details"]
-        )
-    except ValueError:
-        canonical = False
-    if not canonical:
-        return f"entry {entry_id}: ts or details are not in canonical form (altered)"
-    body = {
-        **{name: fields[name] for name in ENTRY_FIELDS if name != "hash"},
-        "ts": ts,
-        "details": details,
-    }
-    if compute_hash(fields["prev"], body) != fields["hash"]:
-        return f"entry {entry_id}: hash does not match its content (altered)"
-    if fields["prev"] != expected_prev:
-        if first:
-            return (
-                f"entry {entry_id}: prev mismatch: the oldest entry does not start the "
-                "chain (entries before it deleted)"
-            )
-        return (
-            f"entry {entry_id}: prev mismatch: prev is not the hash of the entry before "
-            "it (an entry deleted or reordered)"
-        )
-    return None
-
-
 def _parse_entry(entry_id: str, fields: dict[str, str]) -> AuditEntry | None:
     """A stored entry as a model; None when it is too damaged to read (verify reports it)."""
     try:
         details = json.loads(fields["details"])
         body: dict[str, Any] = {name: fields[name] for name in ENTRY_FIELDS}
         body.update(ts=float(fields["ts"]), details=details if isinstance(details, dict) else {})
-        return AuditEntry(id=entry_id, **body)
+        return AuditEntry(id=entry_id, **body, sig=fields.get(SIG_FIELD))
     except (KeyError, ValueError):
         return None

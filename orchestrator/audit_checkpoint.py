@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestrator.audit_keys import TrustedKeys
 from tasks.auditchain import to_canonical_json
 
 if TYPE_CHECKING:
@@ -81,14 +82,18 @@ def parse_checkpoint(raw: str | dict[str, Any]) -> Checkpoint:
         raise ValueError(f"checkpoint is malformed: {exc} (altered)") from None
 
 
-def checkpoint_problem(checkpoint: Checkpoint, verifier: Verifier | None) -> str | None:
-    """Why `checkpoint` cannot be trusted with `verifier`'s key; None when its signature holds."""
-    if verifier is None:
+def checkpoint_problem(
+    checkpoint: Checkpoint, keys: Verifier | TrustedKeys | None
+) -> str | None:
+    """Why `checkpoint` cannot be trusted with `keys`; None when its signature holds."""
+    trusted = TrustedKeys.of(keys)
+    if trusted is None:
         return "the chain was trimmed, but no public key is available to check its checkpoint"
-    if checkpoint.key_id != verifier.key_id:
+    verifier = trusted.get(checkpoint.key_id)
+    if verifier is None:
         return (
             f"checkpoint is signed by key {checkpoint.key_id!r}, not by the key given "
-            f"({verifier.key_id!r}): forged, or checked with the wrong public key"
+            f"({trusted.describe()}): forged, or checked with the wrong public key"
         )
     if not verifier.verify_bytes(checkpoint.signed_bytes(), checkpoint.signature):
         return "checkpoint signature does not verify (checkpoint forged or altered)"

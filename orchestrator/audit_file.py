@@ -1,7 +1,9 @@
 """The audit export file (JSON Lines): writing it from the stream, and verifying it offline.
 
-Line 1 is a header, every further line one stored entry, oldest first; see docs/audit.md.
-Verification reads the file line by line (constant memory) and needs no Redis.
+Line 1 is a header signed by the orchestrator (the count, head, newest id, checkpoint and
+witness of the snapshot exported), every further line one stored entry, oldest first; see
+docs/audit.md. Verification reads the file line by line (constant memory) and needs no Redis,
+only the orchestrator's public key.
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from orchestrator.audit import GENESIS, AuditLog, AuditVerdict, ChainSnapshot, ChainWalk
-from orchestrator.audit_checkpoint import checkpoint_problem, parse_checkpoint
+from orchestrator.audit_checkpoint import Checkpoint, checkpoint_problem, parse_checkpoint
+from orchestrator.audit_keys import TrustedKeys
+from orchestrator.audit_witness import STREAM_ID, WitnessMark, parse_mark
 from tasks import clock
-from tasks.errors import UsageError
+from tasks.auditchain import to_canonical_json
+from tasks.errors import LiveResponseError, UsageError
 
 if TYPE_CHECKING:
     from tasks.signing import Verifier
 
 #: The `format` of the header line this version writes and reads.
-EXPORT_FORMAT = "liveresponse-audit/1"
+EXPORT_FORMAT = "liveresponse-audit/2"
+#: The format of exports written before headers and entries were signed.
+UNSIGNED_FORMAT = "liveresponse-audit/1"
 #: Longest line the verifier reads; a stored entry is far smaller.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 #: Keys of a line that are not stored fields of the entry.
@@ -28,16 +35,26 @@ LINE_KEYS = ("type", "id")
 
 
 def export_lines(log: AuditLog, snap: ChainSnapshot) -> Iterator[str]:
-    """The export of the chain as `snap` saw it: a header, then each entry, one per line."""
-    yield _line({
+    """The export of the chain as `snap` saw it: a signed header, then each entry, one per line.
+
+    `log` must hold the orchestrator's signer: the header is signed before any line is sent.
+    """
+    if log.signer is None:
+        raise LiveResponseError("an export is signed, and this audit log has no signing key")
+    header: dict[str, Any] = {
         "type": "header",
         "format": EXPORT_FORMAT,
         "exported_at": float(clock.now()),
         "entries": snap.entries,
         # A missing head with entries present stays missing: the verifier reports it.
         "head": snap.head or (GENESIS if snap.newest_id is None else ""),
+        "newest_id": snap.newest_id,
         "checkpoint": json.loads(snap.checkpoint) if snap.checkpoint else None,
-    })
+        "witness": snap.witness.to_json() if snap.witness else None,
+        "key_id": log.signer.key_id,
+    }
+    header["signature"] = log.signer.sign_bytes(header_signed_bytes(header))
+    yield _line(header)
     if snap.newest_id is None:
         return
     # Fields exactly as stored (ts and details as text), so hashes are recomputed byte for byte.
@@ -45,21 +62,31 @@ def export_lines(log: AuditLog, snap: ChainSnapshot) -> Iterator[str]:
         yield _line({"type": "entry", "id": entry_id, **fields})
 
 
+def header_signed_bytes(header: dict[str, Any]) -> bytes:
+    """What a header's signature covers: canonical JSON of every field but `signature`."""
+    return to_canonical_json({k: v for k, v in header.items() if k != "signature"}).encode()
+
+
 def _line(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True) + "\n"
 
 
-def verify_file(path: Path, load_verifier: Callable[[], Verifier | None]) -> AuditVerdict:
-    """Check an export offline: its checkpoint, every entry's hash and link, count and head.
+def verify_file(
+    path: Path, load_keys: Callable[[], Verifier | TrustedKeys | None]
+) -> AuditVerdict:
+    """Check an export offline: its signed header, checkpoint, every entry's hash, link and
+    signature, the count, the newest id, the head, and the witnessed entry.
 
-    `load_verifier` is called only when the file holds a checkpoint; when it returns None
-    the check cannot be made and UsageError says to pass the orchestrator's public key.
+    `load_keys` gives the orchestrator's public key (and any it retired); when it returns
+    None nothing can be checked and UsageError says to pass the key.
     """
     with path.open("rb") as stream:
-        return _verify_stream(stream, load_verifier)
+        return _verify_stream(stream, load_keys)
 
 
-def _verify_stream(stream: IO[bytes], load_verifier: Callable[[], Verifier | None]) -> AuditVerdict:
+def _verify_stream(
+    stream: IO[bytes], load_keys: Callable[[], Verifier | TrustedKeys | None]
+) -> AuditVerdict:
     lines = _numbered_lines(stream)
     header, header_problem = _read_header(next(lines, None))
     if header is None:
@@ -67,30 +94,43 @@ def _verify_stream(stream: IO[bytes], load_verifier: Callable[[], Verifier | Non
     problem: str | None
     head = header["head"]
     announced: int = header["entries"]
-    walk = ChainWalk(GENESIS)
+    walk = ChainWalk()
     trimmed = 0
 
     def fail(problem: str, line: int, entry_id: str | None) -> AuditVerdict:
         return AuditVerdict(ok=False, entries=walk.entries, head=head, problem=problem,
                             entry_id=entry_id, trimmed=trimmed, line=line)
 
+    keys = TrustedKeys.of(load_keys())
+    if keys is None:
+        raise UsageError(
+            "an export's header and entries are signed, and no public key was found to "
+            "check them",
+            hint="pass --public-key with the orchestrator's orchestrator-signing.pub",
+        )
+    problem = _signature_problem(header, keys)
+    if problem:
+        return fail(f"header: {problem}", 1, None)
+    checkpoint: Checkpoint | None = None
     if header["checkpoint"] is not None:
         try:
             checkpoint = parse_checkpoint(header["checkpoint"])
         except ValueError as exc:
             return fail(f"header: {exc}", 1, None)
-        verifier = load_verifier()
-        if verifier is None:
-            raise UsageError(
-                "this export holds a signed checkpoint (the chain was trimmed), and no public "
-                "key was found to check it",
-                hint="pass --public-key with the orchestrator's orchestrator-signing.pub",
-            )
-        problem = checkpoint_problem(checkpoint, verifier)
+        problem = checkpoint_problem(checkpoint, keys)
         if problem:
             return fail(f"header: {problem}", 1, checkpoint.anchor_id)
-        walk = ChainWalk(checkpoint.anchor)
         trimmed = checkpoint.removed
+    witness: WitnessMark | None = None
+    if header["witness"] is not None:
+        try:
+            witness = parse_mark(header["witness"])
+        except ValueError as exc:
+            return fail(f"header: witness is malformed: {exc} (altered)", 1, None)
+    walk = ChainWalk(keys, checkpoint=checkpoint, witness=witness)
+    problem = walk.start_problem()
+    if problem:
+        return fail(problem, 1, witness.id if witness else None)
     last_line = 1
     for number, raw, complete in lines:
         last_line = number
@@ -107,10 +147,33 @@ def _verify_stream(stream: IO[bytes], load_verifier: Callable[[], Verifier | Non
             "announces (truncated)",
             last_line, walk.last_id,
         )
+    if walk.last_id != header["newest_id"]:
+        return fail(
+            f"the last entry is {walk.last_id}, not {header['newest_id']}, the newest the "
+            "header announces (altered)",
+            last_line, walk.last_id,
+        )
     problem = walk.head_problem(head)
     if problem:
         return fail(problem, last_line, walk.last_id)
-    return AuditVerdict(ok=True, entries=walk.entries, head=head, trimmed=trimmed)
+    return AuditVerdict(ok=True, entries=walk.entries, head=head, trimmed=trimmed,
+                        witness_id=witness.id if witness else None)
+
+
+def _signature_problem(header: dict[str, Any], keys: TrustedKeys) -> str | None:
+    """Why the header's signature does not hold with `keys`; None when it does."""
+    verifier = keys.get(header["key_id"])
+    if verifier is None:
+        return (
+            f"signed by key {header['key_id']!r}, not by a key given ({keys.describe()}): "
+            "forged, or checked with the wrong public key"
+        )
+    if not verifier.verify_bytes(header_signed_bytes(header), header["signature"]):
+        return (
+            "signature does not verify: the header was altered (a count, head or newest id "
+            "rewritten to hide dropped or added lines), or forged"
+        )
+    return None
 
 
 def _numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
@@ -133,19 +196,33 @@ def _read_header(item: tuple[int, bytes, bool] | None) -> tuple[dict[str, Any] |
         return None, "not valid JSON (not an audit export, or altered)"
     if not isinstance(header, dict) or header.get("type") != "header":
         return None, 'not an audit export header ({"type": "header", ...})'
+    if header.get("format") == UNSIGNED_FORMAT:
+        return None, (
+            f"an unsigned export ({UNSIGNED_FORMAT}, written before exports were signed): "
+            "lines dropped from its end cannot be told apart; export the chain again"
+        )
     if header.get("format") != EXPORT_FORMAT:
         return None, (
             f"unknown format {header.get('format')!r} (this lr reads {EXPORT_FORMAT})"
         )
     entries, head, checkpoint = header.get("entries"), header.get("head"), header.get("checkpoint")
+    newest_id = header.get("newest_id")
     if not isinstance(entries, int) or isinstance(entries, bool) or entries < 0:
         return None, "header field 'entries' is not a count (altered)"
     if not isinstance(head, str) or not head:
         return None, "header field 'head' is missing (altered)"
-    if "checkpoint" not in header:
-        return None, "header field 'checkpoint' is missing (altered)"
+    for name in ("checkpoint", "witness", "newest_id"):
+        if name not in header:
+            return None, f"header field {name!r} is missing (altered)"
     if checkpoint is not None and not isinstance(checkpoint, dict):
         return None, "header field 'checkpoint' is neither an object nor null (altered)"
+    if newest_id is not None and not (
+        isinstance(newest_id, str) and STREAM_ID.fullmatch(newest_id)
+    ):
+        return None, "header field 'newest_id' is neither a stream id nor null (altered)"
+    for name in ("key_id", "signature"):
+        if not isinstance(header.get(name), str) or not header[name]:
+            return None, f"header field {name!r} is missing: the header is not signed (altered)"
     return header, ""
 
 

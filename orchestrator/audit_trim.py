@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.audit import GENESIS, AuditEntry, AuditLog, ChainWalk
+from orchestrator.audit import AuditEntry, AuditLog, ChainWalk
 from orchestrator.audit_checkpoint import (
     Checkpoint,
     checkpoint_problem,
     parse_checkpoint,
     sign_checkpoint,
 )
+from orchestrator.audit_keys import TrustedKeys
 from tasks import clock
 from tasks.errors import AuditChainBrokenError, LiveResponseError
 from tasks.replies import as_text
@@ -87,14 +88,17 @@ class TrimResult:
 def trim_audit(log: AuditLog, signer: Signer, *, actor: str, before: float) -> TrimResult:
     """Remove every entry older than `before` (never the newest) and sign a checkpoint.
 
-    Refuses (AuditChainBrokenError) when the entries to remove or the checkpoint in force do
-    not verify: a trim must never erase the evidence of tampering. Appends `audit.trimmed`.
+    Refuses (AuditChainBrokenError) when the entries to remove (their hashes, links and
+    signatures) or the checkpoint in force do not verify: a trim must never erase the
+    evidence of tampering. Appends `audit.trimmed`.
     """
     script = log.client.register_script(_TRIM_LUA)
+    current = signer.verifier()
+    keys = log.trusted.with_current(current) if log.trusted else TrustedKeys([current])
     for _ in range(MAX_TRIM_ATTEMPTS):
         raw_checkpoint = as_text(log.client.get(log.keys.audit_checkpoint))
-        previous = _trusted_checkpoint(raw_checkpoint, signer)
-        plan = plan_trim(log, previous, before)
+        previous = _trusted_checkpoint(raw_checkpoint, keys)
+        plan = plan_trim(log, previous, before, keys)
         if plan is None:
             return TrimResult(removed=0, message=_nothing_to_trim(log, before))
         checkpoint = sign_checkpoint(
@@ -138,13 +142,16 @@ def trim_audit(log: AuditLog, signer: Signer, *, actor: str, before: float) -> T
     )
 
 
-def plan_trim(log: AuditLog, previous: Checkpoint | None, before: float) -> TrimPlan | None:
+def plan_trim(
+    log: AuditLog, previous: Checkpoint | None, before: float, keys: TrustedKeys
+) -> TrimPlan | None:
     """The oldest run of entries with ts < `before`, short of the newest; None if there is none.
 
-    Every entry looked at is checked against the chain; a problem raises AuditChainBrokenError.
+    Every entry looked at is checked against the chain and its signature against `keys`; a
+    problem raises AuditChainBrokenError.
     """
     newest_id = log.snapshot().newest_id
-    walk = ChainWalk(previous.anchor if previous else GENESIS)
+    walk = ChainWalk(keys, checkpoint=previous)
     oldest_id: str | None = None
     last: tuple[str, str, float] | None = None
     count = 0
@@ -165,7 +172,7 @@ def plan_trim(log: AuditLog, previous: Checkpoint | None, before: float) -> Trim
     return TrimPlan(oldest_id, last[0], last[1], last[2], count=count)
 
 
-def _trusted_checkpoint(raw: str, signer: Signer) -> Checkpoint | None:
+def _trusted_checkpoint(raw: str, keys: TrustedKeys) -> Checkpoint | None:
     """The checkpoint in force, once its signature holds; a trim never extends a forged one."""
     if not raw:
         return None
@@ -173,7 +180,7 @@ def _trusted_checkpoint(raw: str, signer: Signer) -> Checkpoint | None:
         checkpoint = parse_checkpoint(raw)
     except ValueError as exc:
         raise AuditChainBrokenError(f"refusing to trim: {exc}", hint=BROKEN_HINT) from None
-    problem = checkpoint_problem(checkpoint, signer.verifier())
+    problem = checkpoint_problem(checkpoint, keys)
     if problem:
         raise AuditChainBrokenError(f"refusing to trim: {problem}", hint=BROKEN_HINT)
     return checkpoint

@@ -106,8 +106,9 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
             redis_url, where = server.url, f"embedded Redis ({server.executable})"
         prefix = f"lrdemo-{uuid.uuid4().hex[:8]}"
         stack.callback(_drop_keys, redis_url, prefix)
+        # Evidence and the audit witness of this throwaway prefix live and go with `tmp`.
         settings = Settings(redis_url=redis_url, key_prefix=prefix,
-                            evidence_dir=tmp / "evidence")
+                            evidence_dir=tmp / "evidence", audit_witness_dir=tmp / "witness")
         created = ensure_signing_keys(settings, embedded=not os.environ.get("LR_REDIS_URL"))
         if created is not None:
             print(announce_keys(created), file=sys.stderr)

@@ -9,6 +9,7 @@ from celery import Celery
 
 from config import Settings
 from orchestrator.audit import AuditLog
+from orchestrator.audit_setup import orchestrator_audit_log
 from orchestrator.devices import DeviceRegistry
 from orchestrator.policies.store import PolicyStore
 from orchestrator.sessions import SessionStore
@@ -47,7 +48,7 @@ class ControlPlane:
             client=client,
             keys=keys,
             celery=make_celery_app(settings.redis_url, name="lr-orchestrator"),
-            audit=AuditLog(client, keys),
+            audit=orchestrator_audit_log(settings, client, keys, signer),
             sessions=SessionStore(client, keys, settings),
             devices=DeviceRegistry(client, keys, settings.device_offline_after_s),
             states=CommandStateStore(client, keys),
@@ -56,8 +57,9 @@ class ControlPlane:
         )
 
     def close(self) -> None:
-        """Release connections."""
+        """Release connections and the audit witness."""
         self.celery.close()
+        self.audit.close()
         self.client.close()
 
 

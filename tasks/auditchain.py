@@ -1,7 +1,8 @@
 """The audit chain's append side: hash-chained entries added to one Redis stream.
 
 Both the orchestrator and the agents append here (an agent records what it refused); reading
-and verifying the chain is the orchestrator's (`orchestrator.audit.AuditLog`).
+and verifying the chain is the orchestrator's (`orchestrator.audit.AuditLog`). The orchestrator
+signs each entry it appends (`sig`, over the entry's hash); agents hold no key and do not.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import redis
 from pydantic import BaseModel, ConfigDict
@@ -20,6 +21,9 @@ from tasks.errors import LiveResponseError
 from tasks.keys import Keys
 from tasks.replies import as_text
 
+if TYPE_CHECKING:
+    from tasks.signing import Signer
+
 #: `prev` of the first entry: there is nothing before it.
 GENESIS = "0" * 64
 #: Detail keys that would put a secret into the stream; refused at any depth.
@@ -28,12 +32,23 @@ FORBIDDEN_DETAIL_KEYS = frozenset({"token", "password", "secret"})
 MAX_APPEND_ATTEMPTS = 100
 #: Every field a stored entry must have.
 ENTRY_FIELDS = ("ts", "actor", "action", "target", "decision", "details", "prev", "hash")
+#: The optional field holding `<key id>:<base64 Ed25519 signature>` of the entry's hash.
+SIG_FIELD = "sig"
+#: Actors whose entries may be unsigned: agents append without the orchestrator's key.
+AGENT_ACTOR_PREFIX = "agent:"
+#: What an entry's signature covers, before its hash: no other signed record starts so.
+ENTRY_SIGNATURE_CONTEXT = b"liveresponse-audit-entry/1 "
+#: Witness arguments of an append that checks none (agents, or no witness yet).
+NO_GUARD = ("", "")
 
 # KEYS[1] = stream, KEYS[2] = head; ARGV[1] = expected prev, ARGV[2] = new hash,
-# ARGV[3..] = field/value pairs of the entry. Appends only while the head is still the
+# ARGV[3], ARGV[4] = id and hash of the entry the appender witnessed last ('' = none),
+# ARGV[5..] = field/value pairs of the entry. Appends only while the head is still the
 # expected prev, so two writers can never both chain onto the same entry (a fork).
-# Returns {1, id} on success, {0, current head} on a conflict, {-1, ''} when the head key
-# is gone while entries remain (someone deleted it: appending would start a second chain).
+# Returns {1, id, held} on success, where held is 0 when the witnessed entry is no longer in
+# the stream with that hash (the orchestrator then does not move its witness past it);
+# {0, current head} on a conflict; {-1, ''} when the head key is gone while entries remain
+# (someone deleted it: appending would start a second chain).
 _APPEND_LUA = """
 local head = redis.call('GET', KEYS[2])
 if not head then
@@ -41,9 +56,20 @@ if not head then
   head = string.rep('0', 64)
 end
 if head ~= ARGV[1] then return {0, head} end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+local held = 1
+if ARGV[3] ~= '' then
+  held = 0
+  local seen = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
+  if #seen == 1 then
+    local fields = seen[1][2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'hash' and fields[i + 1] == ARGV[4] then held = 1 end
+    end
+  end
+end
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))
 redis.call('SET', KEYS[2], ARGV[2])
-return {1, id}
+return {1, id, held}
 """
 
 
@@ -61,6 +87,8 @@ class AuditEntry(BaseModel):
     details: dict[str, Any]
     prev: str
     hash: str
+    #: `<key id>:<signature>` when the orchestrator wrote it; None for an agent's entry.
+    sig: str | None = None
 
 
 def digest(data: bytes | str) -> str:
@@ -79,6 +107,16 @@ def to_canonical_json(value: Any) -> str:
 def compute_hash(prev: str, body: Mapping[str, Any]) -> str:
     """sha256(prev ‖ canonical JSON of the entry without its hash), as hex."""
     return hashlib.sha256(prev.encode() + to_canonical_json(dict(body)).encode()).hexdigest()
+
+
+def entry_signed_bytes(entry_hash: str) -> bytes:
+    """What an entry's signature covers: its hash (which binds its content and its prev)."""
+    return ENTRY_SIGNATURE_CONTEXT + entry_hash.encode()
+
+
+def sign_entry(signer: Signer, entry_hash: str) -> str:
+    """The `sig` field of the entry whose hash is `entry_hash`: `<key id>:<base64>`."""
+    return f"{signer.key_id}:{signer.sign_bytes(entry_signed_bytes(entry_hash))}"
 
 
 def check_details(details: Mapping[str, Any]) -> str:
@@ -105,6 +143,17 @@ def _refuse_secret_keys(value: Any, where: str) -> None:
 
 
 @dataclass(frozen=True)
+class _Attempt:
+    """One try at appending an entry after a given prev: its content, hash, signature, argv."""
+
+    body: dict[str, Any]
+    hash: str
+    sig: str | None
+    guard: tuple[str, str]
+    argv: list[str]
+
+
+@dataclass(frozen=True)
 class _Draft:
     """An entry's content before it is chained: what every append attempt hashes."""
 
@@ -114,8 +163,8 @@ class _Draft:
     decision: str
     details_json: str
 
-    def attempt(self, prev: str) -> tuple[dict[str, Any], str, list[str]]:
-        """(body, hash, script argv) of this entry chained after `prev`."""
+    def fields(self, prev: str) -> tuple[dict[str, Any], str, list[str]]:
+        """(body, hash, field/value pairs) of this entry chained after `prev`."""
         # The time is taken per attempt so a retried entry is not stamped before its prev.
         ts = float(clock.now())
         body = {
@@ -128,19 +177,27 @@ class _Draft:
             "prev": prev,
         }
         entry_hash = compute_hash(prev, body)
-        fields = {**body, "ts": repr(ts), "details": self.details_json, "hash": entry_hash}
-        argv: list[str] = [prev, entry_hash]
+        stored = {**body, "ts": repr(ts), "details": self.details_json, "hash": entry_hash}
+        pairs: list[str] = []
         for name in ENTRY_FIELDS:
-            argv += [name, str(fields[name])]
-        return body, entry_hash, argv
+            pairs += [name, str(stored[name])]
+        return body, entry_hash, pairs
 
 
 class AuditChain:
-    """Appends entries to the audit stream under one key prefix, never forking the chain."""
+    """Appends entries to the audit stream under one key prefix, never forking the chain.
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    With `signer` (the orchestrator's key) each entry carries its signature; an agent's
+    chain has none.
+    """
+
+    #: Whether an append without a signer is refused (the orchestrator's side never writes one).
+    signed_only: ClassVar[bool] = False
+
+    def __init__(self, client: redis.Redis, keys: Keys, signer: Signer | None = None) -> None:
         self.client = client
         self.keys = keys
+        self.signer = signer
         self._append = client.register_script(_APPEND_LUA)
         # Last head this process wrote or saw: a hint that saves a GET per append. The Lua
         # compare-and-append stays the authority; a stale hint only costs one retry.
@@ -151,7 +208,7 @@ class AuditChain:
     ) -> AuditEntry:
         """Add one entry at the head of the chain; retries if another writer got there first."""
         draft = _Draft(actor, action, target, decision, check_details(details))
-        return self._commit(draft, self._head_hint or self._read_head())
+        return self._commit(draft, self._head_hint or self._read_head(), self._guard())
 
     def stage(
         self, pipe: Any, actor: str, action: str, target: str, decision: str, **details: Any
@@ -162,24 +219,43 @@ class AuditChain:
         returns the entry, retrying on its own if another writer moved the head meanwhile.
         """
         draft = _Draft(actor, action, target, decision, check_details(details))
-        prev = self._head_hint or self._read_head()
-        body, entry_hash, argv = draft.attempt(prev)
-        self._append(keys=[self.keys.audit, self.keys.audit_head], args=argv, client=pipe)
+        guard = self._guard()
+        attempt = self._attempt(draft, self._head_hint or self._read_head(), guard)
+        self._append(keys=[self.keys.audit, self.keys.audit_head], args=attempt.argv, client=pipe)
 
         def finish(reply: Any) -> AuditEntry:
-            entry = self._settle(reply, body, entry_hash)
-            return entry if entry is not None else self._commit(draft, as_text(reply[1]))
+            entry = self._settle(reply, attempt)
+            return entry if entry is not None else self._commit(draft, as_text(reply[1]), guard)
 
         return finish
+
+    def _guard(self) -> tuple[str, str]:
+        """(id, hash) of the entry the append script must find still in the stream, or none."""
+        return NO_GUARD
+
+    def _appended(self, entry: AuditEntry, guard: tuple[str, str], held: bool) -> None:
+        """Called once per entry appended; `held`: the guard entry was still in the stream."""
 
     def _read_head(self) -> str:
         return as_text(self.client.get(self.keys.audit_head)) or GENESIS
 
-    def _commit(self, draft: _Draft, prev: str) -> AuditEntry:
+    def _attempt(self, draft: _Draft, prev: str, guard: tuple[str, str]) -> _Attempt:
+        if self.signer is None and self.signed_only:
+            raise LiveResponseError(
+                "the orchestrator appends only signed audit entries, and has no signing key",
+                hint="build the audit log with the orchestrator's Signer",
+            )
+        body, entry_hash, pairs = draft.fields(prev)
+        sig = sign_entry(self.signer, entry_hash) if self.signer is not None else None
+        if sig is not None:
+            pairs += [SIG_FIELD, sig]
+        return _Attempt(body, entry_hash, sig, guard, [prev, entry_hash, *guard, *pairs])
+
+    def _commit(self, draft: _Draft, prev: str, guard: tuple[str, str]) -> AuditEntry:
         for _ in range(MAX_APPEND_ATTEMPTS):
-            body, entry_hash, argv = draft.attempt(prev)
-            reply = self._append(keys=[self.keys.audit, self.keys.audit_head], args=argv)
-            entry = self._settle(reply, body, entry_hash)
+            attempt = self._attempt(draft, prev, guard)
+            reply = self._append(keys=[self.keys.audit, self.keys.audit_head], args=attempt.argv)
+            entry = self._settle(reply, attempt)
             if entry is not None:
                 return entry
             prev = as_text(reply[1])
@@ -188,12 +264,16 @@ class AuditChain:
             hint="too many concurrent writers; retry the action",
         )
 
-    def _settle(self, reply: Any, body: dict[str, Any], entry_hash: str) -> AuditEntry | None:
+    def _settle(self, reply: Any, attempt: _Attempt) -> AuditEntry | None:
         """The entry when the script appended it, None on a head conflict; raises if no head."""
-        status, value = reply
+        status, value = reply[0], reply[1]
         if status == 1:
-            self._head_hint = entry_hash
-            return AuditEntry(id=as_text(value), **body, hash=entry_hash)
+            self._head_hint = attempt.hash
+            entry = AuditEntry(
+                id=as_text(value), **attempt.body, hash=attempt.hash, sig=attempt.sig
+            )
+            self._appended(entry, attempt.guard, held=int(reply[2]) == 1)
+            return entry
         if status == -1:
             raise LiveResponseError(
                 f"audit head {self.keys.audit_head} is missing while the stream has entries",

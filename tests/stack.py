@@ -87,6 +87,7 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
     signing = signing or generate_keypair(log_dir / "signing-keys")
     settings.setdefault("evidence_dir", log_dir / "evidence")  # never the user's own store
     settings.setdefault("quarantine_dir", log_dir / "quarantine")  # nor the user's own vault
+    settings.setdefault("audit_witness_dir", log_dir / "audit-witness")  # nor audit witness
     cfg = Settings(redis_url=redis_url, key_prefix=key_prefix,
                    signing_key_file=signing.private_path,
                    orchestrator_public_key_file=signing.public_path, **settings)

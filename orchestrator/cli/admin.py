@@ -30,12 +30,21 @@ def init(cli: CliContext, name: str) -> None:
     Refused when any user exists: later users are made by an admin through the API.
     """
     # Imported here: `lr run` and friends should not pay for the control plane's modules.
-    from orchestrator.audit import AuditLog
+    from orchestrator.audit_setup import orchestrator_audit_log
     from orchestrator.identity import create_user, has_any_user, issue_token, revoke_token
     from tasks.keys import Keys
+    from tasks.signing import Signer
 
     client = redis.Redis.from_url(find_redis_url(cli.settings))
     keys = Keys(cli.settings.key_prefix)
+    # The entry is signed like every one the orchestrator writes: no key, no first admin.
+    try:
+        log = orchestrator_audit_log(
+            cli.settings, client, keys, Signer.from_file(cli.settings.signing_key_path())
+        )
+    except BaseException:
+        client.close()
+        raise
     try:
         # The bootstrap key is the one atomic claim: of two concurrent inits only one wins.
         if has_any_user(client, keys) or not client.set(keys.bootstrap, name, nx=True):
@@ -50,7 +59,7 @@ def init(cli: CliContext, name: str) -> None:
             raise
         token = issue_token(client, keys, user)
         try:
-            AuditLog(client, keys).append(
+            log.append(
                 BOOTSTRAP_ACTOR,
                 "admin.init",
                 user.name,
@@ -68,6 +77,7 @@ def init(cli: CliContext, name: str) -> None:
     except redis.RedisError as exc:
         raise ConfigurationError(f"Redis failed during admin init: {exc}") from None
     finally:
+        log.close()
         client.close()
     if cli.json_output:
         click.echo(to_json({"user": user.name, "token": token}))
@@ -109,16 +119,27 @@ def keys_init(cli: CliContext, directory: Path | None, force: bool) -> None:
     The private key stays with the orchestrator (mode 0600); each agent is started with the
     public key (`lr-agent --orchestrator-key FILE`) and runs nothing else's commands.
     """
-    from orchestrator.audit import AuditLog
+    from orchestrator.audit_keys import public_key_beside, retire_public_key
+    from orchestrator.audit_setup import orchestrator_audit_log
     from tasks.keys import Keys
-    from tasks.signing import generate_keypair
+    from tasks.signing import PUBLIC_KEY_NAME, Signer, generate_keypair
 
     # Redis first: keys nobody audited must not appear, so no Redis means no keys.
     client = redis.Redis.from_url(find_redis_url(cli.settings))
+    target = directory or cli.settings.keys_dir()
+    in_force_path = cli.settings.signing_key_path()
     try:
-        pair = generate_keypair(directory or cli.settings.keys_dir(), overwrite=force)
+        # The key in force (if any) signs the entry that records its successor.
+        in_force = Signer.from_file(in_force_path) if in_force_path.exists() else None
+        if force or not (target / PUBLIC_KEY_NAME).exists():
+            # The public keys replaced stay trusted for the audit entries they signed.
+            for old in {target / PUBLIC_KEY_NAME, public_key_beside(in_force_path)}:
+                retire_public_key(old, target)
+        pair = generate_keypair(target, overwrite=force)
+        signer = in_force or Signer.from_file(pair.private_path)
+        log = orchestrator_audit_log(cli.settings, client, Keys(cli.settings.key_prefix), signer)
         try:
-            AuditLog(client, Keys(cli.settings.key_prefix)).append(
+            log.append(
                 BOOTSTRAP_ACTOR,
                 "keys.created",
                 pair.key_id,
@@ -133,6 +154,8 @@ def keys_init(cli: CliContext, directory: Path | None, force: bool) -> None:
                 pair.private_path.unlink(missing_ok=True)
                 pair.public_path.unlink(missing_ok=True)
             raise
+        finally:
+            log.close()
     except redis.RedisError as exc:
         raise ConfigurationError(f"Redis failed during keys init: {exc}") from None
     finally:

@@ -14,6 +14,7 @@ from typing import IO, Any
 import click
 
 from orchestrator.audit_file import EXPORT_FORMAT, verify_file
+from orchestrator.audit_keys import TrustedKeys
 from orchestrator.cli.context import CliContext, pass_cli, to_json
 from orchestrator.cli.errors import format_error
 from orchestrator.cli.render_lists import render_audit, render_verdict
@@ -100,25 +101,33 @@ def show(
 )
 @click.option(
     "--public-key",
+    "public_keys",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="PUB",
-    help="With --file: the orchestrator's public key, to check the checkpoint of a trimmed "
-    "chain [default: LR_ORCHESTRATOR_PUBLIC_KEY_FILE or <data dir>/keys/orchestrator-signing.pub].",
+    multiple=True,
+    help="With --file: the orchestrator's public key, to check the signatures of the header, "
+    "the entries and a trim's checkpoint; repeat it for keys retired by a rotation "
+    "[default: LR_ORCHESTRATOR_PUBLIC_KEY_FILE or <data dir>/keys/orchestrator-signing.pub, "
+    "with the keys in retired/ beside it].",
 )
 @pass_cli
 @click.pass_context
-def verify(ctx: click.Context, cli: CliContext, file: Path | None, public_key: Path | None) -> None:
-    """Recompute the hash chain; exit 12 if any entry was edited, deleted or reordered.
+def verify(
+    ctx: click.Context, cli: CliContext, file: Path | None, public_keys: tuple[Path, ...]
+) -> None:
+    """Check the chain; exit 12 if any entry was edited, deleted, reordered, rechained, forged
+    or cut off.
 
-    Without --file the orchestrator checks the live stream; with --file this checks an export
+    Without --file the orchestrator checks the live stream (hashes, signatures and the
+    witness of its newest entry); with --file this checks an export, signed header included,
     and reports the first problem's line and entry id.
     """
-    if public_key is not None and file is None:
+    if public_keys and file is None:
         raise UsageError(
             "--public-key only applies with --file",
             hint="the orchestrator checks the live stream with its own key",
         )
-    verdict = cli.client.audit_verify() if file is None else _verify_file(cli, file, public_key)
+    verdict = cli.client.audit_verify() if file is None else _verify_file(cli, file, public_keys)
     if verdict.get("ok"):
         cli.emit(verdict, render_verdict)
         return
@@ -132,17 +141,19 @@ def verify(ctx: click.Context, cli: CliContext, file: Path | None, public_key: P
     ctx.exit(error.exit_code)
 
 
-def _verify_file(cli: CliContext, file: Path, public_key: Path | None) -> dict[str, Any]:
-    """The offline verdict on `file`; the key is loaded only if the file has a checkpoint."""
+def _verify_file(cli: CliContext, file: Path, public_keys: tuple[Path, ...]) -> dict[str, Any]:
+    """The offline verdict on `file`, checked with the keys given, else the default key."""
 
-    def load_verifier() -> Verifier | None:
-        if public_key is not None:
-            return Verifier.from_file(public_key)
+    def load_keys() -> TrustedKeys | None:
+        if public_keys:
+            return TrustedKeys([Verifier.from_file(p) for p in public_keys])
         default = cli.settings.orchestrator_public_key_path()
-        return Verifier.from_file(default) if default.exists() else None
+        if not default.exists():
+            return None
+        return TrustedKeys.with_retired(Verifier.from_file(default), default.parent)
 
     try:
-        return verify_file(file, load_verifier).model_dump(mode="json")
+        return verify_file(file, load_keys).model_dump(mode="json")
     except OSError as exc:
         raise UsageError(
             f"cannot read {file}: {exc.strerror or exc}", hint="check the path and its permissions"
@@ -162,8 +173,9 @@ def _verify_file(cli: CliContext, file: Path, public_key: Path | None) -> dict[s
 def export(cli: CliContext, target: str, force: bool) -> None:
     """Export the whole audit chain, to be checked offline with `lr audit verify --file`.
 
-    Always the whole chain, never filtered: only a complete chain verifies. Entries removed
-    by `lr audit trim` are stood for by the signed checkpoint in the file's header.
+    Always the whole chain, never filtered: only a complete chain verifies. The header is
+    signed by the orchestrator, so lines dropped from the end are found; entries removed by
+    `lr audit trim` are stood for by the signed checkpoint in the header.
     """
     if target == "-":
         summary = _copy_export(cli, sys.stdout)

@@ -20,9 +20,18 @@ from orchestrator.audit import AuditLog
 from orchestrator.cli.main import main
 from orchestrator.identity import authenticate, hash_token
 from tasks.keys import Keys
+from tasks.signing import Verifier, generate_keypair
 from tests.redis_dump import dump_prefix
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(env: dict[str, str | None], tmp_path: Path) -> dict[str, str | None]:
+    """The bootstrap environment with the orchestrator's signing keys made: the first admin's
+    audit entry is signed like every other the orchestrator writes."""
+    generate_keypair(tmp_path / "lr-home" / "keys")
+    return env
 
 
 def test_init_prints_a_token_that_authenticates_and_is_stored_hashed(
@@ -40,7 +49,7 @@ def test_init_prints_a_token_that_authenticates_and_is_stored_hashed(
 
 
 def test_init_is_audited_without_the_token(
-    env: dict[str, str | None], redis_client: redis.Redis, keys: Keys
+    env: dict[str, str | None], redis_client: redis.Redis, keys: Keys, tmp_path: Path
 ) -> None:
     result = CliRunner().invoke(main, ["--json", "admin", "init", "--user", "alice"], env=env)
     assert result.exit_code == 0, result.output
@@ -49,7 +58,9 @@ def test_init_is_audited_without_the_token(
     (entry,) = [e for e in log.read() if e.action == "admin.init"]
     assert entry.target == "alice" and entry.details["user"] == "alice"
     assert token not in entry.model_dump_json()
-    assert log.verify().ok
+    assert entry.sig is not None  # signed by the orchestrator's key
+    public = tmp_path / "lr-home" / "keys" / "orchestrator-signing.pub"
+    assert log.verify(Verifier.from_file(public)).ok
 
 
 def test_a_second_init_is_refused_with_exit_2(env: dict[str, str | None]) -> None:
@@ -82,6 +93,16 @@ def test_concurrent_inits_make_exactly_one_admin(
     assert len(redis_client.smembers(keys.users)) == 1
 
 
+def test_init_without_a_signing_key_says_to_make_one_and_creates_no_user(
+    env: dict[str, str | None], tmp_path: Path, redis_client: redis.Redis, keys: Keys
+) -> None:
+    (tmp_path / "lr-home" / "keys" / "orchestrator-signing.key").unlink()
+    result = CliRunner().invoke(main, ["admin", "init"], env=env)
+    assert result.exit_code == 10, result.output
+    assert "lr admin keys init" in result.stderr
+    assert not redis_client.smembers(keys.users) and redis_client.xlen(keys.audit) == 0
+
+
 def test_init_without_any_redis_says_how_to_get_one(tmp_path: Path) -> None:
     env = {"LR_REDIS_URL": None, "LR_DATA_DIR": str(tmp_path / "empty")}
     result = CliRunner().invoke(main, ["admin", "init"], env=env)
@@ -105,6 +126,7 @@ def embedded_home() -> Iterator[Path]:
 
 
 def test_init_finds_the_embedded_redis_of_the_data_dir(embedded_home: Path) -> None:
+    generate_keypair(embedded_home / "keys")
     env = {"LR_REDIS_URL": None, "LR_DATA_DIR": str(embedded_home), "LR_KEY_PREFIX": "lr"}
     result = CliRunner().invoke(main, ["--json", "admin", "init"], env=env)
     assert result.exit_code == 0, result.output

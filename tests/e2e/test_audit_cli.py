@@ -56,34 +56,37 @@ def ok(result: Result) -> Result:
 
 
 def test_export_then_verify_file_exits_0(lr: Lr, filled: Stack, tmp_path: Path) -> None:
+    key = str(filled.signing.public_path)
     path = tmp_path / "audit.jsonl"
     out = ok(lr("audit", "export", "--jsonl", str(path))).stdout
     assert f"to {path}" in out
     header = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
     assert header["entries"] >= 5
-    result = ok(lr("audit", "verify", "--file", str(path)))
+    result = ok(lr("audit", "verify", "--file", str(path), "--public-key", key))
     assert result.stdout.startswith(f"audit chain ok: {header['entries']} entries")
 
 
 def test_verify_file_of_an_edited_export_exits_12_naming_the_line(
     lr: Lr, filled: Stack, tmp_path: Path
 ) -> None:
+    key = str(filled.signing.public_path)
     path = tmp_path / "audit.jsonl"
     ok(lr("audit", "export", "--jsonl", str(path)))
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     entry = json.loads(lines[3])
     lines[3] = json.dumps({**entry, "actor": "mallory"}) + "\n"
     path.write_text("".join(lines), encoding="utf-8")
-    result = lr("audit", "verify", "--file", str(path))
+    result = lr("audit", "verify", "--file", str(path), "--public-key", key)
     assert result.exit_code == 12, result.output
     (line,) = result.stderr.splitlines()
     assert f"at line 4, entry {entry['id']}" in line and "hash does not match" in line
-    as_json = lr("--json", "audit", "verify", "--file", str(path))
+    as_json = lr("--json", "audit", "verify", "--file", str(path), "--public-key", key)
     assert as_json.exit_code == 12
     assert json.loads(as_json.stdout)["line"] == 4
 
 
 def test_export_refuses_to_overwrite_without_force(lr: Lr, filled: Stack, tmp_path: Path) -> None:
+    key = str(filled.signing.public_path)
     path = tmp_path / "audit.jsonl"
     path.write_text("keep me", encoding="utf-8")
     result = lr("audit", "export", "--jsonl", str(path))
@@ -91,17 +94,18 @@ def test_export_refuses_to_overwrite_without_force(lr: Lr, filled: Stack, tmp_pa
     assert "--force" in result.stderr
     assert path.read_text(encoding="utf-8") == "keep me"
     ok(lr("audit", "export", "--jsonl", str(path), "--force"))
-    ok(lr("audit", "verify", "--file", str(path)))
+    ok(lr("audit", "verify", "--file", str(path), "--public-key", key))
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 
 def test_export_to_stdout_is_the_file_format(lr: Lr, filled: Stack, tmp_path: Path) -> None:
+    key = str(filled.signing.public_path)
     result = ok(lr("audit", "export", "--jsonl", "-"))
     path = tmp_path / "piped.jsonl"
     path.write_text(result.stdout, encoding="utf-8")
     assert json.loads(result.stdout.splitlines()[0])["type"] == "header"
     assert "exported" in result.stderr
-    ok(lr("audit", "verify", "--file", str(path)))
+    ok(lr("audit", "verify", "--file", str(path), "--public-key", key))
 
 
 def test_an_export_is_audited(lr: Lr, filled: Stack, tmp_path: Path) -> None:
@@ -170,6 +174,7 @@ def test_public_key_without_file_is_a_usage_error(lr: Lr, filled: Stack) -> None
 def test_a_long_export_reports_progress_on_stderr(
     lr: Lr, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    key = str(stack.signing.public_path)
     monkeypatch.setattr("orchestrator.cli.audit.PROGRESS_EVERY_S", 0.0)
     for i in range(2500):  # more than one server-side batch
         stack.plane.audit.append("admin", "command.requested", "dev1", "allowed", n=i)
@@ -177,7 +182,7 @@ def test_a_long_export_reports_progress_on_stderr(
     result = ok(lr("audit", "export", "--jsonl", str(path)))
     assert "exported 2500 of 2500 entries…" in result.stderr
     assert len(path.read_text(encoding="utf-8").splitlines()) == 2501
-    ok(lr("audit", "verify", "--file", str(path)))
+    ok(lr("audit", "verify", "--file", str(path), "--public-key", key))
 
 
 def test_trim_of_a_tampered_stream_exits_12_and_removes_nothing(lr: Lr, filled: Stack) -> None:

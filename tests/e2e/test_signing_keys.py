@@ -52,7 +52,8 @@ def test_keys_init_writes_a_usable_pair_and_audits_only_its_id(
     for pem in (private.read_bytes(), public.read_bytes()):
         body = b"".join(pem.splitlines()[1:-1])  # the base64 key material
         assert body not in stored
-    assert log.verify().ok
+    assert entry.sig is not None and entry.sig.startswith(out["key_id"] + ":")
+    assert log.verify(Verifier.from_file(public)).ok
 
 
 def test_keys_init_refuses_to_replace_keys_without_force(

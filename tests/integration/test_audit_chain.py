@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import redis
 
 from orchestrator.audit import GENESIS, AuditLog, AuditVerdict, compute_hash, digest
+from orchestrator.audit_witness import HeadWitness
 from tasks import clock
 from tasks.keys import Keys
+from tasks.signing import KeyPair, Signer, Verifier
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Event
@@ -23,8 +26,19 @@ ENTRIES_PER_WRITER = 300
 
 
 @pytest.fixture
-def audit(redis_client: redis.Redis, keys: Keys) -> AuditLog:
-    return AuditLog(redis_client, keys)
+def audit(
+    redis_client: redis.Redis, keys: Keys, signing_keys: KeyPair, tmp_path: Path
+) -> Iterator[AuditLog]:
+    """The orchestrator's log: signed entries, the head witnessed in this test's directory."""
+    log = AuditLog(redis_client, keys, Signer.from_file(signing_keys.private_path),
+                   witness=HeadWitness.for_prefix(tmp_path / "witness", keys.prefix))
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def verifier(signing_keys: KeyPair) -> Verifier:
+    return Verifier.from_file(signing_keys.public_path)
 
 
 @pytest.fixture
@@ -121,97 +135,97 @@ def test_read_filters_by_session_device_actor_command_and_time(
     assert audit.read(actor="nobody") == []
 
 
-def test_verify_accepts_an_untouched_chain(audit: AuditLog) -> None:
-    assert audit.verify().ok and audit.verify().entries == 0
+def test_verify_accepts_an_untouched_chain(audit: AuditLog, verifier: Verifier) -> None:
+    assert audit.verify(verifier).ok and audit.verify(verifier).entries == 0
     fill(audit, 5)
-    verdict = audit.verify()
+    verdict = audit.verify(verifier)
     assert verdict.ok, verdict.problem
     assert verdict.entries == 5
     assert verdict.problem is None
 
 
 def test_verify_names_prev_mismatch_when_a_middle_entry_is_deleted(
-    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+    audit: AuditLog, verifier: Verifier, redis_client: redis.Redis, keys: Keys
 ) -> None:
     ids = fill(audit, 5)
     redis_client.xdel(keys.audit, ids[2])
-    verdict = audit.verify()
+    verdict = audit.verify(verifier)
     assert not verdict.ok
     assert verdict.entry_id == ids[3]
     assert "prev mismatch" in problem_of(verdict)
 
 
 def test_verify_fails_when_the_oldest_entry_is_deleted(
-    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+    audit: AuditLog, verifier: Verifier, redis_client: redis.Redis, keys: Keys
 ) -> None:
     ids = fill(audit, 3)
     redis_client.xdel(keys.audit, ids[0])
-    verdict = audit.verify()
+    verdict = audit.verify(verifier)
     assert not verdict.ok
     assert verdict.entry_id == ids[1]
     assert "prev mismatch" in problem_of(verdict)
 
 
 def test_verify_fails_when_the_newest_entry_is_deleted(
-    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+    audit: AuditLog, verifier: Verifier, redis_client: redis.Redis, keys: Keys
 ) -> None:
     ids = fill(audit, 4)
     redis_client.xdel(keys.audit, ids[-1])
-    verdict = audit.verify()
+    verdict = audit.verify(verifier)
     assert not verdict.ok
     assert verdict.entry_id == ids[-2]
     assert "head" in problem_of(verdict)
 
 
 def test_verify_fails_when_the_head_is_replaced_or_deleted(
-    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+    audit: AuditLog, verifier: Verifier, redis_client: redis.Redis, keys: Keys
 ) -> None:
     fill(audit, 3)
     redis_client.set(keys.audit_head, "f" * 64)
-    assert "head" in problem_of(audit.verify())
+    assert "head" in problem_of(audit.verify(verifier))
     redis_client.delete(keys.audit_head)
-    assert "head" in problem_of(audit.verify())
+    assert "head" in problem_of(audit.verify(verifier))
 
 
 def test_verify_fails_when_every_entry_is_deleted(
-    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+    audit: AuditLog, verifier: Verifier, redis_client: redis.Redis, keys: Keys
 ) -> None:
     fill(audit, 3)
     redis_client.delete(keys.audit)
-    verdict = audit.verify()
+    verdict = audit.verify(verifier)
     assert not verdict.ok
     assert "every entry was deleted" in problem_of(verdict)
 
 
 def test_verify_names_hash_when_an_entry_is_rewritten(
-    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+    audit: AuditLog, verifier: Verifier, redis_client: redis.Redis, keys: Keys
 ) -> None:
     fill(audit, 4)
     entries = raw_entries(redis_client, keys)
     entry_id, fields = entries[1]
     entries[1] = (entry_id, {**fields, b"decision": b"denied"})
     rebuild(redis_client, keys, entries)
-    verdict = audit.verify()
+    verdict = audit.verify(verifier)
     assert not verdict.ok
     assert verdict.entry_id == entry_id.decode()
     assert "hash does not match its content (altered)" in problem_of(verdict)
 
 
 def test_verify_names_hash_when_details_are_rewritten(
-    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+    audit: AuditLog, verifier: Verifier, redis_client: redis.Redis, keys: Keys
 ) -> None:
     fill(audit, 3)
     entries = raw_entries(redis_client, keys)
     entry_id, fields = entries[0]
     entries[0] = (entry_id, {**fields, b"details": fields[b"details"].replace(b"c0", b"c9")})
     rebuild(redis_client, keys, entries)
-    verdict = audit.verify()
+    verdict = audit.verify(verifier)
     assert not verdict.ok and verdict.entry_id == entry_id.decode()
     assert "altered" in problem_of(verdict)
 
 
 def test_verify_fails_when_entries_are_reordered(
-    audit: AuditLog, redis_client: redis.Redis, keys: Keys
+    audit: AuditLog, verifier: Verifier, redis_client: redis.Redis, keys: Keys
 ) -> None:
     fill(audit, 4)
     entries = raw_entries(redis_client, keys)
@@ -223,7 +237,7 @@ def test_verify_fails_when_entries_are_reordered(
         entries[3],
     ]
     rebuild(redis_client, keys, swapped)
-    verdict = audit.verify()
+    verdict = audit.verify(verifier)
     assert not verdict.ok
     assert verdict.entry_id == entries[1][0].decode()
     assert "prev mismatch" in problem_of(verdict)
@@ -258,21 +272,27 @@ def test_digest_is_sha256_of_the_bytes() -> None:
     assert digest("abc") == digest(b"abc")
 
 
-def append_many(url: str, prefix: str, writer: int, start: Event) -> None:
-    """One writer process: its own client, ENTRIES_PER_WRITER appends as fast as it can."""
-    log = AuditLog(redis.Redis.from_url(url), Keys(prefix))
+def append_many(
+    url: str, prefix: str, writer: int, start: Event, key_file: Path, witness_dir: Path
+) -> None:
+    """One writer process: its own client, ENTRIES_PER_WRITER appends as fast as it can,
+    sharing the witness file of the orchestrator's host."""
+    log = AuditLog(redis.Redis.from_url(url), Keys(prefix), Signer.from_file(key_file),
+                   witness=HeadWitness.for_prefix(witness_dir, prefix))
     start.wait(30)
     for i in range(ENTRIES_PER_WRITER):
         log.append(f"writer{writer}", "command", "dev1", "allowed", n=i)
 
 
-def test_two_processes_appending_at_once_never_fork_the_chain(
-    audit: AuditLog, redis_url: str, key_prefix: str
+def test_two_processes_appending_at_once_never_fork_the_chain_nor_move_the_witness_back(
+    audit: AuditLog, verifier: Verifier, redis_url: str, key_prefix: str,
+    signing_keys: KeyPair, tmp_path: Path, redis_client: redis.Redis, keys: Keys,
 ) -> None:
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     procs = [
-        ctx.Process(target=append_many, args=(redis_url, key_prefix, w, start))
+        ctx.Process(target=append_many, args=(redis_url, key_prefix, w, start,
+                                              signing_keys.private_path, tmp_path / "witness"))
         for w in range(WRITERS)
     ]
     for proc in procs:
@@ -281,8 +301,10 @@ def test_two_processes_appending_at_once_never_fork_the_chain(
     for proc in procs:
         proc.join(60)
         assert proc.exitcode == 0
-    verdict = audit.verify()
+    verdict = audit.verify(verifier)
     assert verdict.ok, verdict.problem
     assert verdict.entries == WRITERS * ENTRIES_PER_WRITER
+    newest = cast(list[tuple[bytes, Any]], redis_client.xrevrange(keys.audit, count=1))
+    assert verdict.witness_id == newest[0][0].decode()  # the newest of both writers
     per_writer = [len(audit.read(actor=f"writer{w}")) for w in range(WRITERS)]
     assert per_writer == [ENTRIES_PER_WRITER] * WRITERS

@@ -13,6 +13,7 @@ import redis
 from orchestrator.audit import AuditLog
 from orchestrator.audit_file import export_lines, verify_file
 from orchestrator.audit_trim import trim_audit
+from orchestrator.audit_witness import HeadWitness
 from tasks import clock
 from tasks.errors import AuditChainBrokenError, UsageError
 from tasks.keys import Keys
@@ -33,8 +34,14 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
 
 
 @pytest.fixture
-def audit(redis_client: redis.Redis, keys: Keys) -> AuditLog:
-    return AuditLog(redis_client, keys)
+def audit(
+    redis_client: redis.Redis, keys: Keys, signer: Signer, tmp_path: Path
+) -> Iterator[AuditLog]:
+    """The orchestrator's log: signed entries, the head witnessed in this test's directory."""
+    log = AuditLog(redis_client, keys, signer,
+                   witness=HeadWitness.for_prefix(tmp_path / "witness", keys.prefix))
+    yield log
+    log.close()
 
 
 @pytest.fixture
@@ -171,10 +178,12 @@ def test_trim_refuses_to_extend_a_forged_checkpoint(
 
 
 def test_verify_fails_without_a_key_or_with_another_key(
-    audit: AuditLog, chain: list[str], signer: Signer, other_verifier: Verifier
+    audit: AuditLog, chain: list[str], signer: Signer, other_verifier: Verifier,
+    redis_client: redis.Redis, keys: Keys,
 ) -> None:
     trim_audit(audit, signer, actor="root", before=150.0)
-    assert "no public key" in str(audit.verify(None).problem)
+    reader = AuditLog(redis_client, keys)  # no key of its own
+    assert "no public key" in str(reader.verify(None).problem)
     verdict = audit.verify(other_verifier)
     assert not verdict.ok and "signed by key" in str(verdict.problem)
 
@@ -257,5 +266,6 @@ def test_a_checkpoint_removed_from_the_export_fails(
     path = export_to(audit, tmp_path / "trimmed.jsonl")
     rewrite_header(path, checkpoint=None)
     verdict = verify_file(path, lambda: verifier)
-    assert not verdict.ok and verdict.line == 2
-    assert "oldest entry does not start the chain" in str(verdict.problem)
+    # The signed header names its checkpoint: removing it is caught there, at line 1.
+    assert not verdict.ok and verdict.line == 1
+    assert "header: signature does not verify" in str(verdict.problem)

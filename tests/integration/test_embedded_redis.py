@@ -39,13 +39,14 @@ def test_bundled_server_from_the_wheel_starts_and_stops() -> None:
 
 
 def test_a_command_round_trips_over_the_bundled_server(
-    tmp_path: Path, signing_keys: KeyPair
+    tmp_path: Path, signing_keys: KeyPair, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     executable = bundled_redis_server()
     assert executable
     with EmbeddedRedis(_short_dir(), executable=executable) as server:
         plane = ControlPlane.from_settings(Settings(
-            redis_url=server.url, key_prefix="emb", signing_key_file=signing_keys.private_path))
+            redis_url=server.url, key_prefix="emb", signing_key_file=signing_keys.private_path,
+            audit_witness_dir=tmp_path_factory.mktemp("audit-witness")))
         try:
             user = create_user(plane.client, plane.keys, "emb", ["advanced"])
             with LocalAgent("emb-host", server.url, key_prefix="emb",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from config import Settings
 from orchestrator.audit import AuditLog
@@ -23,6 +24,7 @@ from orchestrator.transfer import Receipt, TransferReceiver, merge_receipt
 from tasks import clock
 from tasks.envelope import CommandOutcome, CommandStatus, ErrorInfo
 from tasks.keys import Keys
+from tasks.signing import Signer
 from tasks.state import CommandStateStore
 from tasks.transfer import begin_fields, chunk_fields, end_fields, error_fields
 
@@ -36,7 +38,7 @@ class Rig:
         self.client = client
         self.keys = keys
         self.store = EvidenceStore(root, client, keys)
-        self.audit = AuditLog(client, keys)
+        self.audit = AuditLog(client, keys, Signer(Ed25519PrivateKey.generate()))
         self.states = CommandStateStore(client, keys)
         settings.setdefault("transfer_stall_timeout_s", 5.0)
         self.receiver = TransferReceiver(client, keys, self.states, self.audit, self.store,
