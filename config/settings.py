@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     #: Where the orchestrator keeps the witness of the audit chain's head: one small file per
     #: key prefix on its own disk, never in Redis; default `<data_dir>/audit-witness`.
     audit_witness_dir: Path | None = None
+    #: Where the agent keeps its once-only ledger (one SQLite file per device, on the
+    #: endpoint's own disk, never in Redis); default `<data_dir>/ledger`.
+    ledger_dir: Path | None = None
+    #: Longest life an agent accepts in a signed envelope or cancel order (expiry minus now,
+    #: and expiry minus issue time); longer ones are refused as `expiry_too_far`. Keep
+    #: `command_expiry_s` below it.
+    envelope_max_lifetime_s: float = Field(default=60 * 60, gt=0)
 
     #: Largest file `getfile` copies (the orchestrator's limit is signed into the command;
     #: an agent also applies its own); larger ones are refused before any byte moves.
@@ -104,6 +111,10 @@ class Settings(BaseSettings):
     def quarantine_path(self) -> Path:
         """The agent's quarantine vault."""
         return self.quarantine_dir or self.data_dir / "quarantine"
+
+    def ledger_path(self, device_id: str) -> Path:
+        """The agent's once-only ledger of one device (a validated device id)."""
+        return (self.ledger_dir or self.data_dir / "ledger") / f"{device_id}.sqlite3"
 
     def audit_witness_path(self) -> Path:
         """The directory of the orchestrator's audit witness files."""

@@ -18,6 +18,7 @@ from orchestrator.policies.pipeline import Request
 from orchestrator.records import CommandRecord, device_of, load_record, stage_record
 from orchestrator.transfer import merge_receipt, receive_file
 from tasks import clock
+from tasks.cancel import CANCEL_CONTROL, cancel_order
 from tasks.commands.base import CommandArgs
 from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, ErrorInfo
 from tasks.errors import LiveResponseError
@@ -198,8 +199,12 @@ class Dispatcher:
         p.client.zrem(p.keys.approvals, command_id)
         running = before is CommandStatus.RUNNING
         device_id = device_of(p, command_id)
-        p.celery.control.revoke(command_id, terminate=running, signal="SIGTERM",
-                                destination=self._agent_nodes(str(device_id)))
+        nodes = self._agent_nodes(str(device_id))
+        if running and nodes:
+            # Agents obey no unsigned remote control: the stop is an order signed like a command.
+            order = p.signer.sign(cancel_order(command_id, str(device_id), clock.now()))
+            p.celery.control.broadcast(CANCEL_CONTROL, destination=nodes,
+                                       arguments={"order": order.model_dump(mode="json")})
         p.audit.append(user.name, "command.cancelled", session_id or command_id, "cancelled",
                        session=session_id or None, command_id=command_id, reason=reason,
                        was=before.value if before else None)

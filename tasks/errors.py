@@ -359,3 +359,10 @@ class EvidenceNotFoundError(NotFoundError):
     """Raised when a sha256 names no object in the evidence store."""
 
     code = "unknown_evidence"
+
+
+class LedgerError(LiveResponseError):
+    """Raised on the agent when its once-only ledger on the endpoint's disk cannot be opened,
+    read or written: the command is refused (never run without its claim recorded)."""
+
+    code = "ledger_unavailable"

@@ -41,10 +41,6 @@ class Keys:
         """Counter: the last job number given in one session."""
         return f"{self.prefix}:session:{session_id}:jobs"
 
-    def ledger(self, device_id: str, command_id: str) -> str:
-        """Marker an agent sets when it starts a command, so it never starts it twice."""
-        return f"{self.prefix}:ledger:{device_id}:{command_id}"
-
     @property
     def audit(self) -> str:
         """Stream: the hash-chained audit log."""

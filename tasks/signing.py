@@ -8,11 +8,13 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from tasks.cancel import CancelOrder
 from tasks.envelope import CommandEnvelope
 from tasks.errors import ConfigurationError, SignatureError, UsageError
 
@@ -24,6 +26,9 @@ PUBLIC_KEY_NAME = "orchestrator-signing.pub"
 KEY_ID_CHARS = 16
 #: What to run when a key file is missing or unusable.
 KEYS_HINT = "run `lr admin keys init` to create the orchestrator's signing keys"
+
+#: What the orchestrator signs for agents: a command envelope or a cancel order.
+Signed = TypeVar("Signed", CommandEnvelope, CancelOrder)
 
 
 @dataclass(frozen=True)
@@ -123,9 +128,9 @@ class Signer:
             raise _malformed(path, what, "an Ed25519 key")
         return cls(key)
 
-    def sign(self, envelope: CommandEnvelope) -> CommandEnvelope:
-        """A copy of `envelope` naming this key and carrying its signature."""
-        named = envelope.model_copy(update={"key_id": self.key_id, "signature": None})
+    def sign(self, record: Signed) -> Signed:
+        """A copy of `record` (an envelope or a cancel order) naming this key and signed."""
+        named = record.model_copy(update={"key_id": self.key_id, "signature": None})
         return named.model_copy(update={"signature": self.sign_bytes(named.canonical_bytes())})
 
     def sign_bytes(self, data: bytes) -> str:
@@ -157,8 +162,9 @@ class Verifier:
             raise _malformed(path, what, "an Ed25519 key")
         return cls(key)
 
-    def verify(self, envelope: CommandEnvelope) -> None:
-        """Return when the orchestrator's key signed exactly this envelope; else SignatureError."""
+    def verify(self, envelope: CommandEnvelope | CancelOrder) -> None:
+        """Return when the orchestrator's key signed exactly this envelope (or cancel order);
+        else SignatureError."""
         if not envelope.signature:
             raise SignatureError("unsigned", "the task carries no signature")
         if envelope.key_id != self.key_id:

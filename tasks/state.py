@@ -1,4 +1,9 @@
-"""Command state in Redis, shared by both sides: atomic transitions so a command runs once."""
+"""Command state in Redis, shared by both sides: atomic transitions between states.
+
+The state coordinates the orchestrator and the agent (cancel, expiry); it is not what makes a
+command run once: anyone who can write to Redis can reset it. That is the agent's ledger, on
+the endpoint's disk (`worker_agent.ledger`).
+"""
 
 from __future__ import annotations
 
@@ -28,18 +33,6 @@ end
 return {0, cur}
 """
 
-# KEYS[1] = command hash, KEYS[2] = the agent's ledger key; ARGV[1] = ledger TTL,
-# ARGV[2] = started_at. Only a queued command gets into the ledger, and a command already in
-# the ledger is refused even if its state was reset to queued: the ledger lists what started.
-_START_LUA = """
-local cur = redis.call('HGET', KEYS[1], 'state')
-if not cur then return {0, ''} end
-if cur ~= 'queued' then return {0, cur} end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {-1, ''} end
-redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[2])
-return {1, cur}
-"""
-
 
 class CommandStateStore:
     """Reads and moves command states under one key prefix."""
@@ -48,19 +41,6 @@ class CommandStateStore:
         self.client = client
         self.keys = keys
         self._transition = client.register_script(_TRANSITION_LUA)
-        self._start = client.register_script(_START_LUA)
-
-    def start(self, command_id: str, ledger_key: str, ledger_ttl_s: int,
-              started_at: float) -> tuple[int, CommandStatus | None]:
-        """Record in the ledger and move queued → running, in one step.
-
-        Returns (1, queued) when the command may run, (-1, None) when the ledger already had
-        it (a replay), and (0, state before) when it is not queued (None: unknown command).
-        """
-        code, cur = self._start(keys=[self.keys.command(command_id), ledger_key],
-                                args=[ledger_ttl_s, repr(started_at)])
-        cur = cur.decode() if isinstance(cur, bytes) else cur
-        return int(code), (CommandStatus(cur) if cur else None)
 
     def transition(
         self,

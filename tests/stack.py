@@ -22,6 +22,7 @@ from orchestrator.policies.model import Grant
 from orchestrator.server import ServerThread
 from tasks.queues import queue_for
 from tasks.signing import KeyPair, generate_keypair
+from worker_agent.ledger import Ledger
 
 
 @dataclass
@@ -34,12 +35,19 @@ class Stack:
     #: The orchestrator's signing keys; agents trust `signing.public_path`.
     signing: KeyPair
     agents: dict[str, LocalAgent] = field(default_factory=dict)
+    #: The settings every agent of the stack runs with (as LR_* variables).
+    agent_env: dict[str, str] = field(default_factory=dict)
 
     def local_agent(self, device_id: str, log_path: Path) -> LocalAgent:
-        """An agent (not started) on this stack's Redis and prefix, trusting its signing key."""
+        """An agent (not started) on this stack's Redis and prefix, trusting its signing key,
+        with the settings (and so the ledger) of the stack's own agents."""
         return LocalAgent(device_id, self.plane.settings.redis_url or "",
                           key_prefix=self.plane.keys.prefix, log_path=log_path,
-                          public_key_file=self.signing.public_path)
+                          env=self.agent_env, public_key_file=self.signing.public_path)
+
+    def ledger(self, device_id: str) -> Ledger:
+        """The once-only ledger a device's agent keeps on (this machine's) disk."""
+        return Ledger(self.plane.settings.ledger_path(device_id))
 
     def client(self, token: str | None = None) -> httpx.Client:
         """An HTTP client of the API, authenticated as `token` (default: the admin)."""
@@ -87,6 +95,7 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
     signing = signing or generate_keypair(log_dir / "signing-keys")
     settings.setdefault("evidence_dir", log_dir / "evidence")  # never the user's own store
     settings.setdefault("quarantine_dir", log_dir / "quarantine")  # nor the user's own vault
+    settings.setdefault("ledger_dir", log_dir / "ledger")  # nor the user's own ledger
     settings.setdefault("audit_witness_dir", log_dir / "audit-witness")  # nor audit witness
     cfg = Settings(redis_url=redis_url, key_prefix=key_prefix,
                    signing_key_file=signing.private_path,
@@ -105,7 +114,8 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
                                public_key_file=signing.public_path)
             stack.enter_context(agent)
             agents[device_id] = agent
-        yield Stack(plane=plane, url=server.url, token=token, signing=signing, agents=agents)
+        yield Stack(plane=plane, url=server.url, token=token, signing=signing, agents=agents,
+                    agent_env=env)
         for agent in agents.values():
             purge_device_queue(plane, agent.device_id)
 
@@ -126,7 +136,8 @@ def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:
     names = ("command_time_limit_s", "output_max_bytes", "heartbeat_interval_s",
              "runscript_timeout_s", "getfile_max_bytes", "transfer_chunk_bytes",
              "transfer_window_chunks", "transfer_stall_timeout_s",
-             "quarantine_dir", "remediate_deny_paths", "persistence_root")
+             "quarantine_dir", "remediate_deny_paths", "persistence_root", "ledger_dir",
+             "envelope_max_lifetime_s")
     # Lists travel as JSON, the form pydantic-settings reads them in.
     return {f"LR_{n.upper()}": json.dumps(settings[n]) if isinstance(settings[n], list)
             else settings[n] for n in names if n in settings}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -12,29 +11,26 @@ from celery import Celery, bootsteps
 
 from config import Settings
 from tasks.app import make_celery_app
+from tasks.auditchain import AuditChain
 from tasks.keys import Keys
 from tasks.queues import validate_device_id
 from tasks.registry import REGISTRY, CommandSpec, Registry
 from tasks.signing import Verifier
+from worker_agent.discards import UndecodableAuditStep, connect_discard_audit
 from worker_agent.executor import Executor
 from worker_agent.handlers import HANDLERS, check_handlers
 from worker_agent.isolation import broker_endpoints
+from worker_agent.ledger import Ledger
+from worker_agent.quiet_log import HideTaskResultsStep
+from worker_agent.refusals import AgentAudit
 from worker_agent.registration import beat, mark_stopped, register_device
+from worker_agent.remote_control import AgentNode
+from worker_agent.runtime import AgentRuntime, runtime_of
 
 log = logging.getLogger(__name__)
 
 #: Seconds between the soft time limit (the command is told to stop) and the hard one (killed).
 HARD_LIMIT_GRACE_S = 5.0
-
-
-@dataclass
-class AgentRuntime:
-    """What the worker's bootsteps need: which device, where its state lives, how often to beat."""
-
-    device_id: str
-    client: redis.Redis
-    keys: Keys
-    heartbeat_interval_s: float
 
 
 class HeartbeatStep(bootsteps.StartStopStep):
@@ -47,14 +43,14 @@ class HeartbeatStep(bootsteps.StartStopStep):
         self.tref: Any = None
 
     def start(self, worker: Any) -> None:
-        rt: AgentRuntime = worker.app.lr_agent
+        rt = runtime_of(worker.app)
         register_device(rt.client, rt.keys, rt.device_id)
         self.tref = worker.timer.call_repeatedly(rt.heartbeat_interval_s, self._beat, (rt,))
 
     def stop(self, worker: Any) -> None:
         if self.tref is not None:
             self.tref.cancel()
-        rt: AgentRuntime = worker.app.lr_agent
+        rt = runtime_of(worker.app)
         try:
             mark_stopped(rt.client, rt.keys, rt.device_id)
         except redis.RedisError:
@@ -76,20 +72,31 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
     check_handlers(registry)
     # Before anything connects: an agent that cannot check signatures must not consume.
     verifier = Verifier.from_file(settings.orchestrator_public_key_path())
+    # Nor one whose ledger cannot be written: it could not tell a replay from a first run.
+    ledger = Ledger(settings.ledger_path(device_id))
+    ledger.check()
     app = make_celery_app(settings.redis_url, name=f"lr-agent-{device_id}")
     client = redis.Redis.from_url(settings.redis_url)
     keys = Keys(settings.key_prefix)
+    audit = AgentAudit(device_id, AuditChain(client, keys))
     executor = Executor(
         device_id=device_id, client=client, keys=keys, registry=registry,
         handlers=dict(HANDLERS), output_max_bytes=settings.output_max_bytes,
-        agent_pid=os.getpid(), verifier=verifier,
+        agent_pid=os.getpid(), verifier=verifier, ledger=ledger, audit=audit,
         broker_endpoints=broker_endpoints(settings.redis_url),
         settings=settings,
     )
     for spec in registry.values():
         _register_task(app, spec, executor, spec.time_limit(settings.command_time_limit_s))
-    app.lr_agent = AgentRuntime(device_id, client, keys, settings.heartbeat_interval_s)  # type: ignore[attr-defined]
-    app.steps["worker"].add(HeartbeatStep)
+    app.lr_agent = AgentRuntime(  # type: ignore[attr-defined]
+        device_id, client, keys, settings.heartbeat_interval_s, verifier=verifier, audit=audit,
+        max_lifetime_s=settings.envelope_max_lifetime_s)
+    # This app's mailbox only: its worker's pidbox node answers read-only inspection and the
+    # signed cancel, and refuses (and audits) every other remote control command.
+    app.control.mailbox.node_cls = AgentNode
+    connect_discard_audit(app, audit)
+    app.steps["worker"].update({HeartbeatStep, HideTaskResultsStep})
+    app.steps["consumer"].add(UndecodableAuditStep)
     return app
 
 

@@ -14,12 +14,12 @@ from pydantic import ValidationError
 
 from config.settings import Settings
 from tasks import clock
-from tasks.auditchain import AuditChain
 from tasks.commands.base import CommandArgs, CommandResult
 from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, ErrorInfo
 from tasks.errors import (
     CommandFailedError,
     CommandTimeoutError,
+    LedgerError,
     LiveResponseError,
     SignatureError,
 )
@@ -28,14 +28,13 @@ from tasks.registry import CommandSpec, Registry
 from tasks.signing import Verifier
 from tasks.state import CommandStateStore
 from worker_agent.context import BrokerEndpoint, CommandContext
+from worker_agent.ledger import Ledger
 from worker_agent.limits import truncate_result
+from worker_agent.refusals import AgentAudit, clip
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[CommandArgs, CommandContext], CommandResult]
-
-#: How long the ledger remembers a started command id (far beyond any redelivery).
-LEDGER_TTL_S = 7 * 24 * 60 * 60
 
 #: Why a task must not run: the status it ends in, a stable reason code, a message.
 Refusal = tuple[CommandStatus, str, str]
@@ -55,6 +54,10 @@ class Executor:
     agent_pid: int
     #: Checks every envelope's signature against the orchestrator's public key.
     verifier: Verifier
+    #: The once-only ledger on the endpoint's disk: a command id is claimed there first.
+    ledger: Ledger
+    #: Records refusals in the audit stream.
+    audit: AgentAudit
     #: Where the broker is, for isolation (see CommandContext.broker_endpoints).
     broker_endpoints: tuple[BrokerEndpoint, ...] | None = None
     #: The agent's settings, handed to handlers in their context.
@@ -62,7 +65,6 @@ class Executor:
 
     def __post_init__(self) -> None:
         self.states = CommandStateStore(self.client, self.keys)
-        self.audit = AuditChain(self.client, self.keys)
 
     def execute(
         self, spec: CommandSpec, raw: object, task_id: str | None = None
@@ -76,7 +78,7 @@ class Executor:
             envelope = CommandEnvelope.model_validate(raw)
         except ValidationError:
             message = "the task's envelope is malformed"
-            command_id = str(raw.get("command_id", "") if isinstance(raw, dict) else "")[:128]
+            command_id = clip(raw.get("command_id", "") if isinstance(raw, dict) else "")
             self._audit_refusal(CommandStatus.REJECTED, "malformed_envelope", message,
                                 command_id=command_id, command=spec.name, key_id=None)
             return self._outcome_raw(spec, command_id, CommandStatus.REJECTED,
@@ -114,7 +116,8 @@ class Executor:
     def _refuse(
         self, spec: CommandSpec, env: CommandEnvelope, task_id: str | None
     ) -> Refusal | None:
-        """Why this envelope must not run, or None. Marks it started when it may run.
+        """Why this envelope must not run, or None. Claims it in the ledger, then moves it to
+        running in Redis, when it may run.
 
         The signature comes first: nothing else in an envelope means anything until the
         orchestrator is known to have written it.
@@ -133,40 +136,47 @@ class Executor:
             return (CommandStatus.REJECTED, "wrong_task_id",
                     f"command {env.command_id} arrived as task {task_id}: a signed envelope "
                     "re-sent under another task id")
-        if clock.now() > env.expires_at:
+        now = clock.now()
+        if now > env.expires_at:
             self.states.transition(env.command_id, CommandStatus.EXPIRED,
                                    [CommandStatus.QUEUED])
             return (CommandStatus.EXPIRED, "expired",
                     "the command expired before the agent could start it")
-        code, before = self.states.start(env.command_id,
-                                         self.keys.ledger(self.device_id, env.command_id),
-                                         LEDGER_TTL_S, clock.now())
-        if code == -1:
+        lifetime_s = max(env.expires_at - now, env.expires_at - env.issued_at)
+        max_s = self.settings.envelope_max_lifetime_s
+        if lifetime_s > max_s:
+            return (CommandStatus.REJECTED, "expiry_too_far",
+                    f"the command's expiry lies {lifetime_s:.0f} s ahead; this agent takes "
+                    f"commands valid for at most {max_s:g} s")
+        # The ledger on the endpoint's disk is the authority on "never twice": the claim comes
+        # before the state in Redis, which anyone who can write to Redis can reset.
+        try:
+            claimed = self.ledger.claim(env.command_id, env.expires_at, now)
+        except LedgerError as exc:
+            return (CommandStatus.REJECTED, exc.code, exc.message)
+        if not claimed:
             return (CommandStatus.REJECTED, "replayed",
                     f"command {env.command_id} was already started once; never run twice")
-        if code == 0:
-            if before is None:
-                return (CommandStatus.REJECTED, "unknown_command_id",
-                        "the orchestrator has no record of this command")
-            if before in (CommandStatus.CANCELLED, CommandStatus.EXPIRED):
-                return (before, before.value,
-                        f"the command was {before.value} before it could start; dropped")
-            return (CommandStatus.REJECTED, "replayed",
-                    f"command {env.command_id} is {before.value}: it already started once; "
-                    "never run twice")
-        return None
+        moved, before = self.states.transition(env.command_id, CommandStatus.RUNNING,
+                                               [CommandStatus.QUEUED],
+                                               {"started_at": repr(now)})
+        if moved:
+            return None
+        if before is None:
+            return (CommandStatus.REJECTED, "unknown_command_id",
+                    "the orchestrator has no record of this command")
+        if before in (CommandStatus.CANCELLED, CommandStatus.EXPIRED):
+            return (before, before.value,
+                    f"the command was {before.value} before it could start; dropped")
+        return (CommandStatus.REJECTED, "replayed",
+                f"command {env.command_id} is {before.value}: it already started once; "
+                "never run twice")
 
     def _audit_refusal(self, status: CommandStatus, code: str, message: str, *,
                        command_id: str, command: str, key_id: str | None) -> None:
         """Record a refused task in the audit stream (never its signature or arguments)."""
-        action = "agent.expired" if status is CommandStatus.EXPIRED else "agent.rejected"
-        try:
-            self.audit.append(f"agent:{self.device_id}", action, command_id, "rejected",
-                              device=self.device_id, command_id=command_id, command=command,
-                              reason=code, message=message, key_id=key_id)
-        except (redis.RedisError, LiveResponseError) as exc:
-            # The refusal itself stands; the analyst still gets it in the outcome.
-            log.error("could not audit the refusal of %s: %s", command_id, exc)
+        self.audit.rejected(code, message, command_id=command_id, command=command,
+                            key_id=key_id, expired=status is CommandStatus.EXPIRED)
 
     def _context(self, spec: CommandSpec, env: CommandEnvelope) -> CommandContext:
         # Walking the process table costs milliseconds: only commands that act need it.

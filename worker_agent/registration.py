@@ -7,6 +7,7 @@ import platform
 import socket
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from tasks import clock
 from tasks.keys import Keys
@@ -29,7 +30,8 @@ def describe_endpoint(device_id: str) -> dict[str, str]:
 
 def register_device(client: redis.Redis, keys: Keys, device_id: str) -> None:
     """Record the endpoint and its first heartbeat."""
-    info = describe_endpoint(device_id)
+    # redis-py types hash fields with invariant keys: a dict[str, str] does not pass as a mapping.
+    info: dict[FieldT, EncodableT] = {k: v for k, v in describe_endpoint(device_id).items()}
     info["registered_at"] = repr(clock.now())
     info["last_seen"] = info["registered_at"]
     pipe = client.pipeline()

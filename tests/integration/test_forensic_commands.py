@@ -119,10 +119,10 @@ def test_commands_for_device_a_never_reach_device_b(stack: Stack, device_a: str,
                                                      device_b: str) -> None:
     session = stack.open_session(device_a)
     ids = [_run_id(stack, session) for _ in range(5)]
-    client = stack.plane.client
+    ledger_a, ledger_b = stack.ledger(device_a), stack.ledger(device_b)
     for command_id in ids:
-        assert client.exists(stack.plane.keys.ledger(device_a, command_id))
-        assert not client.exists(stack.plane.keys.ledger(device_b, command_id))
+        assert ledger_a.contains(command_id)
+        assert not ledger_b.contains(command_id)
     time.sleep(0.2)
     log_b = Path(stack.agents[device_b].log_path or "").read_text()
     assert not any(command_id in log_b for command_id in ids)

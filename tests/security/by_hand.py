@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from tasks import clock
+from tasks.auditchain import AuditEntry
 from tasks.envelope import CommandEnvelope
 from tasks.queues import queue_for
 from tasks.registry import REGISTRY
+from tasks.replies import as_text
 from tests.stack import Stack
 
 #: Seconds a hand-sent task's result is waited for.
 RESULT_TIMEOUT_S = 20
+
+T = TypeVar("T")
 
 
 def send_raw(st: Stack, envelope: CommandEnvelope, queue_device: str,
@@ -58,3 +63,37 @@ def victim() -> Iterator[subprocess.Popen[bytes]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def agent_node(st: Stack, device: str) -> str:
+    """The Celery node name of a device's running agent (`lr-agent-<device>@<host>`)."""
+    host = as_text(st.plane.client.hget(st.plane.keys.device(device), "hostname"))
+    assert host, f"device {device} is not registered"
+    return f"lr-agent-{device}@{host}"
+
+
+def queued_messages(st: Stack, device: str) -> list[tuple[str, bytes]]:
+    """Every raw message waiting in a device's queue (one Redis list per priority step), as
+    (list key, message bytes): what anyone who reads Redis can copy."""
+    out = []
+    for key in st.plane.client.scan_iter(match=f"{queue_for(device)}*"):
+        out += [(as_text(key), bytes(item)) for item in st.plane.client.lrange(key, 0, -1)]
+    return out
+
+
+def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 15.0) -> T:
+    """Poll `probe` until it answers something truthy; fail naming `what` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def agent_entries(st: Stack, device: str, reason: str | None = None,
+                  action: str = "agent.rejected") -> list[AuditEntry]:
+    """The agent's own audit entries of one action (and reason, if given), oldest first."""
+    return [e for e in st.plane.audit.read(actor=f"agent:{device}")
+            if e.action == action and (reason is None or e.details.get("reason") == reason)]
