@@ -7,6 +7,9 @@ command's state) and push the same bytes again.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from tests.security.by_hand import (
     victim,
     wait_for,
 )
+from tasks.signing import KeyPair
 from tests.stack import Stack, new_device_id
 
 #: A library script whose only effect is one line appended to the file it is given.
@@ -105,3 +109,17 @@ def test_an_envelope_valid_too_far_ahead_is_refused_and_audited(stack_factory) -
             assert st.plane.states.state(env.command_id) is CommandStatus.QUEUED
             assert not st.ledger(device).contains(env.command_id)
         assert proc.poll() is None, "a refused kill ended the process"
+
+
+def test_an_agent_whose_ledger_cannot_be_written_refuses_to_start(
+        tmp_path: Path, redis_url: str, signing_keys: KeyPair) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    env = {**os.environ, "LR_LEDGER_DIR": str(blocker / "ledger"),
+           "LR_ORCHESTRATOR_PUBLIC_KEY_FILE": str(signing_keys.public_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "worker_agent.main", "--device-id", "noledger",
+         "--redis-url", redis_url], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "ledger" in done.stderr and "LR_LEDGER_DIR" in done.stderr
+    assert "Traceback" not in done.stderr
