@@ -104,8 +104,8 @@ class AuditLog(AuditChain):
 
     Appending needs `signer` (the orchestrator's key): every entry is signed. With `witness`
     each append also records the entry in the witness file, and `snapshot` reads it.
-    `trusted` are the keys this log checks checkpoints with when its witness must move past
-    a trimmed entry (default: the signer's own).
+    `trusted` (default: the signer's own key) are the keys `verify` checks with by default,
+    and a checkpoint with when the witness must move past a trimmed entry.
     """
 
     signed_only = True
@@ -289,7 +289,7 @@ class AuditLog(AuditChain):
         # The script checked `guard`; if another process (or a restart) moved the witness
         # since, the entry it names is checked now, after the append.
         if held if (current.id, current.hash) == guard else self._holds(current):
-            return current.merged(mark)
+            return WitnessMark(entry.id, entry.hash, current.anchor_id, current.anchor)
         # The witnessed entry is gone: only a trim under a checkpoint that verifies may have
         # removed it. Otherwise the witness stays, and `verify` keeps naming the loss.
         checkpoint = self._covering_checkpoint(current)

@@ -195,7 +195,10 @@ class HeadWitness:
 
     @staticmethod
     def _encode(mark: WitnessMark) -> bytes:
-        data = json.dumps({"format": WITNESS_FORMAT, **mark.to_json()},
-                          separators=(",", ":"), sort_keys=True).encode("ascii")
+        # Formatted by hand, on every append: ids and hashes were checked, so this is JSON.
+        anchor_id = f'"{mark.anchor_id}"' if mark.anchor_id is not None else "null"
+        anchor = f'"{mark.anchor}"' if mark.anchor is not None else "null"
+        data = (f'{{"anchor":{anchor},"anchor_id":{anchor_id},"format":"{WITNESS_FORMAT}",'
+                f'"hash":"{mark.hash}","id":"{mark.id}"}}').encode("ascii")
         # Fixed size: one write of the whole record, never a shorter one over a longer.
         return data.ljust(RECORD_BYTES - 1) + b"\n"

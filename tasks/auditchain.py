@@ -46,7 +46,8 @@ NO_GUARD = ("", "")
 # ARGV[5..] = field/value pairs of the entry. Appends only while the head is still the
 # expected prev, so two writers can never both chain onto the same entry (a fork).
 # Returns {1, id, held} on success, where held is 0 when the witnessed entry is no longer in
-# the stream with that hash (the orchestrator then does not move its witness past it);
+# the stream with that hash (the orchestrator then does not move its witness past it). When
+# the expected prev is the witnessed hash no lookup is needed: the new entry's hash binds it.
 # {0, current head} on a conflict; {-1, ''} when the head key is gone while entries remain
 # (someone deleted it: appending would start a second chain).
 _APPEND_LUA = """
@@ -57,7 +58,7 @@ if not head then
 end
 if head ~= ARGV[1] then return {0, head} end
 local held = 1
-if ARGV[3] ~= '' then
+if ARGV[3] ~= '' and ARGV[1] ~= ARGV[4] then
   held = 0
   local seen = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
   if #seen == 1 then

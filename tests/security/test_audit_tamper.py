@@ -128,6 +128,18 @@ def test_a_deleted_stream_stays_named_after_the_orchestrator_appends_to_a_new_on
     assert f"entry {ids[-1]}" in broken(audit.verify(verifier))
 
 
+def test_a_deleted_stream_whose_head_was_kept_stays_named_after_new_appends(
+    audit: AuditLog, verifier: Verifier, redis_client: redis.Redis, keys: Keys
+) -> None:
+    fill(audit)
+    redis_client.delete(keys.audit)  # the head still names the witnessed entry
+    entry = audit.append("anonymous", "access.denied", "/devices", "denied")
+    # The new entry's signed hash binds the deleted one as its prev: the gap stays visible.
+    verdict = audit.verify(verifier)
+    assert "oldest entry does not start the chain" in broken(verdict)
+    assert verdict.entry_id == entry.id
+
+
 def test_a_restarted_orchestrator_does_not_witness_a_chain_that_lost_the_entry(
     audit: AuditLog, signer: Signer, verifier: Verifier, redis_client: redis.Redis, keys: Keys,
     witness_dir: Path,
