@@ -108,7 +108,7 @@ def main() -> None:
         token = issue_token(plane.client, plane.keys, user)
         agent = stack.enter_context(LocalAgent(
             "bench-host", redis_url, key_prefix=prefix, public_key_file=signing.public_path,
-            log_path=tmpdir / "agent.log"))
+            log_path=tmpdir / "agent.log", env={"LR_LEDGER_DIR": str(tmpdir / "ledger")}))
         subject = tmpdir / "subject.bin"
         expected = make_subject(subject, opts.mb)
 

@@ -162,7 +162,8 @@ def main() -> None:
         device = "bench-host"
         stack.enter_context(LocalAgent(device, redis_url, key_prefix=prefix,
                                        public_key_file=signing.public_path,
-                                       log_path=tmpdir / "agent.log"))
+                                       log_path=tmpdir / "agent.log",
+                                       env={"LR_LEDGER_DIR": str(tmpdir / "ledger")}))
         subject = tmpdir / "subject.bin"
         subject.write_bytes(os.urandom(4096))
 

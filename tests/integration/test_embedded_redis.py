@@ -51,6 +51,7 @@ def test_a_command_round_trips_over_the_bundled_server(
             user = create_user(plane.client, plane.keys, "emb", ["advanced"])
             with LocalAgent("emb-host", server.url, key_prefix="emb",
                             log_path=tmp_path / "agent.log",
+                            env={"LR_LEDGER_DIR": str(tmp_path_factory.mktemp("ledger"))},
                             public_key_file=signing_keys.public_path):
                 session = plane.sessions.open(user.name, "emb-host")
                 record = Dispatcher(plane).run(user, session.id, f"dir {tmp_path}")

@@ -44,7 +44,8 @@ class Lab:
         """An agent (not started) running inside the namespace, trusting the stack's key."""
         return LocalAgent(device_id, self.stack.plane.settings.redis_url or "",
                           key_prefix=self.stack.plane.keys.prefix, concurrency=1,
-                          log_path=self.tmp / f"agent-{device_id}.log", env=env,
+                          log_path=self.tmp / f"agent-{device_id}.log",
+                          env={"LR_LEDGER_DIR": str(self.tmp / "ledger"), **(env or {})},
                           public_key_file=self.stack.signing.public_path,
                           command_prefix=self.ns.exec_argv(*wrapper))
 
