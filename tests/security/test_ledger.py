@@ -15,6 +15,7 @@ from pathlib import Path
 
 from orchestrator.library import library_of
 from tasks.envelope import CommandStatus
+from tasks.signing import KeyPair
 from tests.security.by_hand import (
     agent_entries,
     queued_envelope,
@@ -23,7 +24,6 @@ from tests.security.by_hand import (
     victim,
     wait_for,
 )
-from tasks.signing import KeyPair
 from tests.stack import Stack, new_device_id
 
 #: A library script whose only effect is one line appended to the file it is given.
