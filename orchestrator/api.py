@@ -20,16 +20,18 @@ from orchestrator.api_evidence import add_evidence_routes
 from orchestrator.api_guard import Guards, Scope, at_device, at_session
 from orchestrator.api_jobs import add_job_routes
 from orchestrator.api_library import add_library_routes
+from orchestrator.command_table import check_command_table
 from orchestrator.dispatch import Dispatcher
 from orchestrator.jobs import Jobs, split_background
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import CLOSE_SESSION, OPEN_SESSION
 from orchestrator.policies.model import PERM_VIEW
 from orchestrator.policies.pipeline import Request
-from orchestrator.records import CommandRecord
+from orchestrator.records import CommandRecord, served_record
 from orchestrator.sessions import Session
 from tasks.envelope import CommandStatus
 from tasks.errors import LiveResponseError
+from tasks.registry import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,8 @@ class IsolateBody(BaseModel):
 
 
 def create_app(plane: ControlPlane) -> FastAPI:
-    """The FastAPI app serving `plane`."""
+    """The FastAPI app serving `plane`; refused unless every command has its side declared."""
+    check_command_table(REGISTRY)
     app = FastAPI(title="liveresponse orchestrator", version="0.1.0")
     dispatcher = Dispatcher(plane)
     jobs = Jobs(dispatcher)
@@ -61,10 +64,11 @@ def create_app(plane: ControlPlane) -> FastAPI:
     acting = guards.requires(None, audited=False)
 
     def _answer(record: CommandRecord) -> Response:
-        """A command record; 202 while it has no outcome yet (held, or a background job)."""
+        """A command record, its result checked against its command's model; 202 while it
+        has no outcome yet (held, or a background job)."""
         status = 200 if record.status.final else 202
         # Serialised by pydantic directly: results can be large, the generic encoder is slow.
-        return Response(record.model_dump_json(), status_code=status,
+        return Response(served_record(record).model_dump_json(), status_code=status,
                         media_type="application/json")
 
     @app.exception_handler(LiveResponseError)

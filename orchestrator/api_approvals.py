@@ -15,7 +15,7 @@ from orchestrator.dispatch import Dispatcher
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.model import PERM_VIEW
 from orchestrator.policies.pipeline import Request
-from orchestrator.records import CommandRecord
+from orchestrator.records import CommandRecord, served_record
 
 
 class DenyBody(BaseModel):
@@ -33,7 +33,7 @@ def add_approval_routes(app: FastAPI, plane: ControlPlane, dispatcher: Dispatche
                      ) -> list[dict[str, Any]]:
         """Commands waiting for a second person on devices the user may view (overdue ones
         expire here)."""
-        return [r.model_dump(mode="json")
+        return [served_record(r).model_dump(mode="json")
                 for r in Scope(req).only(approvals.pending(), lambda r: r.device_id)]
 
     @app.get("/commands/{command_id}")
@@ -61,4 +61,5 @@ def add_approval_routes(app: FastAPI, plane: ControlPlane, dispatcher: Dispatche
         return answer(approvals.deny(req.need_user(), command_id, body.reason if body else None))
 
     def answer_json(record: CommandRecord) -> Response:
-        return Response(record.model_dump_json(), media_type="application/json")
+        """The record as it stands (200 whatever its state), its result checked."""
+        return Response(served_record(record).model_dump_json(), media_type="application/json")

@@ -10,6 +10,7 @@ from orchestrator.api_guard import Guards, at_session
 from orchestrator.jobs import Jobs
 from orchestrator.policies.model import PERM_VIEW
 from orchestrator.policies.pipeline import Request
+from orchestrator.records import served_record
 
 
 def add_job_routes(app: FastAPI, jobs: Jobs, guards: Guards) -> None:
@@ -20,13 +21,13 @@ def add_job_routes(app: FastAPI, jobs: Jobs, guards: Guards) -> None:
     def list_jobs(session_id: str, req: Annotated[Request, Depends(view_session)]
                   ) -> list[dict[str, Any]]:
         """View on the session's device."""
-        return [r.model_dump(mode="json") for r in jobs.list(session_id)]
+        return [served_record(r).model_dump(mode="json") for r in jobs.list(session_id)]
 
     @app.get("/sessions/{session_id}/jobs/{job}")
     def get_job(session_id: str, job: int,
                 req: Annotated[Request, Depends(view_session)]) -> dict[str, Any]:
         """View on the session's device."""
-        return jobs.get(session_id, job).model_dump(mode="json")
+        return served_record(jobs.get(session_id, job)).model_dump(mode="json")
 
     @app.post("/sessions/{session_id}/jobs/{job}/cancel")
     def cancel_job(session_id: str, job: int,
@@ -34,4 +35,5 @@ def add_job_routes(app: FastAPI, jobs: Jobs, guards: Guards) -> None:
                    ) -> dict[str, Any]:
         """The cancel pipeline: the session's owner or an admin, holding every permission
         the command needed on the device; a running command is stopped on the agent."""
-        return jobs.cancel(req.need_user(), session_id, job).model_dump(mode="json")
+        cancelled = jobs.cancel(req.need_user(), session_id, job)
+        return served_record(cancelled).model_dump(mode="json")

@@ -5,23 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from orchestrator.audit import digest
+from orchestrator.command_table import COMMAND_TABLE
 from orchestrator.identity import User
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import COMMAND, DEVICE_COMMAND
 from orchestrator.policies.pipeline import Request
-from orchestrator.records import CommandRecord, device_of, load_record, stage_record
+from orchestrator.records import CommandRecord, device_of, load_record, stage_record, typed_result
 from orchestrator.transfer import merge_receipt, receive_file
 from tasks import clock
 from tasks.cancel import CANCEL_CONTROL, cancel_order
 from tasks.commands.base import CommandArgs
 from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, ErrorInfo
-from tasks.errors import LiveResponseError
+from tasks.errors import InvalidResultError, LiveResponseError
 from tasks.queues import queue_for
 from tasks.registry import REGISTRY, CommandSpec
 from tasks.replies import as_text
@@ -256,25 +256,24 @@ class Dispatcher:
         )
         finish_audit(pipe.execute()[-1])
         if done.status is CommandStatus.COMPLETED and done.result is not None:
-            self._apply_effects(done, done.result)
+            self._apply_effects(done)
         return done
 
-    def _apply_effects(self, done: CommandRecord, result: dict[str, Any]) -> None:
-        """What the orchestrator records once a command succeeded: cwd, isolation state."""
-        p = self.plane
-        if done.command == "cd":
-            p.sessions.set_cwd(done.session_id, str(result["cwd"]))
-        elif done.command == "isolate":
-            allowed = [str(a) for a in result.get("allowed") or []]
-            p.devices.set_isolation(done.device_id, str(result["mode"]), done.user, allowed)
-            p.audit.append(done.user, "device.isolated", done.device_id, "allowed",
-                           device=done.device_id, command_id=done.command_id,
-                           mode=result["mode"], allowed=allowed, approved_by=done.decided_by)
-        elif done.command == "release":
-            p.devices.clear_isolation(done.device_id)
-            p.audit.append(done.user, "device.released", done.device_id, "allowed",
-                           device=done.device_id, command_id=done.command_id,
-                           approved_by=done.decided_by)
+    def _apply_effects(self, done: CommandRecord) -> None:
+        """What the orchestrator records once a command succeeded (cwd, isolation state): its
+        command table entry's after-effect, given the typed result. A result that does not fit
+        its model changes nothing; the API answers the record with `invalid_result`."""
+        after = COMMAND_TABLE[done.command].after
+        if after is None:
+            return
+        try:
+            result = typed_result(done)
+        except InvalidResultError as exc:
+            log.error("command %s (%s) completed, nothing recorded of it: %s",
+                      done.command_id, done.command, exc.message)
+            return
+        if result is not None:
+            after(self.plane, done, result)
 
 
 def _error_outcome(record: CommandRecord, status: CommandStatus, code: str, message: str,

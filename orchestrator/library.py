@@ -18,7 +18,6 @@ import redis
 from pydantic import BaseModel
 
 from tasks import clock
-from tasks.commands.base import CommandArgs
 from tasks.commands.library import LibraryFileArgs, check_library_name
 from tasks.errors import (
     LibraryItemExistsError,
@@ -239,11 +238,9 @@ class LibraryUpload:
         self.chunks += 1
 
 
-def prepare_library_args(plane: ControlPlane, args: CommandArgs) -> CommandArgs:
+def prepare_library_args(plane: ControlPlane, args: LibraryFileArgs) -> LibraryFileArgs:
     """Preparer of put and runscript: the library name resolved to the sha256 and size the
     envelope then binds (LibraryItemNotFoundError, audited by the dispatcher, if unknown)."""
-    if not isinstance(args, LibraryFileArgs):
-        raise TypeError(f"not a library command's arguments: {type(args).__name__}")
     item = library_of(plane).get(args.name)
     return args.model_copy(update={"sha256": item.sha256, "size_bytes": item.size_bytes})
 

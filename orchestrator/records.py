@@ -7,18 +7,23 @@ every field JSON, the status as the plain `state` field the agent moves atomical
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from tasks import clock
+from tasks.commands.base import CommandResult
 from tasks.envelope import CommandStatus, ErrorInfo
-from tasks.errors import CommandNotFoundError
+from tasks.errors import CommandNotFoundError, InvalidResultError
+from tasks.registry import REGISTRY
 from tasks.replies import as_text
 
 if TYPE_CHECKING:
     from orchestrator.plane import ControlPlane
+
+log = logging.getLogger(__name__)
 
 #: Seconds we keep command records.
 RECORD_TTL_S = 7 * 24 * 60 * 60
@@ -72,6 +77,39 @@ def record_from_fields(raw: dict[str, str]) -> CommandRecord:
                 data[name] = raw[name]
     data["status"] = raw["state"]
     return CommandRecord.model_validate(data)
+
+
+def typed_result(record: CommandRecord) -> CommandResult | None:
+    """The record's result as its command's result model (the registry's); None while it has
+    none. Raises InvalidResultError naming the model and the first field that does not fit."""
+    if record.result is None:
+        return None
+    spec = REGISTRY.get(record.command)
+    if spec is None:
+        raise InvalidResultError(f"{record.command!r} is not a command this orchestrator knows: "
+                                 "its result cannot be checked")
+    return spec.parse_result(record.result)
+
+
+def served_record(record: CommandRecord) -> CommandRecord:
+    """The record as the API answers it, its result checked by `typed_result`.
+
+    A result that does not fit is withheld: the status stays, `result` is null and `error`
+    says `invalid_result`, naming the model and the field (what the command reported itself,
+    if anything, is kept in the message). The stored record keeps the result as it arrived.
+    """
+    try:
+        result = typed_result(record)
+    except InvalidResultError as exc:
+        log.warning("command %s (%s): %s", record.command_id, record.command, exc.message)
+        message = exc.message
+        if record.error is not None:
+            message += f"; the command also reported {record.error.code}: {record.error.message}"
+        error = ErrorInfo(code=exc.code, message=message, hint=exc.hint)
+        return record.model_copy(update={"result": None, "error": error})
+    if result is None:
+        return record
+    return record.model_copy(update={"result": result.model_dump(mode="json")})
 
 
 def stage_record(pipe: Any, plane: ControlPlane, record: CommandRecord) -> None:

@@ -28,7 +28,6 @@ from orchestrator.evidence import EvidenceRecord, EvidenceStore
 from orchestrator.records import CommandRecord
 from tasks import clock
 from tasks.commands.acquisition import GetFileArgs
-from tasks.commands.base import CommandArgs
 from tasks.envelope import CommandOutcome, CommandStatus, ErrorInfo
 from tasks.errors import FileTooLargeError, HashMismatchError, TransferError, TransferStalledError
 from tasks.keys import Keys
@@ -68,9 +67,8 @@ class _Failed(Exception):
         self.error = error
 
 
-def prepare_getfile(plane: ControlPlane, args: CommandArgs) -> CommandArgs:
+def prepare_getfile(plane: ControlPlane, args: GetFileArgs) -> GetFileArgs:
     """Bind the orchestrator's size limit into the signed arguments: the agent refuses up front."""
-    assert isinstance(args, GetFileArgs)
     return args.model_copy(update={"max_bytes": plane.settings.getfile_max_bytes})
 
 

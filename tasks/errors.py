@@ -251,6 +251,16 @@ class CommandRejectedError(LiveResponseError):
     exit_code = 9
 
 
+class InvalidResultError(LiveResponseError):
+    """Raised when a command's result does not fit its command's result model (an agent on
+    another version of the contract, or a record changed in Redis): such a result is withheld,
+    never shown as if it were valid."""
+
+    code = "invalid_result"
+    http_status = 502
+    exit_code = 15
+
+
 class PolicyError(UsageError):
     """Raised when a policy file or text is invalid: names the line and field at fault."""
 

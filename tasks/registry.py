@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
 
 from tasks.commands import acquisition as acq
 from tasks.commands import filesystem as fs
@@ -14,6 +17,7 @@ from tasks.commands import persistence as pers
 from tasks.commands import processes as proc
 from tasks.commands import remediation as rem
 from tasks.commands.base import CommandArgs, CommandResult
+from tasks.errors import InvalidResultError
 
 #: Prefix of the Celery task name of each command (`lr.command.dir`, ...).
 TASK_PREFIX = "lr.command."
@@ -82,6 +86,24 @@ class CommandSpec:
         """Every permission running these arguments needs: the command's, plus its flags'."""
         extra = [perm for name, perm in self.flag_permissions if getattr(args, name, None)]
         return [self.permission, *extra]
+
+    def parse_result(self, data: Any) -> CommandResult:
+        """`data` (a result as JSON) as this command's result model.
+
+        Raises InvalidResultError naming the model and the first field that does not fit.
+        """
+        try:
+            return self.result_model.model_validate(data)
+        except ValidationError as exc:
+            problems = exc.errors()
+            first = problems[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the result itself"
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise InvalidResultError(
+                f"the {self.name} result does not fit {self.result_model.__name__}: "
+                f"{where}: {first['msg']}{more}",
+                hint="the agent may run another version of liveresponse than the orchestrator",
+            ) from None
 
     def time_limit(self, default_s: float) -> float:
         """The soft time limit this command runs under, given the configured default."""

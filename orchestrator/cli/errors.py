@@ -61,10 +61,12 @@ def error_from_wire(error: Any) -> LiveResponseError:
 
 
 def record_error(record: dict[str, Any]) -> LiveResponseError | None:
-    """None for a completed command record, else the error saying what went wrong."""
+    """None for a completed command record, else the error saying what went wrong (for a
+    completed one whose result the orchestrator withheld: that error, `invalid_result`)."""
     status = str(record.get("status", ""))
     if status == "completed":
-        return None
+        withheld = record.get("error")
+        return None if withheld is None else error_from_wire(withheld)
     command = str(record.get("command") or "command")
     if status == "pending-approval":
         command_id = record.get("command_id")

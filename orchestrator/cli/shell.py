@@ -6,14 +6,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from orchestrator.cli.context import CliContext, pass_cli
 from orchestrator.cli.errors import format_error
 from orchestrator.cli.jobs import JOB_BUILTINS, run_job_builtin
+from orchestrator.cli.render import parse_result
 from orchestrator.cli.run import run_line, show_record
 from orchestrator.cli.table import clean
+from tasks.commands.filesystem import CdResult
 from tasks.errors import LiveResponseError, NotFoundError, SessionStateError, UsageError
 from tasks.registry import REGISTRY
 
@@ -60,6 +63,8 @@ def shell(ctx: click.Context, cli: CliContext, device: str) -> None:
                     run_job_builtin(cli, session_id, words)
                     continue
                 record = run_line(cli, session_id, line)
+                if show_record(cli, record) is None:
+                    cwd = cwd_after(record, cwd)
             except (SessionStateError, NotFoundError) as exc:
                 # The session is gone (closed elsewhere, expired): nothing more can run in it.
                 click.echo(format_error(exc), err=True)
@@ -73,8 +78,6 @@ def shell(ctx: click.Context, cli: CliContext, device: str) -> None:
                     "\nlr: interrupted; the command may still finish on the device", err=True
                 )
                 continue
-            if show_record(cli, record) is None and record.get("command") == "cd":
-                cwd = str((record.get("result") or {}).get("cwd") or cwd)
     finally:
         if save_history is not None:
             save_history()
@@ -82,6 +85,14 @@ def shell(ctx: click.Context, cli: CliContext, device: str) -> None:
             _close(cli, session_id)
     if ended is not None:
         ctx.exit(ended.exit_code)
+
+
+def cwd_after(record: dict[str, Any], cwd: str) -> str:
+    """The prompt's directory after a completed command: a `cd`'s new one, else `cwd`."""
+    if record.get("command") != "cd":
+        return cwd
+    result = parse_result(record)
+    return result.cwd if isinstance(result, CdResult) else cwd
 
 
 def read_line(prompt: str, interactive: bool) -> str | None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from orchestrator.command_table import prepare
 from orchestrator.identity import authenticate as authenticate_token
 from orchestrator.policies.isolation import check_isolation
 from orchestrator.policies.model import PERM_ADMIN, PERM_SESSION
 from orchestrator.policies.pipeline import Check, Pipeline, Request
 from orchestrator.policies.rbac import authorize, is_allowed
-from orchestrator.preparers import prepare
 from orchestrator.records import expire_pending, load_record
 from tasks import clock
 from tasks.envelope import CommandStatus
