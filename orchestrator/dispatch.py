@@ -159,8 +159,7 @@ class Dispatcher:
                 moved, _ = p.states.transition(record.command_id, CommandStatus.EXPIRED,
                                                [CommandStatus.QUEUED],
                                                {"finished_at": repr(clock.now())})
-                if moved:
-                    result.revoke()
+                if moved:  # the agent drops it as expired; no (unsigned) revoke is sent
                     return self._finish(record, _error_outcome(
                         record, CommandStatus.EXPIRED, "expired",
                         f"no agent started the command within "
@@ -211,7 +210,7 @@ class Dispatcher:
         return True
 
     def _agent_nodes(self, device_id: str) -> list[str] | None:
-        """The Celery node name of the device's agent, so a revoke reaches only it."""
+        """The Celery node name of the device's agent, so a signed cancel reaches only it."""
         if not device_id:
             return None
         host = self.plane.client.hget(self.plane.keys.device(device_id), "hostname")
