@@ -16,27 +16,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import redis
 
-from orchestrator.cleanup import delete_matching
 from tasks.queues import queue_for
 from tasks.registry import REGISTRY
 from tasks.signing import KeyPair
 from tests.security.by_hand import agent_entries, queued_envelope, wait_for
-from tests.stack import Stack, live_stack, new_device_id
+from tests.stack import Stack, new_device_id, own_prefix_stack
 
 
 @pytest.fixture(scope="module")
 def st(redis_url: str, tmp_path_factory: pytest.TempPathFactory,
        signing_keys: KeyPair) -> Iterator[Stack]:
     """API + one real agent on a prefix of this module's own."""
-    prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
-    try:
-        with live_stack(redis_url, prefix, [new_device_id("drop")],
-                        tmp_path_factory.mktemp("drop"), signing=signing_keys) as stack:
-            yield stack
-    finally:
-        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
+    with own_prefix_stack(redis_url, [new_device_id("drop")], tmp_path_factory.mktemp("drop"),
+                          signing=signing_keys) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from celery.result import AsyncResult
 
-from orchestrator.cleanup import delete_matching
 from tasks import clock
 from tasks.app import celery_url
 from tasks.cancel import CANCEL_CONTROL, cancel_order
@@ -27,7 +25,7 @@ from tasks.queues import queue_for
 from tasks.registry import REGISTRY
 from tasks.signing import KeyPair, Signer, generate_keypair
 from tests.security.by_hand import agent_entries, agent_node, queued_envelope, wait_for
-from tests.stack import Stack, live_stack, new_device_id
+from tests.stack import Stack, new_device_id, own_prefix_stack
 
 #: The celery command line of this environment.
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -54,13 +52,9 @@ CHANGING_IN_PROCESS = ("terminate", "pool_grow", "pool_shrink", "disable_events"
 def st(redis_url: str, tmp_path_factory: pytest.TempPathFactory,
        signing_keys: KeyPair) -> Iterator[Stack]:
     """API + one real agent on a prefix of this module's own."""
-    prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
-    try:
-        with live_stack(redis_url, prefix, [new_device_id("rc")],
-                        tmp_path_factory.mktemp("rc"), signing=signing_keys) as stack:
-            yield stack
-    finally:
-        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
+    with own_prefix_stack(redis_url, [new_device_id("rc")], tmp_path_factory.mktemp("rc"),
+                          signing=signing_keys) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -14,28 +14,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from orchestrator.cleanup import delete_matching
 from tasks.envelope import CommandEnvelope, CommandStatus
 from tasks.queues import queue_for
 from tasks.registry import REGISTRY
 from tasks.signing import KeyPair, Signer, generate_keypair
 from tests.security.by_hand import queued_envelope, send_raw, victim
-from tests.stack import Stack, live_stack, new_device_id
+from tests.stack import Stack, new_device_id, own_prefix_stack
 
 
 @pytest.fixture(scope="module")
 def st(redis_url: str, tmp_path_factory: pytest.TempPathFactory,
        signing_keys: KeyPair) -> Iterator[Stack]:
     """API + one real agent trusting `signing_keys`, on a prefix of this module's own."""
-    prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
-    try:
-        with live_stack(redis_url, prefix, [new_device_id("sig")],
-                        tmp_path_factory.mktemp("sig"), signing=signing_keys) as stack:
-            yield stack
-    finally:
-        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
+    with own_prefix_stack(redis_url, [new_device_id("sig")], tmp_path_factory.mktemp("sig"),
+                          signing=signing_keys) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
