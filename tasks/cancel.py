@@ -7,10 +7,9 @@ signed like a command envelope and checked by the agent before it stops anything
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from tasks.envelope import SignedRecord
 
 #: Name of the remote control command that carries a cancel order to an agent's node.
 CANCEL_CONTROL = "lr_cancel"
@@ -18,10 +17,8 @@ CANCEL_CONTROL = "lr_cancel"
 CANCEL_TTL_S = 60.0
 
 
-class CancelOrder(BaseModel):
+class CancelOrder(SignedRecord):
     """Stop command `command_id` on device `device_id`, signed by the orchestrator."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Covered by the signature, so no other signed record can pass for a cancel order.
     kind: Literal["cancel"] = "cancel"
@@ -29,14 +26,6 @@ class CancelOrder(BaseModel):
     device_id: str
     issued_at: float
     expires_at: float
-    #: Id of the key that signed the order (covered by the signature).
-    key_id: str | None = None
-    signature: str | None = None
-
-    def canonical_bytes(self) -> bytes:
-        """The bytes a signature covers: every field but the signature, as sorted compact JSON."""
-        body = self.model_dump(mode="json", exclude={"signature"})
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 def cancel_order(command_id: str, device_id: str, now: float) -> CancelOrder:

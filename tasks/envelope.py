@@ -38,7 +38,22 @@ class ErrorInfo(BaseModel):
     hint: str | None = None
 
 
-class CommandEnvelope(BaseModel):
+class SignedRecord(BaseModel):
+    """What the orchestrator signs: every field but `signature`, as sorted compact JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Id of the key that signed the record (covered by the signature, so it cannot be swapped).
+    key_id: str | None = None
+    signature: str | None = None
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes a signature covers: every field but the signature, as sorted compact JSON."""
+        body = self.model_dump(mode="json", exclude={"signature"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+class CommandEnvelope(SignedRecord):
     """What the orchestrator sends to an agent: one command, addressed and time-bounded."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,14 +67,6 @@ class CommandEnvelope(BaseModel):
     cwd: str | None = None
     issued_at: float
     expires_at: float
-    #: Id of the key that signed the envelope (covered by the signature, so it cannot be swapped).
-    key_id: str | None = None
-    signature: str | None = None
-
-    def canonical_bytes(self) -> bytes:
-        """The bytes a signature covers: every field but the signature, as sorted compact JSON."""
-        body = self.model_dump(mode="json", exclude={"signature"})
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 class CommandOutcome(BaseModel):
