@@ -27,9 +27,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import EmbeddedRedis  # noqa: E402
-from orchestrator.audit import AuditLog  # noqa: E402
-from orchestrator.audit_witness import HeadWitness, WitnessMark  # noqa: E402
-from orchestrator.cleanup import delete_matching  # noqa: E402
+from orchestrator.audit.log import AuditLog  # noqa: E402
+from orchestrator.audit.witness import HeadWitness, WitnessMark  # noqa: E402
+from orchestrator.local.cleanup import delete_matching  # noqa: E402
 from tasks.auditchain import AuditChain, sign_entry  # noqa: E402
 from tasks.keys import Keys  # noqa: E402
 from tasks.signing import Signer, generate_keypair  # noqa: E402

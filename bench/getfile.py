@@ -28,11 +28,11 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import EmbeddedRedis, Settings  # noqa: E402
-from orchestrator.agents import LocalAgent  # noqa: E402
-from orchestrator.cleanup import delete_matching  # noqa: E402
-from orchestrator.identity import create_user, issue_token  # noqa: E402
+from orchestrator.api.server import ServerThread  # noqa: E402
+from orchestrator.local.agents import LocalAgent  # noqa: E402
+from orchestrator.local.cleanup import delete_matching  # noqa: E402
 from orchestrator.plane import ControlPlane  # noqa: E402
-from orchestrator.server import ServerThread  # noqa: E402
+from orchestrator.state.identity import create_user, issue_token  # noqa: E402
 from tasks.signing import generate_keypair  # noqa: E402
 
 MIB = 1024 * 1024

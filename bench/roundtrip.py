@@ -28,12 +28,12 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config import EmbeddedRedis, Settings  # noqa: E402
-from orchestrator.agents import LocalAgent  # noqa: E402
-from orchestrator.cleanup import delete_matching  # noqa: E402
-from orchestrator.dispatch import Dispatcher  # noqa: E402
-from orchestrator.identity import create_user, issue_token  # noqa: E402
+from orchestrator.api.server import ServerThread  # noqa: E402
+from orchestrator.commands.dispatch import Dispatcher  # noqa: E402
+from orchestrator.local.agents import LocalAgent  # noqa: E402
+from orchestrator.local.cleanup import delete_matching  # noqa: E402
 from orchestrator.plane import ControlPlane  # noqa: E402
-from orchestrator.server import ServerThread  # noqa: E402
+from orchestrator.state.identity import create_user, issue_token  # noqa: E402
 from tasks.queues import queue_for  # noqa: E402
 from tasks.signing import generate_keypair  # noqa: E402
 
@@ -95,7 +95,7 @@ def bench_bare(redis_url: str, subject: Path, n: int, log: Path) -> list[float]:
 def bench_dispatch(plane: ControlPlane, token_user: str, n_devices: int,
                    n_commands: int) -> tuple[float, float]:
     """Commands per second: pipeline submit vs bare send_task, same queues, same payload size."""
-    from orchestrator.identity import get_user
+    from orchestrator.state.identity import get_user
 
     user = get_user(plane.client, plane.keys, token_user)
     devices = [f"bench-{i:04d}" for i in range(n_devices)]

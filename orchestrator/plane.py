@@ -8,11 +8,11 @@ import redis
 from celery import Celery
 
 from config import Settings
-from orchestrator.audit import AuditLog
-from orchestrator.audit_setup import orchestrator_audit_log
-from orchestrator.devices import DeviceRegistry
+from orchestrator.audit.log import AuditLog
+from orchestrator.audit.setup import orchestrator_audit_log
 from orchestrator.policies.store import PolicyStore
-from orchestrator.sessions import SessionStore
+from orchestrator.state.devices import DeviceRegistry
+from orchestrator.state.sessions import SessionStore
 from tasks.app import make_celery_app
 from tasks.errors import ConfigurationError
 from tasks.keys import Keys

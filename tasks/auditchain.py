@@ -1,7 +1,7 @@
 """The audit chain's append side: hash-chained entries added to one Redis stream.
 
 Both the orchestrator and the agents append here (an agent records what it refused); reading
-and verifying the chain is the orchestrator's (`orchestrator.audit.AuditLog`). The orchestrator
+and verifying the chain is the orchestrator's (`orchestrator.audit.log.AuditLog`). The orchestrator
 signs each entry it appends (`sig`, over the entry's hash); agents hold no key and do not.
 """
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from config import EmbeddedRedis
-from orchestrator.cleanup import delete_matching
+from orchestrator.local.cleanup import delete_matching
 from tasks.keys import Keys
 from tasks.signing import KeyPair, generate_keypair
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 
 from config.embedded import find_redis_server, stop_process
-from orchestrator.server import free_port
+from orchestrator.api.server import free_port
 from tasks.commands.isolation import ISOLATION_TABLE
 
 #: First two octets of the /30 networks the pairs use (a private range nothing here routes).

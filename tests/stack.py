@@ -14,12 +14,12 @@ import httpx
 import redis
 
 from config import Settings
-from orchestrator.agents import LocalAgent
-from orchestrator.cleanup import delete_matching
-from orchestrator.identity import create_user, issue_token
+from orchestrator.api.server import ServerThread
+from orchestrator.local.agents import LocalAgent
+from orchestrator.local.cleanup import delete_matching
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.model import Grant
-from orchestrator.server import ServerThread
+from orchestrator.state.identity import create_user, issue_token
 from tasks.queues import queue_for
 from tasks.signing import KeyPair, generate_keypair
 from worker_agent.ledger import Ledger

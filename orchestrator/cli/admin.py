@@ -30,8 +30,8 @@ def init(cli: CliContext, name: str) -> None:
     Refused when any user exists: later users are made by an admin through the API.
     """
     # Imported here: `lr run` and friends should not pay for the control plane's modules.
-    from orchestrator.audit_setup import orchestrator_audit_log
-    from orchestrator.identity import create_user, has_any_user, issue_token, revoke_token
+    from orchestrator.audit.setup import orchestrator_audit_log
+    from orchestrator.state.identity import create_user, has_any_user, issue_token, revoke_token
     from tasks.keys import Keys
     from tasks.signing import Signer
 
@@ -119,8 +119,8 @@ def keys_init(cli: CliContext, directory: Path | None, force: bool) -> None:
     The private key stays with the orchestrator (mode 0600); each agent is started with the
     public key (`lr-agent --orchestrator-key FILE`) and runs nothing else's commands.
     """
-    from orchestrator.audit_keys import public_key_beside, retire_public_key
-    from orchestrator.audit_setup import orchestrator_audit_log
+    from orchestrator.audit.keys import public_key_beside, retire_public_key
+    from orchestrator.audit.setup import orchestrator_audit_log
     from tasks.keys import Keys
     from tasks.signing import PUBLIC_KEY_NAME, Signer, generate_keypair
 

@@ -13,8 +13,8 @@ from typing import IO, Any
 
 import click
 
-from orchestrator.audit_file import EXPORT_FORMAT, verify_file
-from orchestrator.audit_keys import TrustedKeys
+from orchestrator.audit.export_file import EXPORT_FORMAT, verify_file
+from orchestrator.audit.keys import TrustedKeys
 from orchestrator.cli.context import CliContext, pass_cli, to_json
 from orchestrator.cli.errors import format_error
 from orchestrator.cli.render_lists import render_audit, render_verdict

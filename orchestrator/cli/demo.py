@@ -10,6 +10,6 @@ import click
 @click.command()
 def demo() -> None:
     """Play the investigation of a suspicious download on a local agent."""
-    from orchestrator.demo import run_demo
+    from orchestrator.local.demo import run_demo
 
     sys.exit(run_demo(click.echo))

@@ -13,7 +13,7 @@ import click
 from orchestrator.cli.context import CliContext, pass_cli
 from orchestrator.cli.progress import ProgressBar, wants_bar
 from orchestrator.cli.table import MISSING, clean, format_table, format_time
-from orchestrator.evidence import check_sha256
+from orchestrator.files.evidence import check_sha256
 from tasks.errors import HashMismatchError, UsageError
 
 

@@ -9,7 +9,7 @@ import click
 
 from orchestrator.cli.context import CliContext, pass_cli
 from orchestrator.cli.table import format_table, format_time
-from orchestrator.library import valid_name
+from orchestrator.files.library import valid_name
 
 #: Hex digits of a sha256 shown in the listing (`--json` has them all).
 SHA_SHOWN = 16

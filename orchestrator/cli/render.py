@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.cli.errors import describe_error, record_error
 from orchestrator.cli.table import clean
-from orchestrator.command_table import COMMAND_TABLE, check_command_table
+from orchestrator.commands.table import COMMAND_TABLE, check_command_table
 from tasks.commands.base import CommandResult
 from tasks.errors import InvalidResultError
 from tasks.registry import REGISTRY

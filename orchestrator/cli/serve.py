@@ -53,8 +53,8 @@ def serve(cli: CliContext, host: str, port: int, policy_file: Path | None) -> No
     """
     # Imported here: only this command needs uvicorn, FastAPI and Celery.
     from config.embedded import EmbeddedRedis
+    from orchestrator.api.server import serve as serve_api
     from orchestrator.plane import ControlPlane, ensure_signing_keys
-    from orchestrator.server import serve as serve_api
 
     check_port_free(host, port)
     if not _is_loopback(host):

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.command_table import prepare
-from orchestrator.identity import authenticate as authenticate_token
+from orchestrator.commands.records import expire_pending, load_record
+from orchestrator.commands.table import prepare
 from orchestrator.policies.isolation import check_isolation
 from orchestrator.policies.model import PERM_ADMIN, PERM_SESSION
 from orchestrator.policies.pipeline import Check, Pipeline, Request
 from orchestrator.policies.rbac import authorize, is_allowed
-from orchestrator.records import expire_pending, load_record
+from orchestrator.state.identity import authenticate as authenticate_token
 from tasks import clock
 from tasks.envelope import CommandStatus
 from tasks.errors import (
@@ -192,7 +192,7 @@ def load_job(job: int) -> Check:
     """A check: job number `job` of the request's session names a command."""
 
     def job_exists(req: Request) -> None:
-        from orchestrator.records import session_records
+        from orchestrator.commands.records import session_records
 
         assert req.session_id is not None
         for record in session_records(req.plane, req.session_id):

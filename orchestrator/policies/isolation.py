@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.devices import Device
+from orchestrator.state.devices import Device
 from tasks.errors import PermissionDeniedError
 from tasks.registry import CommandSpec
 

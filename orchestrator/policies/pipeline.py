@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tasks.errors import AuthenticationError, CheckFailedError, LiveResponseError
 
 if TYPE_CHECKING:
-    from orchestrator.devices import Device
-    from orchestrator.identity import User
+    from orchestrator.commands.records import CommandRecord
     from orchestrator.plane import ControlPlane
     from orchestrator.policies.model import ApprovalRule
-    from orchestrator.records import CommandRecord
-    from orchestrator.sessions import Session
+    from orchestrator.state.devices import Device
+    from orchestrator.state.identity import User
+    from orchestrator.state.sessions import Session
     from tasks.commands.base import CommandArgs
     from tasks.registry import CommandSpec
 

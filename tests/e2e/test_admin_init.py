@@ -16,9 +16,9 @@ import redis
 from click.testing import CliRunner
 
 from config import EmbeddedRedis
-from orchestrator.audit import AuditLog
+from orchestrator.audit.log import AuditLog
 from orchestrator.cli.main import main
-from orchestrator.identity import authenticate, hash_token
+from orchestrator.state.identity import authenticate, hash_token
 from tasks.keys import Keys
 from tasks.signing import Verifier, generate_keypair
 from tests.redis_dump import dump_prefix

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from orchestrator.api.server import free_port
 from orchestrator.cli.main import main
 from orchestrator.cli.render import render_record
-from orchestrator.server import free_port
 from tests.e2e.cli import Lr
 from tests.e2e.cli import cli_env as _env
 from tests.e2e.cli import ok as _ok

@@ -20,10 +20,10 @@ import redis
 from click.testing import CliRunner
 
 from config import Settings
-from orchestrator.audit import AuditLog
+from orchestrator.api.server import free_port
+from orchestrator.audit.log import AuditLog
 from orchestrator.cli.main import main
 from orchestrator.plane import ControlPlane
-from orchestrator.server import free_port
 from tasks.errors import ConfigurationError
 from tasks.keys import Keys
 from tasks.signing import Signer, Verifier

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 import redis
 
-from orchestrator.audit import GENESIS, AuditLog, AuditVerdict, compute_hash, digest
-from orchestrator.audit_witness import HeadWitness
+from orchestrator.audit.log import GENESIS, AuditLog, AuditVerdict, compute_hash, digest
+from orchestrator.audit.witness import HeadWitness
 from tasks import clock
 from tasks.keys import Keys
 from tasks.signing import KeyPair, Signer, Verifier

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.audit import AuditLog, AuditVerdict
-from orchestrator.audit_file import EXPORT_FORMAT, export_lines, verify_file
-from orchestrator.audit_witness import HeadWitness
+from orchestrator.audit.export_file import EXPORT_FORMAT, export_lines, verify_file
+from orchestrator.audit.log import AuditLog, AuditVerdict
+from orchestrator.audit.witness import HeadWitness
 from tasks.keys import Keys
 from tasks.signing import KeyPair, Signer, Verifier
 

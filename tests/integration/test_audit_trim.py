@@ -10,10 +10,10 @@ from typing import Any, cast
 import pytest
 import redis
 
-from orchestrator.audit import AuditLog
-from orchestrator.audit_file import export_lines, verify_file
-from orchestrator.audit_trim import trim_audit
-from orchestrator.audit_witness import HeadWitness
+from orchestrator.audit.export_file import export_lines, verify_file
+from orchestrator.audit.log import AuditLog
+from orchestrator.audit.trim import trim_audit
+from orchestrator.audit.witness import HeadWitness
 from tasks import clock
 from tasks.errors import AuditChainBrokenError, UsageError
 from tasks.keys import Keys

@@ -11,10 +11,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from config import EmbeddedRedis, Settings, bundled_redis_server
-from orchestrator.agents import LocalAgent
-from orchestrator.dispatch import Dispatcher
-from orchestrator.identity import create_user
+from orchestrator.commands.dispatch import Dispatcher
+from orchestrator.local.agents import LocalAgent
 from orchestrator.plane import ControlPlane
+from orchestrator.state.identity import create_user
 from tasks.signing import KeyPair
 
 

@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from orchestrator.evidence import EvidenceStore
+from orchestrator.files.evidence import EvidenceStore
 from tasks.signing import KeyPair
 from tests.stack import Stack, new_device_id, own_prefix_stack
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from orchestrator.identity import (
+from orchestrator.state.identity import (
     User,
     authenticate,
     create_user,

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from orchestrator.agents import LocalAgent
 from orchestrator.cli.main import main
+from orchestrator.local.agents import LocalAgent
 from tasks import clock
 from tests.netns import Netns, redis_on, tcp_listener, unavailable_reason, veth_netns
 from tests.stack import Stack, live_stack, new_device_id

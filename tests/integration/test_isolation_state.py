@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from orchestrator.devices import DeviceRegistry
 from orchestrator.policies.isolation import check_isolation
+from orchestrator.state.devices import DeviceRegistry
 from tasks import clock
 from tasks.commands.network import NetstatArgs, NetstatResult
 from tasks.errors import PermissionDeniedError, UnknownDeviceError, UsageError

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from orchestrator.library import CHUNK_BYTES, LibraryStore, library_of
+from orchestrator.files.library import CHUNK_BYTES, LibraryStore, library_of
 from tasks.errors import LibraryItemNotFoundError
 from tasks.signing import KeyPair
 from tests.stack import Stack, own_prefix_stack

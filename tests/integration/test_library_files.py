@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.library import CHUNK_BYTES, LibraryStore
+from orchestrator.files.library import CHUNK_BYTES, LibraryStore
 from tasks.commands.library import PutArgs, RunScriptArgs
 from tasks.errors import LibraryIntegrityError
 from tasks.keys import Keys

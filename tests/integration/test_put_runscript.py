@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.library import CHUNK_BYTES, library_of
+from orchestrator.files.library import CHUNK_BYTES, library_of
 from tasks.signing import KeyPair
 from tests.stack import Stack, own_prefix_stack
 

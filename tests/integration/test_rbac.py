@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from orchestrator.identity import list_users, token_id
+from orchestrator.state.identity import list_users, token_id
 from tasks.registry import REGISTRY
 from tests.stack import Stack
 

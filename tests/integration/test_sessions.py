@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from config.settings import Settings
-from orchestrator.sessions import SESSION_ID_RE, SessionState, SessionStore
+from orchestrator.state.sessions import SESSION_ID_RE, SessionState, SessionStore
 from tasks import clock
 from tasks.errors import (
     InvalidDeviceIdError,

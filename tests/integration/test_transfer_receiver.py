@@ -17,10 +17,10 @@ import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from config import Settings
-from orchestrator.audit import AuditLog
-from orchestrator.evidence import EvidenceStore
-from orchestrator.records import CommandRecord, record_fields
-from orchestrator.transfer import Receipt, TransferReceiver, merge_receipt
+from orchestrator.audit.log import AuditLog
+from orchestrator.commands.records import CommandRecord, record_fields
+from orchestrator.files.evidence import EvidenceStore
+from orchestrator.files.transfer import Receipt, TransferReceiver, merge_receipt
 from tasks import clock
 from tasks.envelope import CommandOutcome, CommandStatus, ErrorInfo
 from tasks.keys import Keys

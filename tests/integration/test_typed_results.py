@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.api import create_app
-from orchestrator.command_table import COMMAND_TABLE
-from orchestrator.dispatch import Dispatcher
-from orchestrator.records import load_record
+from orchestrator.api.app import create_app
+from orchestrator.commands.dispatch import Dispatcher
+from orchestrator.commands.records import load_record
+from orchestrator.commands.table import COMMAND_TABLE
 from tasks.envelope import CommandOutcome, CommandStatus
 from tests.stack import Stack
 

@@ -15,9 +15,9 @@ from typing import Any, cast
 import pytest
 import redis
 
-from orchestrator.audit import AuditLog, AuditVerdict
-from orchestrator.audit_trim import trim_audit
-from orchestrator.audit_witness import HeadWitness, WitnessMark
+from orchestrator.audit.log import AuditLog, AuditVerdict
+from orchestrator.audit.trim import trim_audit
+from orchestrator.audit.witness import HeadWitness, WitnessMark
 from tasks import clock
 from tasks.auditchain import AuditChain, compute_hash
 from tasks.keys import Keys

@@ -12,10 +12,10 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from orchestrator.audit import AuditLog
-from orchestrator.audit_file import export_lines, verify_file
-from orchestrator.audit_keys import TrustedKeys
-from orchestrator.audit_witness import HeadWitness
+from orchestrator.audit.export_file import export_lines, verify_file
+from orchestrator.audit.keys import TrustedKeys
+from orchestrator.audit.log import AuditLog
+from orchestrator.audit.witness import HeadWitness
 from orchestrator.cli.main import main
 from tasks.keys import Keys
 from tasks.signing import KeyPair, Signer, Verifier, generate_keypair

@@ -13,7 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from orchestrator.library import library_of
+from orchestrator.files.library import library_of
 from tasks.envelope import CommandStatus
 from tasks.signing import KeyPair
 from tests.security.by_hand import (

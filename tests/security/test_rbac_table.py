@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from orchestrator.api_guard import at_session
-from orchestrator.identity import create_user
-from orchestrator.library import library_of
+from orchestrator.api.guard import at_session
+from orchestrator.files.library import library_of
 from orchestrator.plane import ControlPlane
 from orchestrator.policies import checks
 from orchestrator.policies.model import GLOBAL_PERMISSIONS, PERM_VIEW, Grant
 from orchestrator.policies.pipeline import Request
+from orchestrator.state.identity import create_user
 from tasks.errors import PermissionDeniedError
 from tasks.parsing import parse_line
 from tasks.registry import REGISTRY
@@ -52,7 +52,7 @@ def plane(redis_url: str, signing_keys: KeyPair,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     import uuid
 
-    from orchestrator.cleanup import delete_matching
+    from orchestrator.local.cleanup import delete_matching
 
     prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
     cfg = Settings(redis_url=redis_url, key_prefix=prefix,

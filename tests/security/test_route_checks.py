@@ -9,8 +9,8 @@ import pytest
 from fastapi.routing import APIRoute
 
 from config import Settings
-from orchestrator.api import create_app
-from orchestrator.api_guard import route_check
+from orchestrator.api.app import create_app
+from orchestrator.api.guard import route_check
 from orchestrator.plane import ControlPlane
 from orchestrator.policies import checks
 from orchestrator.policies.pipeline import names

@@ -10,10 +10,10 @@ import pytest
 
 from orchestrator.cli.render import render_record
 from orchestrator.cli.render_results import render_cd, render_dir
-from orchestrator.command_table import COMMAND_TABLE, CommandSide, check_command_table
-from orchestrator.effects import record_isolation, set_session_cwd
-from orchestrator.library import prepare_library_args
-from orchestrator.transfer import prepare_getfile
+from orchestrator.commands.effects import record_isolation, set_session_cwd
+from orchestrator.commands.table import COMMAND_TABLE, CommandSide, check_command_table
+from orchestrator.files.library import prepare_library_args
+from orchestrator.files.transfer import prepare_getfile
 from tasks.registry import REGISTRY, Registry
 
 
@@ -66,7 +66,7 @@ def test_rendering_refuses_a_table_that_misses_a_command(monkeypatch: pytest.Mon
 
 
 def test_the_cli_starts_without_the_server_side() -> None:
-    heavy = ["fastapi", "uvicorn", "celery", "orchestrator.plane", "orchestrator.dispatch"]
+    heavy = ["fastapi", "uvicorn", "celery", "orchestrator.plane", "orchestrator.commands.dispatch"]
     code = ("import sys, orchestrator.cli.main, orchestrator.cli.render; "
             f"print([m for m in {heavy!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from orchestrator.devices import Device
 from orchestrator.policies.isolation import check_isolation
+from orchestrator.state.devices import Device
 from tasks.commands.acquisition import GetFileArgs
 from tasks.errors import UsageError
 from tasks.parsing import parse_line

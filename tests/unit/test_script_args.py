@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.library import shipped_file
+from orchestrator.files.library import shipped_file
 from tasks.commands.library import PutArgs, RunScriptArgs, RunScriptResult
 from tasks.errors import LibraryItemNotFoundError, UsageError
 from tasks.parsing import parse_line

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.cli.errors import record_error
 from orchestrator.cli.render import parse_result, render_record
-from orchestrator.records import CommandRecord, served_record, typed_result
+from orchestrator.commands.records import CommandRecord, served_record, typed_result
 from tasks.commands.base import CommandResult
 from tasks.commands.filesystem import DirEntry, DirResult, FindFileResult, FoundFile
 from tasks.commands.network import Connection, NetstatResult

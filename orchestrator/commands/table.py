@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli import render_results as show
-from orchestrator.effects import record_isolation, record_release, set_session_cwd
-from orchestrator.library import prepare_library_args
-from orchestrator.transfer import prepare_getfile
+from orchestrator.commands.effects import record_isolation, record_release, set_session_cwd
+from orchestrator.files.library import prepare_library_args
+from orchestrator.files.transfer import prepare_getfile
 from tasks.commands.base import CommandArgs
 from tasks.registry import CommandSpec
 
 if TYPE_CHECKING:
+    from orchestrator.commands.records import CommandRecord
     from orchestrator.plane import ControlPlane
-    from orchestrator.records import CommandRecord
 
 # Each function takes its own command's model (DirResult, GetFileArgs, ...), which a Callable
 # over the base classes cannot express; check_command_table compares the annotations with the

@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 
-from orchestrator.api_guard import Guards, at_session
-from orchestrator.jobs import Jobs
+from orchestrator.api.guard import Guards, at_session
+from orchestrator.commands.jobs import Jobs
+from orchestrator.commands.records import served_record
 from orchestrator.policies.model import PERM_VIEW
 from orchestrator.policies.pipeline import Request
-from orchestrator.records import served_record
 
 
 def add_job_routes(app: FastAPI, jobs: Jobs, guards: Guards) -> None:

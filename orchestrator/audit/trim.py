@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.audit import AuditEntry, AuditLog, ChainWalk
-from orchestrator.audit_checkpoint import (
+from orchestrator.audit.checkpoint import (
     Checkpoint,
     checkpoint_problem,
     parse_checkpoint,
     sign_checkpoint,
 )
-from orchestrator.audit_keys import TrustedKeys
+from orchestrator.audit.keys import TrustedKeys
+from orchestrator.audit.log import AuditEntry, AuditLog, ChainWalk
 from tasks import clock
 from tasks.errors import AuditChainBrokenError, LiveResponseError
 from tasks.replies import as_text

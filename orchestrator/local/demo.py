@@ -19,16 +19,16 @@ from typing import Any
 import redis
 
 from config import EmbeddedRedis, Settings
-from orchestrator.agents import LocalAgent
-from orchestrator.cleanup import delete_matching
+from orchestrator.api.server import ServerThread
 from orchestrator.cli.client import ApiClient
 from orchestrator.cli.render import render_record
 from orchestrator.cli.render_lists import render_verdict
 from orchestrator.cli.serve import announce_keys
-from orchestrator.identity import create_user, issue_token
-from orchestrator.library import shipped_file
+from orchestrator.files.library import shipped_file
+from orchestrator.local.agents import LocalAgent
+from orchestrator.local.cleanup import delete_matching
 from orchestrator.plane import ControlPlane, ensure_signing_keys
-from orchestrator.server import ServerThread
+from orchestrator.state.identity import create_user, issue_token
 from tasks.queues import queue_for
 
 #: The endpoint the demo's agent plays.

@@ -1,6 +1,6 @@
 """The one check of the audit chain, entry by entry: hashes, links, signatures and the witness.
 
-The live stream (`AuditLog.verify`), an export (`audit_file.verify_file`) and a trim's plan
+The live stream (`AuditLog.verify`), an export (`audit.export_file.verify_file`) and a trim's plan
 all feed their entries, oldest first, to one `ChainWalk`; it keeps a few fields, never the
 entries, so a walk takes constant memory.
 """
@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from orchestrator.audit_keys import TrustedKeys
-from orchestrator.audit_witness import STREAM_ID, id_order
+from orchestrator.audit.keys import TrustedKeys
+from orchestrator.audit.witness import STREAM_ID, id_order
 from tasks.auditchain import (
     AGENT_ACTOR_PREFIX,
     ENTRY_FIELDS,
@@ -24,8 +24,8 @@ from tasks.auditchain import (
 )
 
 if TYPE_CHECKING:
-    from orchestrator.audit_checkpoint import Checkpoint
-    from orchestrator.audit_witness import WitnessMark
+    from orchestrator.audit.checkpoint import Checkpoint
+    from orchestrator.audit.witness import WitnessMark
     from tasks.signing import Verifier
 
 #: Every field a stored entry may have.

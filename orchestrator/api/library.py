@@ -14,12 +14,12 @@ from fastapi import Depends, FastAPI, Query
 from fastapi import Request as HttpRequest
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.api_guard import Guards
-from orchestrator.identity import User
-from orchestrator.library import MAX_DESCRIPTION_CHARS, LibraryUpload, library_of
+from orchestrator.api.guard import Guards
+from orchestrator.files.library import MAX_DESCRIPTION_CHARS, LibraryUpload, library_of
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.model import PERM_ADMIN, PERM_VIEW
 from orchestrator.policies.pipeline import Request
+from orchestrator.state.identity import User
 from tasks.errors import LiveResponseError, UsageError
 
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import redis
 
 from config import Settings
-from orchestrator.audit import AuditLog
-from orchestrator.evidence import EvidenceRecord, EvidenceStore
-from orchestrator.records import CommandRecord
+from orchestrator.audit.log import AuditLog
+from orchestrator.commands.records import CommandRecord
+from orchestrator.files.evidence import EvidenceRecord, EvidenceStore
 from tasks import clock
 from tasks.commands.acquisition import GetFileArgs
 from tasks.envelope import CommandOutcome, CommandStatus, ErrorInfo

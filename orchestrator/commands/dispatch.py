@@ -9,14 +9,20 @@ import uuid
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from orchestrator.audit import digest
-from orchestrator.command_table import COMMAND_TABLE
-from orchestrator.identity import User
+from orchestrator.audit.log import digest
+from orchestrator.commands.records import (
+    CommandRecord,
+    device_of,
+    load_record,
+    stage_record,
+    typed_result,
+)
+from orchestrator.commands.table import COMMAND_TABLE
+from orchestrator.files.transfer import merge_receipt, receive_file
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import COMMAND, DEVICE_COMMAND
 from orchestrator.policies.pipeline import Request
-from orchestrator.records import CommandRecord, device_of, load_record, stage_record, typed_result
-from orchestrator.transfer import merge_receipt, receive_file
+from orchestrator.state.identity import User
 from tasks import clock
 from tasks.cancel import CANCEL_CONTROL, cancel_order
 from tasks.commands.base import CommandArgs

@@ -1,8 +1,8 @@
 """The tamper-evident audit stream: reading and verifying the chain `tasks.auditchain` appends.
 
 `AuditLog` is the orchestrator's side: it signs every entry it appends and keeps the witness
-of the newest one on its own disk (`audit_witness`); `verify` checks hashes, links, signatures
-and the witness (`audit_walk.ChainWalk`).
+of the newest one on its own disk (`audit.witness`); `verify` checks hashes, links, signatures
+and the witness (`audit.walk.ChainWalk`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.audit_checkpoint import Checkpoint, checkpoint_problem, parse_checkpoint
-from orchestrator.audit_keys import TrustedKeys
-from orchestrator.audit_walk import ChainWalk
-from orchestrator.audit_witness import HeadWitness, WitnessMark, id_order
+from orchestrator.audit.checkpoint import Checkpoint, checkpoint_problem, parse_checkpoint
+from orchestrator.audit.keys import TrustedKeys
+from orchestrator.audit.walk import ChainWalk
+from orchestrator.audit.witness import HeadWitness, WitnessMark, id_order
 from tasks.auditchain import (
     ENTRY_FIELDS,
     FORBIDDEN_DETAIL_KEYS,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from orchestrator.audit import AuditLog
-from orchestrator.audit_keys import TrustedKeys
-from orchestrator.audit_witness import HeadWitness
+from orchestrator.audit.keys import TrustedKeys
+from orchestrator.audit.log import AuditLog
+from orchestrator.audit.witness import HeadWitness
 
 if TYPE_CHECKING:
     import redis

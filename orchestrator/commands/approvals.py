@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from orchestrator.dispatch import Dispatcher
-from orchestrator.identity import User
-from orchestrator.policies.checks import APPROVE, DENY
-from orchestrator.policies.pipeline import Request
-from orchestrator.records import (
+from orchestrator.commands.dispatch import Dispatcher
+from orchestrator.commands.records import (
     CommandRecord,
     encode_fields,
     expire_pending,
     load_records,
 )
+from orchestrator.policies.checks import APPROVE, DENY
+from orchestrator.policies.pipeline import Request
+from orchestrator.state.identity import User
 from tasks import clock
 from tasks.envelope import CommandStatus, ErrorInfo
 from tasks.errors import ApprovalStateError

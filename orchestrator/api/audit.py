@@ -8,9 +8,9 @@ from fastapi import Depends, FastAPI, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from orchestrator.api_guard import Guards, Scope, entry_device, everywhere
-from orchestrator.audit_file import export_lines
-from orchestrator.audit_trim import trim_audit
+from orchestrator.api.guard import Guards, Scope, entry_device, everywhere
+from orchestrator.audit.export_file import export_lines
+from orchestrator.audit.trim import trim_audit
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.model import PERM_ADMIN, PERM_VIEW
 from orchestrator.policies.pipeline import Request

@@ -15,13 +15,13 @@ from typing import Any
 from fastapi import Request as HttpRequest
 from fastapi.routing import APIRoute
 
-from orchestrator.audit import AuditEntry
-from orchestrator.devices import Device
+from orchestrator.audit.log import AuditEntry
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import load_command, load_session, route_pipeline
 from orchestrator.policies.model import PERM_VIEW
 from orchestrator.policies.pipeline import Check, Request
 from orchestrator.policies.rbac import is_allowed
+from orchestrator.state.devices import Device
 from tasks.errors import UnknownDeviceError
 
 #: Attribute naming the check a guard dependency stands for.

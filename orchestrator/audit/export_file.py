@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from orchestrator.audit import GENESIS, AuditLog, AuditVerdict, ChainSnapshot, ChainWalk
-from orchestrator.audit_checkpoint import Checkpoint, checkpoint_problem, parse_checkpoint
-from orchestrator.audit_keys import TrustedKeys
-from orchestrator.audit_witness import STREAM_ID, WitnessMark, parse_mark
+from orchestrator.audit.checkpoint import Checkpoint, checkpoint_problem, parse_checkpoint
+from orchestrator.audit.keys import TrustedKeys
+from orchestrator.audit.log import GENESIS, AuditLog, AuditVerdict, ChainSnapshot, ChainWalk
+from orchestrator.audit.witness import STREAM_ID, WitnessMark, parse_mark
 from tasks import clock
 from tasks.auditchain import to_canonical_json
 from tasks.errors import LiveResponseError, UsageError

@@ -8,7 +8,7 @@ import time
 
 import uvicorn
 
-from orchestrator.api import create_app
+from orchestrator.api.app import create_app
 from orchestrator.plane import ControlPlane
 
 #: How long a server in a thread has to start listening.

@@ -1,4 +1,4 @@
-"""The orchestrator's HTTP API (FastAPI). Every route declares its check (`api_guard`)."""
+"""The orchestrator's HTTP API (FastAPI). Every route declares its check (`api.guard`)."""
 
 # No `from __future__ import annotations` here: FastAPI must see the dependency objects
 # of the routes defined inside create_app, not strings it cannot resolve.
@@ -13,22 +13,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from orchestrator.api_admin import add_admin_routes
-from orchestrator.api_approvals import add_approval_routes
-from orchestrator.api_audit import add_audit_routes
-from orchestrator.api_evidence import add_evidence_routes
-from orchestrator.api_guard import Guards, Scope, at_device, at_session
-from orchestrator.api_jobs import add_job_routes
-from orchestrator.api_library import add_library_routes
-from orchestrator.command_table import check_command_table
-from orchestrator.dispatch import Dispatcher
-from orchestrator.jobs import Jobs, split_background
+from orchestrator.api.admin import add_admin_routes
+from orchestrator.api.approvals import add_approval_routes
+from orchestrator.api.audit import add_audit_routes
+from orchestrator.api.evidence import add_evidence_routes
+from orchestrator.api.guard import Guards, Scope, at_device, at_session
+from orchestrator.api.jobs import add_job_routes
+from orchestrator.api.library import add_library_routes
+from orchestrator.commands.dispatch import Dispatcher
+from orchestrator.commands.jobs import Jobs, split_background
+from orchestrator.commands.records import CommandRecord, served_record
+from orchestrator.commands.table import check_command_table
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import CLOSE_SESSION, OPEN_SESSION
 from orchestrator.policies.model import PERM_VIEW
 from orchestrator.policies.pipeline import Request
-from orchestrator.records import CommandRecord, served_record
-from orchestrator.sessions import Session
+from orchestrator.state.sessions import Session
 from tasks.envelope import CommandStatus
 from tasks.errors import LiveResponseError
 from tasks.registry import REGISTRY

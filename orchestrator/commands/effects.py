@@ -9,8 +9,8 @@ from tasks.commands.filesystem import CdResult
 from tasks.commands.isolation import IsolateResult, ReleaseResult
 
 if TYPE_CHECKING:
+    from orchestrator.commands.records import CommandRecord
     from orchestrator.plane import ControlPlane
-    from orchestrator.records import CommandRecord
 
 
 def set_session_cwd(plane: ControlPlane, done: CommandRecord, result: CdResult) -> None:

@@ -9,13 +9,13 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from orchestrator.api_guard import Guards, Scope, at_command
-from orchestrator.approvals import Approvals
-from orchestrator.dispatch import Dispatcher
+from orchestrator.api.guard import Guards, Scope, at_command
+from orchestrator.commands.approvals import Approvals
+from orchestrator.commands.dispatch import Dispatcher
+from orchestrator.commands.records import CommandRecord, served_record
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.model import PERM_VIEW
 from orchestrator.policies.pipeline import Request
-from orchestrator.records import CommandRecord, served_record
 
 
 class DenyBody(BaseModel):

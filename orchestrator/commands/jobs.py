@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from orchestrator.dispatch import Dispatcher
-from orchestrator.identity import User
+from orchestrator.commands.dispatch import Dispatcher
+from orchestrator.commands.records import CommandRecord, session_records, stage_fields
 from orchestrator.policies.checks import cancel_job
 from orchestrator.policies.pipeline import Request
-from orchestrator.records import CommandRecord, session_records, stage_fields
+from orchestrator.state.identity import User
 from tasks.envelope import CommandStatus
 from tasks.errors import NotFoundError, UsageError
 

@@ -13,8 +13,14 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel, Field
 
-from orchestrator.api_guard import Guards
-from orchestrator.identity import (
+from orchestrator.api.guard import Guards
+from orchestrator.plane import ControlPlane
+from orchestrator.policies.checks import requires
+from orchestrator.policies.loader import parse_policy
+from orchestrator.policies.model import PERM_ADMIN, Grant
+from orchestrator.policies.pipeline import Pipeline, Request
+from orchestrator.policies.rbac import check_grant, is_allowed
+from orchestrator.state.identity import (
     User,
     create_user,
     find_token,
@@ -25,12 +31,6 @@ from orchestrator.identity import (
     set_grants,
     token_id,
 )
-from orchestrator.plane import ControlPlane
-from orchestrator.policies.checks import requires
-from orchestrator.policies.loader import parse_policy
-from orchestrator.policies.model import PERM_ADMIN, Grant
-from orchestrator.policies.pipeline import Pipeline, Request
-from orchestrator.policies.rbac import check_grant, is_allowed
 from tasks import clock
 from tasks.errors import LiveResponseError, NotFoundError, UsageError
 

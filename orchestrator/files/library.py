@@ -41,7 +41,7 @@ UPLOAD_TTL_S = 60 * 60
 MAX_DESCRIPTION_CHARS = 1024
 #: Where the scripts shipped with liveresponse are looked for: `library/` beside the packages
 #: (a source checkout or an editable install), then in the working directory (the image).
-SHIPPED_DIRS = (Path(__file__).resolve().parents[1] / "library", Path("library"))
+SHIPPED_DIRS = (Path(__file__).resolve().parents[2] / "library", Path("library"))
 
 
 class LibraryItem(BaseModel):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.audit_keys import TrustedKeys
+from orchestrator.audit.keys import TrustedKeys
 from tasks.auditchain import to_canonical_json
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from fastapi import Depends, FastAPI
 from fastapi import Request as HttpRequest
 from fastapi.responses import StreamingResponse
 
-from orchestrator.api_guard import Guards, Scope
-from orchestrator.evidence import EvidenceStore, check_sha256
+from orchestrator.api.guard import Guards, Scope
+from orchestrator.files.evidence import EvidenceStore, check_sha256
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.pipeline import Request
 from tasks.errors import PermissionDeniedError

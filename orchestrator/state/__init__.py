@@ -1,0 +1,1 @@
+"""What the control plane knows: users and tokens, sessions, the device registry."""
