@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     command_time_limit_s: float = 60.0
     #: A queued command that no agent started within this long is dropped as expired.
     command_expiry_s: float = 30.0
+    #: Longest wait an analyst may choose for one command (`--expires`): how long it may sit
+    #: queued for an offline device. Keep it within `envelope_max_lifetime_s`.
+    command_expiry_max_s: float = Field(default=7 * 24 * 60 * 60, gt=0)
     #: Results larger than this (JSON bytes) are truncated, with a marker saying so.
     output_max_bytes: int = 4 * 1024 * 1024
     #: Largest file the library takes (its content lives in Redis, for isolated agents).
@@ -76,7 +79,7 @@ class Settings(BaseSettings):
     #: Longest life an agent accepts in a signed envelope or cancel order (expiry minus now,
     #: and expiry minus issue time); longer ones are refused as `expiry_too_far`. Keep
     #: `command_expiry_s` below it.
-    envelope_max_lifetime_s: float = Field(default=60 * 60, gt=0)
+    envelope_max_lifetime_s: float = Field(default=7 * 24 * 60 * 60 + 60 * 60, gt=0)
 
     #: Largest file `getfile` copies (the orchestrator's limit is signed into the command;
     #: an agent also applies its own); larger ones are refused before any byte moves.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -227,6 +227,49 @@ class AuditChain:
         def finish(reply: Any) -> AuditEntry:
             entry = self._settle(reply, attempt)
             return entry if entry is not None else self._commit(draft, as_text(reply[1]), guard)
+
+        return finish
+
+    def stage_many(
+        self, pipe: Any, entries: Sequence[tuple[str, str, str, str, dict[str, Any]]]
+    ) -> Callable[[Sequence[Any]], list[AuditEntry]]:
+        """Queue many appends on `pipe`, each chained onto the one before it (a fleet's
+        commands: one round trip for all of them). `entries` are (actor, action, target,
+        decision, details).
+
+        Returns `finish(replies)`: give it these attempts' replies, in order. An entry whose
+        attempt lost the head to another writer (and every one after it) is appended again on
+        its own, so the chain never forks and nothing is dropped.
+        """
+        drafts = [_Draft(a, act, t, d, check_details(det)) for a, act, t, d, det in entries]
+        guard = self._guard()
+        prev = self._head_hint or self._read_head()
+        attempts = []
+        for i, draft in enumerate(drafts):
+            # Only the first attempt checks the witnessed entry: the rest chain onto it.
+            attempt = self._attempt(draft, prev, guard if i == 0 else NO_GUARD)
+            self._append(keys=[self.keys.audit, self.keys.audit_head], args=attempt.argv,
+                         client=pipe)
+            attempts.append(attempt)
+            prev = attempt.hash
+
+        def finish(replies: Sequence[Any]) -> list[AuditEntry]:
+            out: list[AuditEntry] = []
+            for i, (reply, attempt) in enumerate(zip(replies, attempts, strict=True)):
+                status = reply[0]
+                if status != 1:
+                    self._settle(reply, attempt)  # raises when the head is gone
+                    for draft in drafts[i:]:
+                        out.append(self._commit(draft, self._read_head(), self._guard()))
+                    return out
+                entry = AuditEntry(id=as_text(reply[1]), **attempt.body, hash=attempt.hash,
+                                   sig=attempt.sig)
+                out.append(entry)
+            if out:
+                self._head_hint = out[-1].hash
+                # One witness move for the run: the first attempt checked the guard.
+                self._appended(out[-1], guard, held=int(replies[0][2]) == 1)
+            return out
 
         return finish
 

@@ -126,3 +126,21 @@ class Keys:
     def evidence_object(self, sha256: str) -> str:
         """Set: the command ids whose acquisitions stored the object with this sha256."""
         return f"{self.prefix}:evidence:sha256:{sha256}"
+
+    def batch(self, batch_id: str) -> str:
+        """Hash: one fleet batch (its line, selector, owner, times, device count)."""
+        return f"{self.prefix}:batch:{batch_id}"
+
+    def batch_commands(self, batch_id: str) -> str:
+        """List of `device command_id` pairs of one batch, in the order devices were named."""
+        return f"{self.prefix}:batch:{batch_id}:cmds"
+
+    @property
+    def batches(self) -> str:
+        """Sorted set of batch ids by creation time."""
+        return f"{self.prefix}:batches"
+
+    @property
+    def open_batches(self) -> str:
+        """Set of batch ids some of whose commands have no recorded outcome yet."""
+        return f"{self.prefix}:batches:open"

@@ -74,6 +74,8 @@ class CommandSpec:
     #: The agent streams a file back over the broker (`lr:xfer:<id>`); the orchestrator
     #: receives it into the evidence store while it waits for the outcome.
     sends_file: bool = False
+    #: Acts on the session itself (its working directory): meaningless across a fleet.
+    session_only: bool = False
     platforms: frozenset[str] = frozenset({"linux", "darwin", "windows"})
     positionals: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
@@ -190,7 +192,7 @@ def build_registry() -> Registry:
             CommandSpec(
                 "cd", "Change the session's working directory",
                 fs.CdArgs, fs.CdResult, PERM_READ, allowed_while_isolated=True,
-                positionals=("path",),
+                session_only=True, positionals=("path",),
             ),
             CommandSpec(
                 "fileinfo", "Stat a file and hash it (sha256, sha1, md5)",

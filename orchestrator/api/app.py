@@ -5,6 +5,9 @@
 
 import logging
 import shlex
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
@@ -16,6 +19,7 @@ from pydantic import BaseModel, Field
 from orchestrator.api.admin import add_admin_routes
 from orchestrator.api.approvals import add_approval_routes
 from orchestrator.api.audit import add_audit_routes
+from orchestrator.api.batches import add_batch_routes
 from orchestrator.api.evidence import add_evidence_routes
 from orchestrator.api.guard import Guards, Scope, at_device, at_session
 from orchestrator.api.jobs import add_job_routes
@@ -24,6 +28,7 @@ from orchestrator.commands.dispatch import Dispatcher
 from orchestrator.commands.jobs import Jobs, split_background
 from orchestrator.commands.records import CommandRecord, served_record
 from orchestrator.commands.table import check_command_table
+from orchestrator.fleet.collect import Collector
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import CLOSE_SESSION, OPEN_SESSION
 from orchestrator.policies.model import PERM_VIEW
@@ -54,7 +59,18 @@ class IsolateBody(BaseModel):
 def create_app(plane: ControlPlane) -> FastAPI:
     """The FastAPI app serving `plane`; refused unless every command has its side declared."""
     check_command_table(REGISTRY)
-    app = FastAPI(title="liveresponse orchestrator", version="0.1.0")
+    collector = Collector(plane)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Batches' outcomes are recorded in the background, whoever looks at them.
+        collector.start()
+        try:
+            yield
+        finally:
+            collector.stop()
+
+    app = FastAPI(title="liveresponse orchestrator", version="0.1.0", lifespan=lifespan)
     dispatcher = Dispatcher(plane)
     jobs = Jobs(dispatcher)
     app.state.jobs = jobs
@@ -96,6 +112,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     add_admin_routes(app, plane, guards)
     add_approval_routes(app, plane, dispatcher, guards, _answer)
     add_job_routes(app, jobs, guards)
+    add_batch_routes(app, plane, dispatcher, guards)
 
     @app.get("/health", dependencies=[Depends(guards.open(
         "a liveness probe that reveals nothing but that Redis answers"))])
@@ -110,11 +127,17 @@ def create_app(plane: ControlPlane) -> FastAPI:
                 "grants": [g.model_dump() for g in user.grants]}
 
     @app.get("/devices")
-    def list_devices(req: Annotated[Request, Depends(guards.requires(PERM_VIEW))]
+    def list_devices(req: Annotated[Request, Depends(guards.requires(PERM_VIEW))],
+                     tag: str | None = None, online: bool | None = None
                      ) -> list[dict[str, Any]]:
-        """A user whose view is scoped sees only the devices of their groups."""
+        """A user whose view is scoped sees only the devices of their groups; `tag` and
+        `online` filter; each device says how many sessions are open on it."""
         scope = Scope(req)
-        return [d.model_dump(mode="json") for d in plane.devices.list() if scope.covers(d.id)]
+        open_sessions = Counter(s.device_id for s in plane.sessions.list())
+        return [{**d.model_dump(mode="json"), "open_sessions": open_sessions[d.id]}
+                for d in plane.devices.list()
+                if scope.covers(d.id) and (tag is None or tag in d.tags)
+                and (online is None or d.online is online)]
 
     @app.get("/devices/{device_id}")
     def get_device(device_id: str,

@@ -26,6 +26,7 @@ from orchestrator.state.identity import User
 from tasks import clock
 from tasks.cancel import CANCEL_CONTROL, cancel_order
 from tasks.commands.base import CommandArgs
+from tasks.durations import format_duration
 from tasks.envelope import CommandEnvelope, CommandOutcome, CommandStatus, ErrorInfo
 from tasks.errors import InvalidResultError, LiveResponseError
 from tasks.queues import queue_for
@@ -51,17 +52,25 @@ class Dispatcher:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
 
-    def submit(self, user: User, session_id: str, line: str) -> CommandRecord:
+    def submit(self, user: User, session_id: str, line: str, *,
+               expires_s: float | None = None, command_id: str | None = None) -> CommandRecord:
         """Run the command pipeline for a line in a session, then enqueue the command or hold
-        it for approval; raise the first denial (the runner audits it)."""
+        it for approval; raise the first denial (the runner audits it).
+
+        `expires_s`: how long it may wait for its agent (default `command_expiry_s`, at most
+        `command_expiry_max_s`). `command_id`: a caller that must never issue a command twice
+        (a resumed playbook step) names it; an id already recorded is refused.
+        """
         req = Request(self.plane, target=session_id, user=user, session_id=session_id,
-                      line=line, command_id=new_command_id())
+                      line=line, command_id=command_id or new_command_id(),
+                      expires_s=expires_s, caller_command_id=command_id is not None)
         return COMMAND.run(req, self._admit)
 
-    def submit_device(self, user: User, device_id: str, line: str) -> CommandRecord:
+    def submit_device(self, user: User, device_id: str, line: str, *,
+                      expires_s: float | None = None) -> CommandRecord:
         """The same for a device-level command (containment), which needs no session."""
         req = Request(self.plane, target=device_id, user=user, device_id=device_id,
-                      line=line, command_id=new_command_id())
+                      line=line, command_id=new_command_id(), expires_s=expires_s)
         return DEVICE_COMMAND.run(req, self._admit)
 
     def _admit(self, req: Request) -> CommandRecord:
@@ -78,7 +87,7 @@ class Dispatcher:
             command_id=command_id, session_id=session_id, device_id=device.id, user=user.name,
             command=spec.name, line=line, args=args.model_dump(mode="json"), created_at=now,
             status=CommandStatus.PENDING_APPROVAL if pending else CommandStatus.QUEUED,
-            expires_at=None if pending else now + p.settings.command_expiry_s,
+            expires_at=None if pending else now + req.expiry_s(p.settings),
             approval_expires_at=now + rule.timeout_s if rule else None,
         )
         # One round trip for the record, the session's activity and the "requested" entry.
@@ -110,18 +119,23 @@ class Dispatcher:
             self.send(record, spec, args, session.cwd if session else None)
         return record
 
+    def envelope(self, record: CommandRecord, spec: CommandSpec, args: CommandArgs,
+                 cwd: str | None) -> CommandEnvelope:
+        """The command's envelope, signed with the orchestrator's key."""
+        assert record.expires_at is not None
+        return self.plane.signer.sign(CommandEnvelope(
+            command_id=record.command_id, device_id=record.device_id,
+            session_id=record.session_id, user=record.user, command=spec.name,
+            args=args.model_dump(mode="json"), cwd=cwd,
+            issued_at=clock.now(), expires_at=record.expires_at,
+        ))
+
     def send(self, record: CommandRecord, spec: CommandSpec, args: CommandArgs,
              cwd: str | None) -> None:
         """Sign the command's envelope and send it by name to its device's own queue."""
         p = self.plane
         assert record.expires_at is not None
-        envelope = CommandEnvelope(
-            command_id=record.command_id, device_id=record.device_id,
-            session_id=record.session_id, user=record.user, command=spec.name,
-            args=args.model_dump(mode="json"), cwd=cwd,
-            issued_at=clock.now(), expires_at=record.expires_at,
-        )
-        envelope = p.signer.sign(envelope)
+        envelope = self.envelope(record, spec, args, cwd)
         p.celery.send_task(
             spec.task_name, args=[envelope.model_dump(mode="json")],
             task_id=record.command_id, queue=queue_for(record.device_id),
@@ -145,10 +159,10 @@ class Dispatcher:
             if outcome is not None:
                 if (outcome.status is not CommandStatus.COMPLETED and p.states.state(
                         record.command_id) is CommandStatus.CANCELLED):
-                    outcome = _error_outcome(
+                    outcome = error_outcome(
                         record, CommandStatus.CANCELLED, "cancelled",
                         "the command was cancelled while it ran; the agent stopped it")
-                return self._finish(record, merge_receipt(outcome, receipt))
+                return self.finish(record, merge_receipt(outcome, receipt))
             fields = p.states.get(record.command_id)
             state = CommandStatus(fields["state"]) if fields.get("state") else None
             if state is CommandStatus.RUNNING:
@@ -156,7 +170,7 @@ class Dispatcher:
                 limit = REGISTRY[record.command].time_limit(p.settings.command_time_limit_s)
                 deadline = max(deadline, started + limit + 2 * WAIT_GRACE_S)
             elif state is not None and state.final:
-                return self._finish(record, _error_outcome(
+                return self.finish(record, error_outcome(
                     record, state, state.value,
                     f"the command was {state.value} before the agent finished it"))
             if clock.now() < deadline:
@@ -166,16 +180,15 @@ class Dispatcher:
                                                [CommandStatus.QUEUED],
                                                {"finished_at": repr(clock.now())})
                 if moved:  # the agent drops it as expired; no (unsigned) revoke is sent
-                    return self._finish(record, _error_outcome(
+                    return self.finish(record, error_outcome(
                         record, CommandStatus.EXPIRED, "expired",
-                        f"no agent started the command within "
-                        f"{p.settings.command_expiry_s:g} s; "
+                        f"no agent started the command within {waited_for(record)}; "
                         f"device {record.device_id!r} may be offline",
                         "check 'lr devices' and that lr-agent runs on the endpoint"))
                 continue  # it started just now: the next slice sees it running
             p.states.transition(record.command_id, CommandStatus.FAILED,
                                 [CommandStatus.RUNNING])
-            return self._finish(record, _error_outcome(
+            return self.finish(record, error_outcome(
                 record, CommandStatus.FAILED, "agent_silent",
                 "the agent started the command but never answered",
                 "see the agent's log on the endpoint"))
@@ -235,27 +248,22 @@ class Dispatcher:
             value = result.get(timeout=timeout_s, propagate=False, disable_sync_subtasks=False)
         except CeleryTimeout:
             return None
-        if isinstance(value, dict):
-            return CommandOutcome.model_validate(value)
-        # The task itself raised (e.g. killed at the hard time limit): report, never hang.
-        return CommandOutcome(
-            command_id=result.id, device_id="", command="", status=CommandStatus.FAILED,
-            error=ErrorInfo(code="agent_error", message=f"the agent task failed: {value!r}"),
-        )
+        return outcome_of(result.id, value)
 
-    def _finish(self, record: CommandRecord, outcome: CommandOutcome) -> CommandRecord:
+    def finish(self, record: CommandRecord, outcome: CommandOutcome) -> CommandRecord:
+        """Record and audit the command's outcome; run its after-effect if it completed."""
         p = self.plane
         done = record.model_copy(update={
             "status": outcome.status, "result": outcome.result, "error": outcome.error,
             "truncated": outcome.truncated, "started_at": outcome.started_at,
-            "finished_at": outcome.finished_at or clock.now(),
+            "finished_at": outcome.finished_at or clock.now(), "outcome_recorded": True,
         })
         pipe = p.client.pipeline(transaction=False)
         stage_record(pipe, p, done)
         finish_audit = p.audit.stage(
             pipe, done.user, f"command.{done.status.value}", done.device_id,
             done.status.value, session=done.session_id or None, device=done.device_id,
-            command_id=done.command_id, command=done.command,
+            command_id=done.command_id, command=done.command, batch=done.batch_id,
             result_digest=digest(json.dumps(done.result, sort_keys=True)),
             error=done.error.code if done.error else None,
         )
@@ -281,7 +289,23 @@ class Dispatcher:
             after(self.plane, done, result)
 
 
-def _error_outcome(record: CommandRecord, status: CommandStatus, code: str, message: str,
+def outcome_of(command_id: str, value: object) -> CommandOutcome:
+    """The agent's outcome from the task's return value in the result backend."""
+    if isinstance(value, dict):
+        return CommandOutcome.model_validate(value)
+    # The task itself raised (e.g. killed at the hard time limit): report, never hang.
+    return CommandOutcome(
+        command_id=command_id, device_id="", command="", status=CommandStatus.FAILED,
+        error=ErrorInfo(code="agent_error", message=f"the agent task failed: {value!r}"),
+    )
+
+
+def waited_for(record: CommandRecord) -> str:
+    """How long the record's command could wait for its agent, as `90s`, `2h`, `7d`."""
+    return format_duration(round((record.expires_at or record.created_at) - record.created_at))
+
+
+def error_outcome(record: CommandRecord, status: CommandStatus, code: str, message: str,
                    hint: str | None = None) -> CommandOutcome:
     return CommandOutcome(command_id=record.command_id, device_id=record.device_id,
                           command=record.command, status=status,

@@ -56,6 +56,10 @@ class CommandRecord(BaseModel):
     progress: dict[str, Any] | None = None
     #: Set when the command runs in the background: the session's job number.
     job: int | None = None
+    #: Set when the command is one device's share of a fleet batch.
+    batch_id: str | None = None
+    #: The orchestrator recorded the command's outcome (result, error) and audited it.
+    outcome_recorded: bool = False
 
 
 def record_fields(record: CommandRecord) -> dict[str, str]:
@@ -117,6 +121,17 @@ def stage_record(pipe: Any, plane: ControlPlane, record: CommandRecord) -> None:
     key = plane.keys.command(record.command_id)
     pipe.hset(key, mapping=record_fields(record))
     pipe.expire(key, RECORD_TTL_S)
+
+
+#: The record field whose first writer records (and audits) the command's outcome.
+OUTCOME_CLAIM = "outcome_claimed"
+
+
+def claim_outcome(plane: ControlPlane, command_id: str) -> bool:
+    """Whether this caller is the one to record the command's outcome (first one wins), so
+    two collectors never audit one outcome twice."""
+    key = plane.keys.command(command_id)
+    return bool(plane.client.hsetnx(key, OUTCOME_CLAIM, repr(clock.now())))
 
 
 def stage_fields(pipe: Any, plane: ControlPlane, command_id: str, **fields: Any) -> None:

@@ -74,6 +74,17 @@ def owner_or_admin(req: Request) -> None:
             hint="only its owner or an admin may act on it")
 
 
+def requester_or_admin(req: Request) -> None:
+    """The command was the user's own request, or the user is an admin."""
+    user, record = req.need_user(), req.record
+    assert record is not None
+    if record.user != user.name and not is_allowed(req.plane.policies.policy, user.grants,
+                                                   PERM_ADMIN):
+        raise PermissionDeniedError(
+            f"command {record.command_id} was requested by {record.user!r}",
+            hint="only its requester or an admin may cancel it")
+
+
 # --- what it is about ----------------------------------------------------------------------
 
 
@@ -129,6 +140,42 @@ def device_level_only(req: Request) -> None:
     if not req.spec.device_level:
         raise UsageError(f"{req.spec.name!r} runs inside a session, not on a device directly",
                          hint="open one with `lr session open DEVICE`")
+
+
+def expiry_allowed(req: Request) -> None:
+    """The wait asked for (`--expires`) is positive and within the configured maximum."""
+    req.expiry_s(req.plane.settings)
+
+
+def command_id_unused(req: Request) -> None:
+    """A command id the caller chose (a resumed playbook step) is not recorded already."""
+    if req.caller_command_id and req.command_id is not None and req.plane.client.exists(
+            req.plane.keys.command(req.command_id)):
+        raise UsageError(f"command id {req.command_id} is recorded already",
+                         hint="a command id is issued once; look at that command instead")
+
+
+def fleet_command(req: Request) -> None:
+    """The command can run on many devices at once: it sends no file back (that needs a
+    receiver per device) and does not act on a session (cd)."""
+    spec = req.spec
+    assert spec is not None
+    if spec.sends_file:
+        raise UsageError(f"{spec.name!r} sends a file back and runs on one device at a time",
+                         hint="open a session on each device, or run a playbook per device")
+    if spec.session_only:
+        raise UsageError(f"{spec.name!r} acts on a session; a fleet command has none",
+                         hint="give absolute paths instead")
+
+
+def may_run_without_session(req: Request) -> None:
+    """A command that would need a session on the device needs the right to open one there
+    (containment commands need only their own permission)."""
+    user, spec, device = req.need_user(), req.spec, req.device
+    assert spec is not None and device is not None
+    if not spec.device_level:
+        authorize(req.plane.policies.policy, user.name, user.grants, PERM_SESSION,
+                  device.id, device.tags)
 
 
 def isolation_allows(req: Request) -> None:
@@ -211,14 +258,25 @@ def load_job(job: int) -> Check:
 
 #: A command line in a session.
 COMMAND = Pipeline("command", (
-    authenticate, session_usable, parse_command, load_device, authorize_command,
-    isolation_allows, approval_rule, prepare_arguments,
+    authenticate, session_usable, parse_command, expiry_allowed, command_id_unused,
+    load_device, authorize_command, isolation_allows, approval_rule, prepare_arguments,
 ), denied="command.denied")
 
 #: A command on a device with no session (isolate, release).
 DEVICE_COMMAND = Pipeline("device command", (
-    authenticate, parse_command, device_level_only, load_device, authorize_command,
+    authenticate, parse_command, expiry_allowed, device_level_only, load_device,
+    authorize_command,
     isolation_allows, approval_rule, prepare_arguments,
+), denied="command.denied")
+
+#: A command line for many devices (a batch): what holds for all of them, checked once.
+FLEET = Pipeline("fleet command", (
+    authenticate, parse_command, fleet_command, expiry_allowed, prepare_arguments,
+), denied="batch.denied")
+
+#: One device of a batch (its user, command and device already known): checked per device.
+FLEET_DEVICE = Pipeline("fleet device", (
+    may_run_without_session, authorize_command, isolation_allows, approval_rule,
 ), denied="command.denied")
 
 #: A second person releases a held command to its device.
@@ -250,6 +308,13 @@ def cancel_job(job: int) -> Pipeline:
         authenticate, load_session, owner_or_admin, load_job(job), command_of_record,
         load_device, authorize_command,
     ), denied="job.cancel_refused")
+
+
+#: Cancel one command of a batch (the user is known): the permissions it needed there.
+CANCEL_COMMAND = Pipeline("cancel", (
+    authenticate, load_command, requester_or_admin, command_of_record, load_device,
+    authorize_command,
+), denied="command.cancel_refused")
 
 
 #: How a route finds the device it is about, before its permission is checked.

@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tasks.durations import check_expiry
 from tasks.errors import AuthenticationError, CheckFailedError, LiveResponseError
 
 if TYPE_CHECKING:
+    from config import Settings
     from orchestrator.commands.records import CommandRecord
     from orchestrator.plane import ControlPlane
     from orchestrator.policies.model import ApprovalRule
@@ -58,12 +60,21 @@ class Request:
     spec: CommandSpec | None = None
     args: CommandArgs | None = None
     rule: ApprovalRule | None = None
+    #: How long the command may wait for its agent, as asked (None: the default).
+    expires_s: float | None = None
+    #: The caller named `command_id` itself (it must not be one already recorded).
+    caller_command_id: bool = False
     #: More to say in the audit entry of this request (plain JSON values).
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def actor(self) -> str:
         return self.user.name if self.user is not None else ANONYMOUS
+
+    def expiry_s(self, settings: Settings) -> float:
+        """How long the command may wait for its agent: as asked, within the maximum."""
+        return check_expiry(self.expires_s, settings.command_expiry_s,
+                            settings.command_expiry_max_s)
 
     def need_user(self) -> User:
         """The authenticated user (a pipeline without `authenticate` first is a bug)."""
@@ -80,6 +91,7 @@ class Request:
             "command": self.spec.name if self.spec else None,
             "line": self.line,
             "permission": self.permission,
+            "expires_s": self.expires_s,
         }
         return {k: v for k, v in {**known, **self.details}.items() if v is not None}
 

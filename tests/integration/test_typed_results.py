@@ -100,7 +100,7 @@ def test_a_cd_whose_result_does_not_fit_leaves_the_session_cwd_alone(
     spoiled = CommandOutcome(command_id=record.command_id, device_id=record.device_id,
                              command="cd", status=CommandStatus.COMPLETED,
                              result={"cwd": "/elsewhere", "drive": "C:"})
-    Dispatcher(stack.plane)._finish(record, spoiled)
+    Dispatcher(stack.plane).finish(record, spoiled)
     assert stack.plane.sessions.get(session_a).cwd == str(tmp_path)
     with stack.client() as http:
         answered = http.get(f"/commands/{cd['command_id']}").json()

@@ -49,8 +49,16 @@ def test_reads_name_the_device_they_are_scoped_to(plane: ControlPlane) -> None:
 
 def test_the_command_pipeline_runs_its_checks_in_the_declared_order() -> None:
     assert names(checks.COMMAND.checks) == [
-        "authenticate", "session_usable", "parse_command", "load_device", "authorize_command",
-        "isolation_allows", "approval_rule", "prepare_arguments"]
+        "authenticate", "session_usable", "parse_command", "expiry_allowed", "command_id_unused",
+        "load_device", "authorize_command", "isolation_allows", "approval_rule",
+        "prepare_arguments"]
+    # A fleet command checks once what holds for all its devices, then each device with the
+    # same device checks as a session's command.
+    assert names(checks.FLEET.checks) == [
+        "authenticate", "parse_command", "fleet_command", "expiry_allowed", "prepare_arguments"]
+    assert names(checks.FLEET_DEVICE.checks) == [
+        "may_run_without_session", "authorize_command", "isolation_allows", "approval_rule"]
     # Approve and deny check what the command itself checked, in the same order.
     assert names(checks.APPROVE.checks)[:7] == names(checks.DENY.checks)
     assert "authorize_command" in names(checks.cancel_job(1).checks)
+    assert names(checks.CANCEL_COMMAND.checks)[-2:] == ["load_device", "authorize_command"]

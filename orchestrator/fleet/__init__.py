@@ -1,0 +1,1 @@
+"""Many devices at once: device selectors, batches of one command per device, their progress."""
