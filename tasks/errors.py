@@ -376,3 +376,12 @@ class LedgerError(LiveResponseError):
     read or written: the command is refused (never run without its claim recorded)."""
 
     code = "ledger_unavailable"
+
+
+class FleetIncompleteError(LiveResponseError):
+    """Raised (by the CLI) when a fleet command did not complete on every device it named:
+    some were denied, failed, expired or were cancelled. The table says which."""
+
+    code = "fleet_incomplete"
+    http_status = 409
+    exit_code = 16

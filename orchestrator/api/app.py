@@ -49,6 +49,8 @@ class RunBody(BaseModel):
     line: str = Field(min_length=1, max_length=8192)
     #: Answer at once with the record (and a job number); the orchestrator collects the result.
     background: bool = False
+    #: How long the command may wait for an offline device (default: the orchestrator's).
+    expires_s: float | None = None
 
 
 class IsolateBody(BaseModel):
@@ -159,7 +161,11 @@ def create_app(plane: ControlPlane) -> FastAPI:
                                session=session.id, device=session.device_id)
             return session
 
-        return OPEN_SESSION.run(req, open_it).model_dump(mode="json")
+        opened = OPEN_SESSION.run(req, open_it).model_dump(mode="json")
+        assert req.device is not None
+        # A session on an offline device opens (its commands wait for the agent): say so.
+        return {**opened, "device_online": req.device.online,
+                "device_last_seen": req.device.last_seen}
 
     @app.get("/sessions")
     def list_sessions(req: Annotated[Request, Depends(guards.requires(PERM_VIEW))],
@@ -199,8 +205,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
         user = req.need_user()
         line, background = split_background(body.line)
         if background or body.background:
-            return _answer(jobs.start(user, session_id, line))
-        record = dispatcher.submit(user, session_id, line)
+            return _answer(jobs.start(user, session_id, line, expires_s=body.expires_s))
+        record = dispatcher.submit(user, session_id, line, expires_s=body.expires_s)
         if record.status is CommandStatus.PENDING_APPROVAL:
             return _answer(record)
         return _answer(dispatcher.wait(record))

@@ -67,9 +67,33 @@ class ApiClient:
         """The caller's user name, roles and grants."""
         return self._call("GET", "/whoami")
 
-    def devices(self) -> list[dict[str, Any]]:
-        """Every registered device."""
-        return self._call("GET", "/devices")
+    def devices(self, tag: str | None = None, online: bool | None = None
+                ) -> list[dict[str, Any]]:
+        """Registered devices (those tagged `tag`, those online or offline, if given)."""
+        params: dict[str, str] = {}
+        if tag is not None:
+            params["tag"] = tag
+        if online is not None:
+            params["online"] = "true" if online else "false"
+        return self._call("GET", "/devices", params=params)
+
+    def start_batch(self, selector: str, line: str, expires_s: float | None = None
+                    ) -> dict[str, Any]:
+        """Send `line` to every device `selector` names; the new batch."""
+        return self._call("POST", "/batches", json={"selector": selector, "line": line,
+                                                    "expires_s": expires_s})
+
+    def batches(self) -> list[dict[str, Any]]:
+        """The newest batches (counts only)."""
+        return self._call("GET", "/batches")
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        """One batch with each device's record."""
+        return self._call("GET", f"/batches/{_segment(batch_id)}")
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """Cancel the batch's unfinished commands; the batch, with who was cancelled."""
+        return self._call("POST", f"/batches/{_segment(batch_id)}/cancel")
 
     def open_session(self, device: str) -> dict[str, Any]:
         """Open a session on `device`; the session object (with its `id`)."""
@@ -87,13 +111,15 @@ class ApiClient:
         """Close a session; the closed session."""
         return self._call("DELETE", f"/sessions/{_segment(session_id)}")
 
-    def run(self, session_id: str, line: str, background: bool = False) -> dict[str, Any]:
+    def run(self, session_id: str, line: str, background: bool = False,
+            expires_s: float | None = None) -> dict[str, Any]:
         """Run a command line in a session and wait for its record (any final status); in the
-        background (or with a trailing `&`), get the record at once, with its job number."""
+        background (or with a trailing `&`), get the record at once, with its job number.
+        `expires_s`: how long it may wait for an offline device."""
         return self._call(
             "POST",
             f"/sessions/{_segment(session_id)}/commands",
-            json={"line": line, "background": background},
+            json={"line": line, "background": background, "expires_s": expires_s},
             timeout=self.run_timeout_s,
         )
 

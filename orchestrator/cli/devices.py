@@ -9,7 +9,10 @@ from orchestrator.cli.render_lists import render_devices
 
 
 @click.command("devices")
+@click.option("--tag", metavar="TAG", help="Only devices carrying TAG (e.g. group:web).")
+@click.option("--online/--offline", "online", default=None,
+              help="Only devices whose agent is (or is not) heard from.")
 @pass_cli
-def devices(cli: CliContext) -> None:
-    """List registered devices, whether they are online, and their isolation state."""
-    cli.emit(cli.client.devices(), render_devices)
+def devices(cli: CliContext, tag: str | None, online: bool | None) -> None:
+    """List registered devices: online, agent version, open sessions, groups, isolation."""
+    cli.emit(cli.client.devices(tag=tag, online=online), render_devices)

@@ -11,6 +11,7 @@ from config.settings import Settings
 from orchestrator.cli.admin import admin
 from orchestrator.cli.approve import approvals, approve, deny
 from orchestrator.cli.audit import audit
+from orchestrator.cli.batch import batch_group
 from orchestrator.cli.context import CliContext, to_json
 from orchestrator.cli.demo import demo
 from orchestrator.cli.devices import devices
@@ -95,6 +96,7 @@ main.add_command(devices)
 main.add_command(whoami)
 main.add_command(session)
 main.add_command(run)
+main.add_command(batch_group)
 main.add_command(jobs)
 main.add_command(fg)
 main.add_command(cancel)

@@ -27,7 +27,7 @@ DETAIL_ORDER = (
 def render_devices(devices: list[dict[str, Any]]) -> str:
     """The device table."""
     if not devices:
-        return "no devices registered (start lr-agent on an endpoint)"
+        return "no devices (none registered, or none matches; start lr-agent on an endpoint)"
     now = clock.now()
     rows = [
         [
@@ -36,13 +36,16 @@ def render_devices(devices: list[dict[str, Any]]) -> str:
             format_age(d.get("last_seen"), now),
             d.get("platform"),
             d.get("hostname"),
+            d.get("agent_version") or MISSING,
+            d.get("open_sessions", 0),
             ",".join(clean(t) for t in d.get("tags") or []) or MISSING,
             format_isolation(d),
         ]
         for d in devices
     ]
     return format_table(
-        ["ID", "ONLINE", "LAST SEEN", "PLATFORM", "HOSTNAME", "GROUPS", "ISOLATION"], rows)
+        ["ID", "ONLINE", "LAST SEEN", "PLATFORM", "HOSTNAME", "AGENT", "SESSIONS", "GROUPS",
+         "ISOLATION"], rows, right=[6])
 
 
 def format_isolation(device: dict[str, Any]) -> str:

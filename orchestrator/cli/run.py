@@ -7,11 +7,13 @@ from typing import Any
 
 import click
 
+from orchestrator.cli.batch import run_batch
 from orchestrator.cli.context import CliContext, pass_cli, to_json
 from orchestrator.cli.errors import format_error, record_error
 from orchestrator.cli.progress import follow_record
 from orchestrator.cli.render import render_record
 from orchestrator.cli.table import clean
+from tasks.durations import parse_duration
 from tasks.errors import LiveResponseError, UsageError
 from tasks.parsing import split_line
 from tasks.registry import REGISTRY
@@ -39,7 +41,7 @@ def show_record(cli: CliContext, record: dict[str, Any]) -> LiveResponseError | 
 
 
 def run_line(cli: CliContext, session_id: str, line: str,
-             background: bool = False) -> dict[str, Any]:
+             background: bool = False, expires_s: float | None = None) -> dict[str, Any]:
     """Run `line` in the session and return its record.
 
     A command that sends a file (getfile) is started in the background and followed, with a
@@ -47,8 +49,8 @@ def run_line(cli: CliContext, session_id: str, line: str,
     without a sign of life.
     """
     if background or line.rstrip().endswith("&") or not _sends_file(line):
-        return cli.client.run(session_id, line, background)
-    record = cli.client.run(session_id, line, background=True)
+        return cli.client.run(session_id, line, background, expires_s)
+    record = cli.client.run(session_id, line, background=True, expires_s=expires_s)
     if record.get("status") not in ("queued", "running"):
         return record
     return follow_record(lambda: cli.client.get_command(str(record["command_id"])),
@@ -72,17 +74,34 @@ def join_words(words: tuple[str, ...]) -> str:
 @click.command("run", context_settings={"ignore_unknown_options": True})
 @click.option("--background", "-b", is_flag=True,
               help="Return at once with a job number (same as ending LINE with '&').")
-@click.argument("session_id", metavar="SESSION")
-@click.argument("words", metavar="LINE", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--devices", "selector", metavar="SELECTOR",
+              help="Run LINE on many devices instead of in a session: device ids and "
+                   "tag:NAME terms, comma-separated (e.g. 'tag:group:web,lap01').")
+@click.option("--expires", "expires", metavar="DURATION",
+              help="How long the command may wait for an offline device (90s, 2h, 7d).")
+@click.argument("words", metavar="[SESSION] LINE", nargs=-1, required=True,
+                type=click.UNPROCESSED)
 @pass_cli
 @click.pass_context
-def run(ctx: click.Context, cli: CliContext, background: bool, session_id: str,
-        words: tuple[str, ...]) -> None:
-    """Run one command LINE in SESSION, for example 'dir /tmp', and print its result.
+def run(ctx: click.Context, cli: CliContext, background: bool, selector: str | None,
+        expires: str | None, words: tuple[str, ...]) -> None:
+    """Run one command LINE in SESSION, for example 'dir /tmp', and print its result; with
+    --devices, on every device SELECTOR names (a batch: a table of each device's outcome).
 
     Exits 0 when the command completed (or started in the background), else with the exit
-    code of what went wrong.
+    code of what went wrong; a batch exits 0 only if it completed on every device.
     """
-    error = show_record(cli, run_line(cli, session_id, join_words(words), background))
+    expires_s = parse_duration(expires) if expires is not None else None
+    if selector is not None:
+        if background:
+            raise UsageError("--background is for one session's command",
+                             hint="a batch runs in the background anyway: 'lr batch show ID'")
+        run_batch(ctx, cli, selector, join_words(words), expires_s)
+        return
+    if len(words) < 2:
+        raise UsageError("missing LINE", hint="lr run SESSION 'LINE', or lr run --devices "
+                                              "SELECTOR 'LINE'")
+    error = show_record(cli, run_line(cli, words[0], join_words(words[1:]), background,
+                                      expires_s))
     if error is not None:
         ctx.exit(error.exit_code)

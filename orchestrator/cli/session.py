@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from orchestrator.cli.context import CliContext, pass_cli
 from orchestrator.cli.render_lists import render_sessions
-from orchestrator.cli.table import clean
+from orchestrator.cli.table import clean, format_age
+from tasks import clock
 
 
 @click.group("session")
@@ -18,8 +21,20 @@ def session() -> None:
 @click.argument("device")
 @pass_cli
 def open_session(cli: CliContext, device: str) -> None:
-    """Open a session on DEVICE and print its id."""
-    cli.emit(cli.client.open_session(device), lambda s: clean(s["id"]))
+    """Open a session on DEVICE and print its id (and a warning if DEVICE is offline)."""
+    session = cli.client.open_session(device)
+    warn_if_offline(session)
+    cli.emit(session, lambda s: clean(s["id"]))
+
+
+def warn_if_offline(session: dict[str, Any]) -> None:
+    """One stderr line when the session's device is offline: its commands will wait."""
+    if session.get("device_online") is False:
+        seen = session.get("device_last_seen")
+        click.echo(
+            f"warning: device {clean(session.get('device_id'))} is offline (last seen "
+            f"{format_age(seen, clock.now()) if seen else 'never'}); commands wait for its "
+            "agent until they expire (choose how long with --expires)", err=True)
 
 
 @session.command("list")

@@ -15,6 +15,7 @@ from orchestrator.cli.errors import format_error
 from orchestrator.cli.jobs import JOB_BUILTINS, run_job_builtin
 from orchestrator.cli.render import parse_result
 from orchestrator.cli.run import run_line, show_record
+from orchestrator.cli.session import warn_if_offline
 from orchestrator.cli.table import clean
 from tasks.commands.filesystem import CdResult
 from tasks.errors import LiveResponseError, NotFoundError, SessionStateError, UsageError
@@ -36,6 +37,7 @@ def shell(ctx: click.Context, cli: CliContext, device: str) -> None:
     Reads lines from standard input when it is not a terminal, so a shell can be scripted.
     """
     session = cli.client.open_session(device)
+    warn_if_offline(session)
     session_id = str(session["id"])
     cwd = str(session.get("cwd") or ".")
     interactive = sys.stdin.isatty()

@@ -41,11 +41,12 @@ class Jobs:
         self.plane = dispatcher.plane
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lr-job")
 
-    def start(self, user: User, session_id: str, line: str) -> CommandRecord:
+    def start(self, user: User, session_id: str, line: str, *,
+              expires_s: float | None = None) -> CommandRecord:
         """Submit `line` (every check applies) and collect its outcome in the background."""
         if not line.strip():
             raise UsageError("empty command line", hint="e.g. 'getfile /var/log/auth.log &'")
-        record = self.dispatcher.submit(user, session_id, line)
+        record = self.dispatcher.submit(user, session_id, line, expires_s=expires_s)
         p = self.plane
         job = int(p.client.incr(p.keys.session_jobs(session_id)))
         stage_fields(p.client, p, record.command_id, job=job)

@@ -205,3 +205,18 @@ def test_a_batch_publishes_each_command_signed_for_its_own_device(fleet: Stack) 
     finally:
         for device in devices:
             purge_device_queue(fleet.plane, device)
+
+
+def test_a_session_command_takes_its_expiry_within_the_maximum(fleet: Stack) -> None:
+    device = sorted(fleet.agents)[0]
+    session = fleet.open_session(device)
+    with fleet.client() as http:
+        resp = http.post(f"/sessions/{session}/commands",
+                         json={"line": "dir /", "expires_s": 8 * 86400})
+        assert resp.status_code == 400
+        assert "over the maximum of 7d" in resp.json()["error"]["message"]
+        resp = http.post(f"/sessions/{session}/commands",
+                         json={"line": "dir /", "expires_s": 90})
+        assert resp.status_code == 200, resp.text
+        record = resp.json()
+    assert record["expires_at"] - record["created_at"] == 90
