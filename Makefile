@@ -25,6 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/roundtrip.py
 	$(BIN)/python bench/getfile.py
+	$(BIN)/python bench/fanout.py
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .

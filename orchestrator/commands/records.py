@@ -134,6 +134,19 @@ def claim_outcome(plane: ControlPlane, command_id: str) -> bool:
     return bool(plane.client.hsetnx(key, OUTCOME_CLAIM, repr(clock.now())))
 
 
+def stage_records_alike(pipe: Any, plane: ControlPlane, records: list[CommandRecord]) -> None:
+    """Queue the writes of many records that differ only in command and device id (a batch's
+    commands): the shared fields are encoded once."""
+    if not records:
+        return
+    shared = record_fields(records[0])
+    for record in records:
+        key = plane.keys.command(record.command_id)
+        pipe.hset(key, mapping={**shared, "command_id": json.dumps(record.command_id),
+                                "device_id": json.dumps(record.device_id)})
+        pipe.expire(key, RECORD_TTL_S)
+
+
 def stage_fields(pipe: Any, plane: ControlPlane, command_id: str, **fields: Any) -> None:
     """Queue the write of some of a record's fields (never `state`: see CommandStateStore)."""
     pipe.hset(plane.keys.command(command_id),

@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 
 from orchestrator.commands.dispatch import Dispatcher, new_command_id
-from orchestrator.commands.records import CommandRecord, stage_record
+from orchestrator.commands.records import CommandRecord, stage_record, stage_records_alike
 from orchestrator.fleet.batches import DENIED, Batch, BatchEntry, stage_batch
-from orchestrator.fleet.publish import stage_publish, task_message
+from orchestrator.fleet.publish import TaskMessages, stage_publish
 from orchestrator.fleet.selector import resolve
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import FLEET, FLEET_DEVICE
@@ -63,15 +63,21 @@ class FleetDispatcher:
                 admitted.append(FLEET_DEVICE.check(one))
             except LiveResponseError as exc:  # audited by the pipeline; the rest still run
                 denied[device.id] = ErrorInfo(code=exc.code, message=exc.message, hint=exc.hint)
-        records = [self._record(one, batch_id, now, expiry_s) for one in admitted]
+        held = [one for one in admitted if one.rule is not None]
+        queued = [one for one in admitted if one.rule is None]
+        records = [self._record(one, batch_id, now, expiry_s) for one in queued]
+        held_records = [self._record(one, batch_id, now, expiry_s) for one in held]
         batch = Batch(id=batch_id, user=user.name, line=line, command=spec.name,
                       selector=selector, created_at=now, expires_at=now + expiry_s,
                       total=len(devices))
         pipe = p.client.pipeline(transaction=False)
-        for record in records:
+        # Records differ only in their ids (held ones also in their approval window).
+        stage_records_alike(pipe, p, records)
+        for record in held_records:
             stage_record(pipe, p, record)
-            if record.approval_expires_at is not None:
-                pipe.zadd(p.keys.approvals, {record.command_id: record.approval_expires_at})
+            assert record.approval_expires_at is not None
+            pipe.zadd(p.keys.approvals, {record.command_id: record.approval_expires_at})
+        records += held_records
         stage_batch(pipe, p, batch, [(r.device_id, r.command_id) for r in records], denied)
         first_entry = len(pipe)
         finish_audit = p.audit.stage_many(pipe, [
@@ -85,13 +91,13 @@ class FleetDispatcher:
               for r in records),
         ])
         after_entries = len(pipe)
+        messages = TaskMessages(p.celery, spec.task_name, max(now + expiry_s - clock.now(), 1.0))
         for record in records:
             if record.status is CommandStatus.QUEUED:
                 envelope = self.dispatcher.envelope(record, spec, args, None)
-                stage_publish(pipe, queue_for(record.device_id), task_message(
-                    p.celery, spec.task_name, record.command_id,
-                    [envelope.model_dump(mode="json")], queue_for(record.device_id),
-                    expires_s=max((record.expires_at or now) - clock.now(), 1.0),
+                queue = queue_for(record.device_id)
+                stage_publish(pipe, queue, messages.message(
+                    record.command_id, [envelope.model_dump(mode="json")], queue,
                     argsrepr=f"<{spec.name} {record.command_id}>"))
         replies = pipe.execute()
         finish_audit(replies[first_entry:after_entries])

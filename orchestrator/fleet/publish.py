@@ -18,28 +18,40 @@ from celery import Celery
 from kombu.serialization import dumps
 
 
-def task_message(app: Celery, task_name: str, task_id: str, args: list[Any], queue: str,
-                 expires_s: float, argsrepr: str) -> str:
-    """The JSON kombu's Redis transport stores for one task sent to `queue` (no exchange)."""
-    message = app.amqp.create_task_message(
-        task_id, task_name, args, {}, expires=expires_s, argsrepr=argsrepr, kwargsrepr="{}")
-    content_type, encoding, body = dumps(message.body, serializer="json")
-    raw = body if isinstance(body, bytes) else body.encode(encoding)
-    properties = {
-        **message.properties,
-        "delivery_mode": 2,
-        "delivery_info": {"exchange": "", "routing_key": queue},
-        "priority": 0,
-        "body_encoding": "base64",
-        "delivery_tag": str(uuid.uuid4()),
-    }
-    return json.dumps({
-        "body": base64.b64encode(raw).decode("ascii"),
-        "content-encoding": encoding,
-        "content-type": content_type,
-        "headers": message.headers,
-        "properties": properties,
-    })
+class TaskMessages:
+    """Messages of one task name and expiry for many ids: Celery's builder runs once, and each
+    message takes that template with its own id, arguments and argsrepr (all that differs)."""
+
+    def __init__(self, app: Celery, task_name: str, expires_s: float) -> None:
+        template = app.amqp.create_task_message(
+            "template", task_name, [], {}, expires=expires_s, argsrepr="", kwargsrepr="{}")
+        self.headers: dict[str, Any] = dict(template.headers)
+        self.properties: dict[str, Any] = dict(template.properties)
+        self.kwargs, self.embed = template.body[1], template.body[2]
+
+    def message(self, task_id: str, args: list[Any], queue: str, argsrepr: str) -> str:
+        """The JSON kombu's Redis transport stores for this task sent to `queue`."""
+        headers = {**self.headers, "id": task_id, "root_id": task_id, "argsrepr": argsrepr}
+        content_type, encoding, body = dumps((args, self.kwargs, self.embed),
+                                             serializer="json")
+        raw = body if isinstance(body, bytes) else body.encode(encoding)
+        properties = {
+            **self.properties,
+            "correlation_id": task_id,
+            "argsrepr": argsrepr,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        }
+        return json.dumps({
+            "body": base64.b64encode(raw).decode("ascii"),
+            "content-encoding": encoding,
+            "content-type": content_type,
+            "headers": headers,
+            "properties": properties,
+        })
 
 
 def stage_publish(pipe: Any, queue: str, message: str) -> None:
