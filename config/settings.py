@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Where the CLI looks for the orchestrator when `LR_API_URL` is not set.
@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     remediate_deny_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY_PATHS))
     #: Root the `persistence` and `services` commands read autostart places under.
     persistence_root: Path = Path("/")
+    #: `user:password` that `lr flower` requires of every request (HTTP basic auth).
+    flower_basic_auth: SecretStr | None = None
 
     def keys_dir(self) -> Path:
         """Where `lr admin keys init` writes the signing keys by default."""

@@ -17,6 +17,7 @@ from tasks.queues import validate_device_id
 from tasks.registry import REGISTRY, CommandSpec, Registry
 from tasks.signing import Verifier
 from worker_agent.discards import UndecodableAuditStep, connect_discard_audit
+from worker_agent.events import use_content_free_events
 from worker_agent.executor import Executor
 from worker_agent.handlers import HANDLERS, check_handlers
 from worker_agent.isolation import broker_endpoints
@@ -76,6 +77,8 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
     ledger = Ledger(settings.ledger_path(device_id))
     ledger.check()
     app = make_celery_app(settings.redis_url, name=f"lr-agent-{device_id}")
+    # Task events reach Flower and anyone on the broker: state only, never results.
+    use_content_free_events(app)
     client = redis.Redis.from_url(settings.redis_url)
     keys = Keys(settings.key_prefix)
     audit = AgentAudit(device_id, AuditChain(client, keys))

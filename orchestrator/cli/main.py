@@ -17,6 +17,7 @@ from orchestrator.cli.demo import demo
 from orchestrator.cli.devices import devices
 from orchestrator.cli.errors import format_error
 from orchestrator.cli.evidence import evidence
+from orchestrator.cli.flower import flower
 from orchestrator.cli.isolate import isolate, release
 from orchestrator.cli.jobs import cancel, fg, jobs
 from orchestrator.cli.library import library
@@ -116,6 +117,7 @@ main.add_command(approve)
 main.add_command(deny)
 main.add_command(orchestrator)
 main.add_command(demo)
+main.add_command(flower)
 
 
 if __name__ == "__main__":
