@@ -178,7 +178,7 @@ def test_a_forged_cancel_is_refused_and_audited_and_a_signed_one_stops_the_comma
         "wrong_device": signer.sign(cancel_order(command_id, "someone-else", now)),
         "expired": signer.sign(cancel_order(command_id, device, now - 120)),
         "expiry_too_far": signer.sign(cancel_order(command_id, device, now).model_copy(
-            update={"expires_at": now + 7200})),
+            update={"expires_at": now + 8 * 86400})),
     }
     for reason, order in forged.items():
         reply = _cancel(st, device, order)
