@@ -141,6 +141,6 @@ class Keys:
         return f"{self.prefix}:batches"
 
     @property
-    def open_batches(self) -> str:
-        """Set of batch ids some of whose commands have no recorded outcome yet."""
-        return f"{self.prefix}:batches:open"
+    def open_commands(self) -> str:
+        """Set of the command ids whose outcome is not recorded yet (what the reaper sweeps)."""
+        return f"{self.prefix}:cmds:open"

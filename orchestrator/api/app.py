@@ -26,9 +26,9 @@ from orchestrator.api.jobs import add_job_routes
 from orchestrator.api.library import add_library_routes
 from orchestrator.commands.dispatch import Dispatcher
 from orchestrator.commands.jobs import Jobs, split_background
+from orchestrator.commands.reaper import Reaper
 from orchestrator.commands.records import CommandRecord, served_record
 from orchestrator.commands.table import check_command_table
-from orchestrator.fleet.collect import Collector
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import CLOSE_SESSION, OPEN_SESSION
 from orchestrator.policies.model import PERM_VIEW
@@ -61,16 +61,16 @@ class IsolateBody(BaseModel):
 def create_app(plane: ControlPlane) -> FastAPI:
     """The FastAPI app serving `plane`; refused unless every command has its side declared."""
     check_command_table(REGISTRY)
-    collector = Collector(plane)
+    reaper = Reaper(plane)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Batches' outcomes are recorded in the background, whoever looks at them.
-        collector.start()
+        # Every command's outcome is recorded, whoever was waiting for it (batches: at once).
+        reaper.start()
         try:
             yield
         finally:
-            collector.stop()
+            reaper.stop()
 
     app = FastAPI(title="liveresponse orchestrator", version="0.1.0", lifespan=lifespan)
     dispatcher = Dispatcher(plane)

@@ -12,6 +12,7 @@ from celery.result import AsyncResult
 from orchestrator.audit.log import digest
 from orchestrator.commands.records import (
     CommandRecord,
+    claim_outcome,
     device_of,
     load_record,
     stage_record,
@@ -251,8 +252,14 @@ class Dispatcher:
         return outcome_of(result.id, value)
 
     def finish(self, record: CommandRecord, outcome: CommandOutcome) -> CommandRecord:
-        """Record and audit the command's outcome; run its after-effect if it completed."""
+        """Record and audit the command's outcome; run its after-effect if it completed.
+
+        Whoever claims the outcome first records it (a waiter, a background job, the reaper
+        of any orchestrator process): the others get the record as it stands.
+        """
         p = self.plane
+        if not claim_outcome(p, record.command_id):
+            return load_record(p, record.command_id)
         done = record.model_copy(update={
             "status": outcome.status, "result": outcome.result, "error": outcome.error,
             "truncated": outcome.truncated, "started_at": outcome.started_at,

@@ -117,10 +117,15 @@ def served_record(record: CommandRecord) -> CommandRecord:
 
 
 def stage_record(pipe: Any, plane: ControlPlane, record: CommandRecord) -> None:
-    """Queue the write of the whole record (and its time to live) on `pipe`."""
+    """Queue the write of the whole record (and its time to live) on `pipe`, and keep the
+    set of commands without a recorded outcome (`Keys.open_commands`) in step with it."""
     key = plane.keys.command(record.command_id)
     pipe.hset(key, mapping=record_fields(record))
     pipe.expire(key, RECORD_TTL_S)
+    if record.outcome_recorded:
+        pipe.srem(plane.keys.open_commands, record.command_id)
+    else:
+        pipe.sadd(plane.keys.open_commands, record.command_id)
 
 
 #: The record field whose first writer records (and audits) the command's outcome.
@@ -145,6 +150,7 @@ def stage_records_alike(pipe: Any, plane: ControlPlane, records: list[CommandRec
         pipe.hset(key, mapping={**shared, "command_id": json.dumps(record.command_id),
                                 "device_id": json.dumps(record.device_id)})
         pipe.expire(key, RECORD_TTL_S)
+    pipe.sadd(plane.keys.open_commands, *(r.command_id for r in records))
 
 
 def stage_fields(pipe: Any, plane: ControlPlane, command_id: str, **fields: Any) -> None:

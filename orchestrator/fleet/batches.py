@@ -80,7 +80,6 @@ def stage_batch(pipe: Any, plane: ControlPlane, batch: Batch, pairs: list[tuple[
     pipe.expire(keys.batch(batch.id), BATCH_TTL_S)
     pipe.expire(keys.batch_commands(batch.id), BATCH_TTL_S)
     pipe.zadd(keys.batches, {batch.id: batch.created_at})
-    pipe.sadd(keys.open_batches, batch.id)
 
 
 def batch_ids(plane: ControlPlane, limit: int = 100) -> list[str]:

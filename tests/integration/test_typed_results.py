@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.api.app import create_app
 from orchestrator.commands.dispatch import Dispatcher
-from orchestrator.commands.records import load_record
+from orchestrator.commands.records import OUTCOME_CLAIM, load_record
 from orchestrator.commands.table import COMMAND_TABLE
 from tasks.envelope import CommandOutcome, CommandStatus
 from tests.stack import Stack
@@ -100,6 +100,8 @@ def test_a_cd_whose_result_does_not_fit_leaves_the_session_cwd_alone(
     spoiled = CommandOutcome(command_id=record.command_id, device_id=record.device_id,
                              command="cd", status=CommandStatus.COMPLETED,
                              result={"cwd": "/elsewhere", "drive": "C:"})
+    # As if this outcome were the first to arrive: its claim not taken yet.
+    stack.plane.client.hdel(stack.plane.keys.command(record.command_id), OUTCOME_CLAIM)
     Dispatcher(stack.plane).finish(record, spoiled)
     assert stack.plane.sessions.get(session_a).cwd == str(tmp_path)
     with stack.client() as http:
