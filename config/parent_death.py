@@ -57,6 +57,17 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
     return arm
 
 
+def tie_to_parent(parent_pid: int, sig: int = signal.SIGKILL) -> bool:
+    """Have this process receive `sig` when its parent `parent_pid` dies (now, if it already
+    has); whether the platform could arrange it."""
+    if _PRCTL is None:
+        return False
+    _PRCTL(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), sig)
+    return True
+
+
 def become_subreaper() -> bool:
     """Make this process the reaper of its orphaned descendants; whether it could."""
     if _PRCTL is None:
