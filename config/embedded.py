@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import redis
 
+from config import durability
+from config.parent_death import die_with_parent
+
 #: How long a starting Redis has to answer PING.
 START_TIMEOUT_S = 10.0
+#: How long a stale server (its owner gone) has to shut down before we take over.
+STALE_STOP_TIMEOUT_S = 10.0
+#: The file whose lock the process running the embedded Redis of a data directory holds.
+OWNER_LOCK = "redis.owner.lock"
 
 
 def bundled_redis_server() -> str | None:
@@ -47,37 +57,82 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None
         proc.wait(timeout=5)
 
 
+def owner_alive(data_dir: Path) -> bool:
+    """Whether a live process owns (started, and will stop) the embedded Redis of `data_dir`."""
+    path = Path(data_dir) / OWNER_LOCK
+    if not path.exists():
+        return False
+    with open(path, "a+b") as probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        return False
+
+
 class EmbeddedRedis:
-    """Start and stop a Redis server listening only on a unix socket under `data_dir`."""
+    """Start and stop a Redis server listening only on a unix socket under `data_dir`.
+
+    The process that starts it holds a lock in `data_dir` until `stop()`; a server still
+    answering on the socket while nobody holds it was left behind (its owner was killed) and
+    is shut down cleanly, flushing its data, before a new one starts. Started from the main
+    thread, the server is also told to stop (SIGTERM, a clean shutdown) when we die.
+    """
 
     def __init__(self, data_dir: Path, executable: str | None = None,
                  persist: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.executable = executable or find_redis_server()
-        #: Keep the data across restarts (a snapshot in data_dir): users, tokens, audit.
+        #: Keep the data across restarts and crashes (an append-only file in data_dir, fsynced
+        #: every second): users, tokens, audit, devices.
         self.persist = persist
         self.socket_path = self.data_dir / "redis.sock"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
 
     @property
     def url(self) -> str:
         """The redis-py URL of this server."""
         return f"unix://{self.socket_path}"
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> EmbeddedRedis:
         """Start the server and wait until it answers; raise RuntimeError if it does not."""
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._take_ownership()
+        try:
+            self._stop_stale()
+            if self.persist:
+                durability.check_readable(self.data_dir, self.executable)
+            migrate = self.persist and durability.needs_migration(self.data_dir)
+            self._launch(appendonly=False if migrate else None)
+            if migrate:
+                durability.switch_aof_on(self._client())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _launch(self, appendonly: bool | None) -> None:
         if self.socket_path.exists():
             self.socket_path.unlink()
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - owned by the child
         argv = [
             self.executable, "--port", "0",
             "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
-            "--save", "60 1" if self.persist else "", "--dbfilename", "lr-state.rdb",
-            "--appendonly", "no", "--dir", str(self.data_dir),
+            *durability.server_args(self.data_dir, persist=self.persist, appendonly=appendonly),
             "--daemonize", "no",
         ]
-        self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        # Only the main thread lives as long as we do: the death signal follows the thread.
+        tied = threading.current_thread() is threading.main_thread()
+        self._proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(signal.SIGTERM) if tied else None)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -88,23 +143,61 @@ class EmbeddedRedis:
                 )
             if self.socket_path.exists():
                 try:
-                    redis.Redis(unix_socket_path=str(self.socket_path)).ping()
-                    return self
+                    self._client().ping()
+                    return
                 except redis.ConnectionError:
                     pass
             time.sleep(0.02)
-        self.stop()
         raise RuntimeError("embedded redis did not answer within 10 s")
 
-    def stop(self) -> None:
-        """Stop the server (it saves first when persistent) and remove its socket."""
-        proc, self._proc = self._proc, None
-        if proc is None:
+    def _client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=30)
+
+    def _take_ownership(self) -> None:
+        fd = os.open(self.data_dir / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RuntimeError(
+                f"another process runs the embedded Redis of {self.data_dir}"
+            ) from None
+        self._lock = fd
+
+    def _stop_stale(self) -> None:
+        """Shut down a server left answering on our socket by an owner that died."""
+        if not self.socket_path.exists():
             return
-        # SIGTERM is Redis's own clean shutdown: it saves first when save points are set.
-        stop_process(proc)
+        client = redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=5,
+                             socket_connect_timeout=2)
+        try:
+            client.ping()
+        except (redis.RedisError, OSError):
+            return  # nobody answers: only the socket file was left
+        try:
+            # A clean shutdown: Redis fsyncs its append-only file first.
+            client.shutdown()
+        except (redis.ConnectionError, OSError):
+            pass  # the connection closes as the server exits
+        finally:
+            client.close()
+        deadline = time.monotonic() + STALE_STOP_TIMEOUT_S
+        while self.socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
         if self.socket_path.exists():
-            os.unlink(self.socket_path)
+            raise RuntimeError(f"a stale embedded redis in {self.data_dir} did not shut down")
+
+    def stop(self) -> None:
+        """Stop the server (it flushes its append-only file first) and remove its socket."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            # SIGTERM is Redis's own clean shutdown: it fsyncs the append-only file first.
+            stop_process(proc)
+            if self.socket_path.exists():
+                os.unlink(self.socket_path)
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            os.close(lock)
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

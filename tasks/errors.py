@@ -385,3 +385,13 @@ class FleetIncompleteError(LiveResponseError):
     code = "fleet_incomplete"
     http_status = 409
     exit_code = 16
+
+
+class RedisUnavailableError(LiveResponseError):
+    """Raised when the orchestrator cannot reach its Redis (connection refused, reset or timed
+    out): the request is answered 503 and the orchestrator reconnects by itself once Redis is
+    back. The message names the address, never a password."""
+
+    code = "redis_unavailable"
+    http_status = 503
+    exit_code = 17

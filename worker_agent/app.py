@@ -20,8 +20,9 @@ from worker_agent.discards import UndecodableAuditStep, connect_discard_audit
 from worker_agent.events import use_content_free_events
 from worker_agent.executor import Executor
 from worker_agent.handlers import HANDLERS, check_handlers
-from worker_agent.isolation import broker_endpoints
+from worker_agent.isolation import broker_endpoints, isolation_table_state
 from worker_agent.ledger import Ledger
+from worker_agent.lifetime import tie_pool_processes
 from worker_agent.quiet_log import HideTaskResultsStep
 from worker_agent.refusals import AgentAudit
 from worker_agent.registration import beat, mark_stopped, register_device
@@ -60,7 +61,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
     @staticmethod
     def _beat(rt: AgentRuntime) -> None:
         try:
-            beat(rt.client, rt.keys, rt.device_id)
+            beat(rt.client, rt.keys, rt.device_id, check_isolation=isolation_table_state)
         except redis.RedisError as exc:
             log.warning("heartbeat failed: %s", exc)
 
@@ -98,6 +99,7 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
     # signed cancel, and refuses (and audits) every other remote control command.
     app.control.mailbox.node_cls = AgentNode
     connect_discard_audit(app, audit)
+    tie_pool_processes(os.getpid())
     app.steps["worker"].update({HeartbeatStep, HideTaskResultsStep})
     app.steps["consumer"].add(UndecodableAuditStep)
     return app

@@ -183,6 +183,21 @@ def run_release(args: ReleaseArgs, ctx: CommandContext) -> ReleaseResult:
     return ReleaseResult(removed=True, table=TABLE_LABEL)
 
 
+#: What a heartbeat reports of the table while the device is recorded isolated.
+TABLE_IN_PLACE = "in_place"
+TABLE_MISSING = "missing"
+TABLE_UNKNOWN = "unknown"
+
+
+def isolation_table_state() -> str:
+    """Whether our table is in place with its drop policies (read-only: `nft list`), gone
+    (flushed, a reboot), or cannot be told (no nft, no privilege)."""
+    try:
+        return TABLE_IN_PLACE if _has_drop_chains(_find_nft()) else TABLE_MISSING
+    except (IsolationUnavailableError, FirewallError):
+        return TABLE_UNKNOWN
+
+
 def _find_nft() -> str:
     if sys.platform != "linux":
         raise IsolationUnavailableError(

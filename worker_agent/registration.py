@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
+from collections.abc import Callable
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -13,6 +15,8 @@ from tasks import clock
 from tasks.keys import Keys
 from tasks.queues import queue_for
 from worker_agent import AGENT_VERSION
+
+log = logging.getLogger(__name__)
 
 
 def describe_endpoint(device_id: str) -> dict[str, str]:
@@ -40,9 +44,28 @@ def register_device(client: redis.Redis, keys: Keys, device_id: str) -> None:
     pipe.execute()
 
 
-def beat(client: redis.Redis, keys: Keys, device_id: str) -> None:
-    """Refresh the device's `last_seen`."""
-    client.hset(keys.device(device_id), "last_seen", repr(clock.now()))
+def beat(client: redis.Redis, keys: Keys, device_id: str,
+         check_isolation: Callable[[], str] | None = None) -> bool:
+    """Refresh the device's `last_seen`; register it again when Redis lost its record (a
+    wiped or replaced Redis): True then. While the device is recorded isolated,
+    `check_isolation()` says whether the firewall table is really in place (`isolation_table`)."""
+    key = keys.device(device_id)
+    pipe = client.pipeline()
+    pipe.hget(key, "registered_at")
+    pipe.sismember(keys.devices, device_id)
+    pipe.hget(key, "isolation")
+    registered_at, listed, isolation = pipe.execute()
+    if not registered_at or not listed:
+        log.warning("device %s was not registered in Redis any more: registering again",
+                    device_id)
+        register_device(client, keys, device_id)
+        return True
+    fields: dict[FieldT, EncodableT] = {"last_seen": repr(clock.now())}
+    if check_isolation is not None and isolation not in (None, b"none"):
+        fields["isolation_table"] = check_isolation()
+        fields["isolation_checked_at"] = fields["last_seen"]
+    client.hset(key, mapping=fields)
+    return False
 
 
 def mark_stopped(client: redis.Redis, keys: Keys, device_id: str) -> None:

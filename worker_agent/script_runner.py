@@ -3,6 +3,8 @@
 It knows nothing of Celery or the library. The program runs in a process group of its own
 (a new session on POSIX); when it ends, runs past its limit, or the agent is told to stop, the
 whole group and every descendant still known are killed, so nothing it started outlives it.
+On Linux it runs under `script_guard.py`, which ends the program's whole tree (double-forked
+daemons too) when this process dies, even by SIGKILL.
 Each stream keeps at most a fixed number of bytes and is read to its end: memory is constant.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +23,8 @@ from typing import IO, Any
 
 import psutil
 
+from config.parent_death import die_with_parent, supported
+
 #: Bytes read from a pipe at a time.
 READ_BYTES = 64 * 1024
 #: How often the program's descendants are looked up while it runs, so one that leaves its
@@ -28,6 +33,8 @@ WATCH_INTERVAL_S = 0.2
 #: How long the readers may take to see the end of their pipes once the group is killed
 #: (a descendant that left the group may still hold them open).
 DRAIN_TIMEOUT_S = 2.0
+#: The guard every program runs under where the kernel can tie it to us (Linux).
+GUARD = Path(__file__).with_name("script_guard.py")
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ def run_bounded(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeo
     """Run `argv` (a list, never a shell string) and wait at most `timeout_s`."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+        _guarded(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True, **_own_group())
     assert proc.stdout is not None and proc.stderr is not None
     readers = [_Reader(proc.stdout, keep_bytes), _Reader(proc.stderr, keep_bytes)]
@@ -149,7 +156,19 @@ def _remember_descendants(pid: int, seen: dict[int, psutil.Process]) -> None:
         pass  # it has ended: what was seen before stands
 
 
+def _guarded(argv: Sequence[str]) -> list[str]:
+    """`argv` under the guard (`script_guard.py`) where the kernel can tie it to us."""
+    if not supported():
+        return list(argv)
+    # -I: the guard sees no PYTHON* variables, no user site, not its own directory.
+    return [sys.executable, "-I", str(GUARD), *argv]
+
+
 def _own_group() -> dict[str, Any]:
+    if os.name == "posix" and supported():
+        # The guard is told (SIGTERM) when the thread starting it ends: this process, whose
+        # handlers run in its main thread. It then ends the program's whole tree.
+        return {"start_new_session": True, "preexec_fn": die_with_parent(signal.SIGTERM)}
     if os.name == "posix":
         return {"start_new_session": True}
     return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]

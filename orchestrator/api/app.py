@@ -33,6 +33,7 @@ from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import CLOSE_SESSION, OPEN_SESSION
 from orchestrator.policies.model import PERM_VIEW
 from orchestrator.policies.pipeline import Request
+from orchestrator.redis_outage import UNREACHABLE, caused_by_redis, redis_unavailable
 from orchestrator.state.sessions import Session
 from tasks.envelope import CommandStatus
 from tasks.errors import LiveResponseError
@@ -91,7 +92,17 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     @app.exception_handler(LiveResponseError)
     async def on_lr_error(_: HttpRequest, exc: LiveResponseError) -> JSONResponse:
+        if caused_by_redis(exc):
+            return _on_redis_down(exc)
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    def _on_redis_down(exc: BaseException) -> JSONResponse:
+        log.warning("Redis unreachable: %s", type(exc).__name__)
+        error = redis_unavailable(plane.settings.redis_url)
+        return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
+
+    for unreachable in UNREACHABLE:
+        app.add_exception_handler(unreachable, lambda _, exc: _on_redis_down(exc))
 
     @app.exception_handler(RequestValidationError)
     async def on_bad_request(_: HttpRequest, exc: RequestValidationError) -> JSONResponse:
@@ -104,6 +115,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def on_crash(_: HttpRequest, exc: Exception) -> JSONResponse:
+        if caused_by_redis(exc):
+            return _on_redis_down(exc)
         log.exception("unhandled error")
         return JSONResponse(
             {"error": {"code": "internal", "message": "internal error in the orchestrator",

@@ -57,7 +57,11 @@ def format_isolation(device: dict[str, Any]) -> str:
     if allow:
         mode += " (" + ", ".join(clean(a) for a in allow) + ")"
     since = format_time(device.get("isolated_since"))
-    return f"{mode} since {since} by {clean(device.get('isolated_by'))}"
+    shown = f"{mode} since {since} by {clean(device.get('isolated_by'))}"
+    if device.get("isolation_table") == "missing":
+        # The agent found its firewall table gone (flushed, a reboot): not isolated in fact.
+        shown += "; TABLE MISSING: not isolated (run lr isolate again)"
+    return shown
 
 
 def render_sessions(sessions: list[dict[str, Any]]) -> str:

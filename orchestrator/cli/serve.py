@@ -12,6 +12,7 @@ import click
 
 from orchestrator.cli.context import CliContext, pass_cli
 from orchestrator.cli.local_redis import answering_url, embedded_socket, redact_url
+from orchestrator.cli.stop_signals import stop_on_signals
 from tasks.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -48,11 +49,13 @@ def orchestrator() -> None:
 def serve(cli: CliContext, host: str, port: int, policy_file: Path | None) -> None:
     """Serve the HTTP API until interrupted.
 
-    Without LR_REDIS_URL a private Redis is started in the data directory and stopped on exit,
-    and the signing keys are created there if there are none yet.
+    Without LR_REDIS_URL a private Redis is started in the data directory and stopped on exit
+    (SIGTERM and SIGINT included; it also stops when this process is killed), and the signing
+    keys are created there if there are none yet. One left running by a serve that was killed
+    is shut down cleanly (its data flushed) and replaced.
     """
     # Imported here: only this command needs uvicorn, FastAPI and Celery.
-    from config.embedded import EmbeddedRedis
+    from config.embedded import EmbeddedRedis, owner_alive
     from orchestrator.api.server import serve as serve_api
     from orchestrator.plane import ControlPlane, ensure_signing_keys
 
@@ -64,9 +67,9 @@ def serve(cli: CliContext, host: str, port: int, policy_file: Path | None) -> No
             err=True,
         )
     settings = cli.settings
-    with ExitStack() as stack:
+    with stop_on_signals(), ExitStack() as stack:
         url = settings.redis_url
-        if not url:
+        if not url and owner_alive(settings.data_dir):
             # Another orchestrator on this data directory already runs one: share it.
             url = answering_url(f"unix://{embedded_socket(settings)}")
         if not url:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from orchestrator.redis_outage import UNREACHABLE
 from tasks.durations import check_expiry
 from tasks.errors import AuthenticationError, CheckFailedError, LiveResponseError
 
@@ -129,6 +130,9 @@ class Pipeline:
             admitted = admit(req)
         except LiveResponseError as exc:
             self._audit_denial(req, exc)
+            raise
+        except UNREACHABLE:
+            # Redis is down: nothing can be checked or audited; the API answers 503.
             raise
         except Exception as exc:
             log.exception("check of %s failed on %s", self.name, req.target)

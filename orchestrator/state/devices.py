@@ -18,7 +18,8 @@ from tasks.replies import as_text
 #: Modes a device may be isolated in (see tasks.commands.isolation).
 ISOLATION_MODES = ("full", "selective")
 #: Hash fields that describe an isolation in place, dropped on release.
-_ISOLATION_DETAILS = ("isolated_since", "isolated_by", "isolation_allow")
+_ISOLATION_DETAILS = ("isolated_since", "isolated_by", "isolation_allow", "isolation_table",
+                      "isolation_checked_at")
 
 
 class Device(BaseModel):
@@ -38,6 +39,9 @@ class Device(BaseModel):
     isolated_by: str | None = None
     #: Destinations a selective isolation still lets through.
     isolation_allow: list[str] = []
+    #: What the agent's heartbeat found of its firewall table while isolated: `in_place`,
+    #: `missing` (flushed, or the endpoint rebooted: NOT isolated), `unknown`; None: not yet.
+    isolation_table: str | None = None
     tags: list[str] = []
 
 
@@ -69,6 +73,9 @@ class DeviceRegistry:
         self.client.hset(self.keys.device(device_id), mapping={
             "isolation": mode, "isolated_since": repr(clock.now()), "isolated_by": by,
             "isolation_allow": ",".join(allow),
+            # The agent answered only once `nft` listed the table: in place until a heartbeat
+            # finds otherwise.
+            "isolation_table": "in_place",
         })
         return self.get(device_id)
 
@@ -120,5 +127,6 @@ class DeviceRegistry:
             isolated_since=float(raw["isolated_since"]) if raw.get("isolated_since") else None,
             isolated_by=raw.get("isolated_by") or None,
             isolation_allow=[a for a in raw.get("isolation_allow", "").split(",") if a],
+            isolation_table=raw.get("isolation_table") or None,
             tags=[t for t in raw.get("tags", "").split(",") if t],
         )

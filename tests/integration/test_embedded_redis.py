@@ -67,5 +67,8 @@ def test_a_persistent_embedded_server_keeps_its_data_across_restarts() -> None:
         redis.Redis.from_url(server.url).set("lr:probe", "kept")
     with EmbeddedRedis(data_dir, persist=True) as server:
         assert redis.Redis.from_url(server.url).get("lr:probe") == b"kept"
-    with EmbeddedRedis(data_dir) as server:  # not persistent: starts from the snapshot, saves none
+    with EmbeddedRedis(data_dir) as server:  # not persistent: reads and writes no file
+        assert redis.Redis.from_url(server.url).get("lr:probe") is None
+        redis.Redis.from_url(server.url).set("lr:probe", "scratch")
+    with EmbeddedRedis(data_dir, persist=True) as server:  # the persistent data is untouched
         assert redis.Redis.from_url(server.url).get("lr:probe") == b"kept"

@@ -1,0 +1,159 @@
+"""`lr orchestrator serve` as systemd, Docker and Ctrl-C stop it: its embedded Redis goes with
+it (also when serve is SIGKILLed), and the next start finds every user and token again."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.api.server import free_port
+from orchestrator.cli.main import main
+
+REPO = Path(__file__).resolve().parents[2]
+#: How long serve has to answer /health after it was started.
+START_TIMEOUT_S = 20.0
+#: How long serve and its Redis have to be gone after a stop signal.
+STOP_TIMEOUT_S = 10.0
+
+
+class Serve:
+    """`lr orchestrator serve` in a subprocess of its own, on an isolated data directory."""
+
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.data_dir = data_dir
+        self.log = log
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LR_")}
+        env.update(LR_DATA_DIR=str(self.data_dir), PYTHONPATH=str(REPO))
+        return env
+
+    def start(self) -> Serve:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from orchestrator.cli.main import main; main()",
+                 "orchestrator", "serve", "--port", str(self.port)],
+                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"serve did not answer: {self.log.read_text()}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def redis_child(self) -> psutil.Process:
+        assert self.proc is not None
+        (child,) = [c for c in psutil.Process(self.proc.pid).children()
+                    if "redis-server" in c.name()]
+        return child
+
+    def kill_all(self) -> None:
+        """Whatever is left (a failed test): serve, and any redis-server on our data dir."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            if "redis-server" in (proc.info["name"] or "") and \
+                    str(self.data_dir) in " ".join(proc.info["cmdline"] or []):
+                proc.kill()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    # Unix socket paths are limited to ~100 bytes: keep the data directory short.
+    data_dir = Path("/tmp") / f"lr-srv-{uuid.uuid4().hex[:8]}"
+    server = Serve(data_dir, tmp_path / "serve.log")
+    try:
+        yield server
+    finally:
+        server.kill_all()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _admin_token(serve: Serve) -> str:
+    result = CliRunner().invoke(main, ["--json", "admin", "init"],
+                                env={"LR_DATA_DIR": str(serve.data_dir), "LR_REDIS_URL": None,
+                                     "LR_KEY_PREFIX": None})
+    assert result.exit_code == 0, result.output
+    return str(json.loads(result.stdout)["token"])
+
+
+def _whoami(serve: Serve, token: str) -> httpx.Response:
+    return httpx.get(f"{serve.url}/whoami", headers={"Authorization": f"Bearer {token}"},
+                     timeout=10)
+
+
+def _gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(proc: psutil.Process) -> bool:
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while not _gone(proc) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _gone(proc)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_stops_the_embedded_redis_and_the_data_is_there_next_time(
+        serve: Serve, sig: signal.Signals) -> None:
+    serve.start()
+    token = _admin_token(serve)
+    redis_server = serve.redis_child()
+    assert serve.proc is not None
+
+    serve.proc.send_signal(sig)
+    assert serve.proc.wait(timeout=STOP_TIMEOUT_S) == 0, serve.log.read_text()
+    assert _wait_gone(redis_server), "the embedded redis-server outlived serve"
+    assert not (serve.data_dir / "redis.sock").exists()
+    assert f"lr: stopped by {sig.name}" in serve.log.read_text()
+
+    serve.start()
+    assert serve.redis_child().pid != redis_server.pid
+    resp = _whoami(serve, token)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["user"] == "admin"
+
+
+def test_sigkill_of_serve_takes_its_redis_along_and_the_next_serve_has_the_data(
+        serve: Serve) -> None:
+    serve.start()
+    token = _admin_token(serve)
+    redis_server = serve.redis_child()
+    assert serve.proc is not None
+
+    serve.proc.kill()
+    serve.proc.wait()
+    # Told by the kernel (parent-death signal): a clean shutdown, its file flushed.
+    assert _wait_gone(redis_server), "the embedded redis-server outlived a SIGKILLed serve"
+
+    serve.start()
+    resp = _whoami(serve, token)
+    assert resp.status_code == 200, resp.text
