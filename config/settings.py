@@ -101,6 +101,14 @@ class Settings(BaseSettings):
     #: `user:password` that `lr flower` requires of every request (HTTP basic auth).
     flower_basic_auth: SecretStr | None = None
 
+    #: Playbooks that alerts may start (`POST /alerts`); default the shipped `playbooks/`.
+    playbook_dir: Path | None = None
+    #: An orchestrator worker executing a run renews its lease this often (a third of it);
+    #: a run whose lease lapsed (its worker died) is resumed by another worker.
+    playbook_lease_s: float = Field(default=15.0, gt=0)
+    #: How long a signed playbook order stays valid: a run is resumed only within it.
+    playbook_order_lifetime_s: float = Field(default=24 * 3600, gt=0)
+
     def keys_dir(self) -> Path:
         """Where `lr admin keys init` writes the signing keys by default."""
         return self.data_dir / "keys"
@@ -124,6 +132,10 @@ class Settings(BaseSettings):
     def audit_witness_path(self) -> Path:
         """The directory of the orchestrator's audit witness files."""
         return self.audit_witness_dir or self.data_dir / "audit-witness"
+
+    def playbook_path(self) -> Path:
+        """The directory of playbooks alerts may start."""
+        return self.playbook_dir or Path(__file__).resolve().parents[1] / "playbooks"
 
     def orchestrator_public_key_path(self) -> Path:
         """Where an agent reads the public key it checks every task's signature with."""

@@ -144,3 +144,20 @@ class Keys:
     def open_commands(self) -> str:
         """Set of the command ids whose outcome is not recorded yet (what the reaper sweeps)."""
         return f"{self.prefix}:cmds:open"
+
+    def playbook_run(self, run_id: str) -> str:
+        """String (JSON): one playbook run's state, as the orchestrator worker last wrote it."""
+        return f"{self.prefix}:playbook:run:{run_id}"
+
+    @property
+    def playbook_runs(self) -> str:
+        """Sorted set: playbook run ids by the time they were started."""
+        return f"{self.prefix}:playbook:runs"
+
+    def playbook_text(self, sha256: str) -> str:
+        """String: a playbook's YAML text, by its sha256 (the digest its runs' orders sign)."""
+        return f"{self.prefix}:playbook:text:{sha256}"
+
+    def playbook_lease(self, run_id: str) -> str:
+        """String with a TTL: the orchestrator worker executing a run (absent: nobody is)."""
+        return f"{self.prefix}:playbook:lease:{run_id}"

@@ -221,7 +221,8 @@ def build_registry() -> Registry:
                 "processes", "List processes",
                 proc.ProcessesArgs, proc.ProcessesResult, PERM_READ, allowed_while_isolated=True,
                 options=(Option("--pid", "pid", "only this process"),
-                         Option("--tree", "tree", "show as a tree")),
+                         Option("--tree", "tree", "show as a tree"),
+                         Option("--open", "open_path", "only processes holding this file open")),
             ),
             CommandSpec(
                 "netstat", "List network connections and listening sockets",

@@ -148,10 +148,25 @@ def order_as_tree(processes: Iterable[ProcessInfo]) -> list[ProcessInfo]:
     return ordered
 
 
+def holders_of(real_path: str) -> set[int]:
+    """Pids of the processes that hold `real_path` open (those we may read the fds of)."""
+    pids: set[int] = set()
+    for proc in psutil.process_iter():
+        try:
+            if any(os.path.realpath(f.path) == real_path for f in proc.open_files()):
+                pids.add(proc.pid)
+        except (psutil.Error, OSError):
+            continue  # vanished or unreadable: it cannot be shown as a holder
+    return pids
+
+
 def run_processes(args: ProcessesArgs, ctx: CommandContext) -> ProcessesResult:
     """List processes, flat by pid or (with `tree`) depth-first under their parents."""
     tally = ListingTally()
     processes = list(collect_processes(args, tally))
+    if args.open_path is not None:
+        holding = holders_of(os.path.realpath(ctx.resolve(args.open_path)))
+        processes = [p for p in processes if p.pid in holding]
     if args.tree:
         processes = order_as_tree(processes)
     return ProcessesResult(processes=processes, vanished=tally.vanished)

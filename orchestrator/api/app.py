@@ -24,6 +24,7 @@ from orchestrator.api.evidence import add_evidence_routes
 from orchestrator.api.guard import Guards, Scope, at_device, at_session
 from orchestrator.api.jobs import add_job_routes
 from orchestrator.api.library import add_library_routes
+from orchestrator.api.playbooks import add_playbook_routes
 from orchestrator.commands.dispatch import Dispatcher
 from orchestrator.commands.jobs import Jobs, split_background
 from orchestrator.commands.reaper import Reaper
@@ -245,5 +246,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
     add_audit_routes(app, plane, guards)
     add_library_routes(app, plane, guards)
     add_evidence_routes(app, plane, guards)
+    add_playbook_routes(app, plane, guards)
 
     return app

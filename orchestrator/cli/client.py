@@ -270,6 +270,20 @@ class ApiClient:
         return self._call("POST", f"/commands/{_segment(command_id)}/deny",
                           json={"reason": reason})
 
+    def playbooks(self) -> list[dict[str, Any]]:
+        """The registered playbooks (those alerts may start)."""
+        return self._call("GET", "/playbooks")
+
+    def start_playbook(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Start a playbook on a device or a selector's devices; {"runs": [...]}."""
+        return self._call("POST", "/playbooks/runs", json=body)
+
+    def playbook_runs(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/playbooks/runs")
+
+    def playbook_run(self, run_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/playbooks/runs/{_segment(run_id)}")
+
     def _call(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
         """Send one request; return its JSON or raise the error it carries."""
         with self._reaching(timeout):

@@ -21,6 +21,7 @@ from orchestrator.cli.flower import flower
 from orchestrator.cli.isolate import isolate, release
 from orchestrator.cli.jobs import cancel, fg, jobs
 from orchestrator.cli.library import library
+from orchestrator.cli.playbook import playbook
 from orchestrator.cli.run import run
 from orchestrator.cli.serve import orchestrator
 from orchestrator.cli.session import session
@@ -118,6 +119,7 @@ main.add_command(deny)
 main.add_command(orchestrator)
 main.add_command(demo)
 main.add_command(flower)
+main.add_command(playbook)
 
 
 if __name__ == "__main__":

@@ -130,3 +130,31 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@orchestrator.command("worker")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Playbook runs executed at once.")
+@click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
+@pass_cli
+def worker(cli: CliContext, concurrency: int, loglevel: str) -> None:
+    """Execute playbook runs: consume the orchestrator queue until interrupted.
+
+    Runs on the orchestrator's host, with its signing key: every run's order is checked
+    against it before anything runs. Needs the Redis the API uses (LR_REDIS_URL, or the
+    embedded one a running `lr orchestrator serve` shares).
+    """
+    from orchestrator.plane import ControlPlane
+    from orchestrator.playbooks.worker import run_worker
+
+    settings = cli.settings
+    url = settings.redis_url or answering_url(f"unix://{embedded_socket(settings)}")
+    if not url:
+        raise ConfigurationError("no Redis to take playbook runs from",
+                                 hint="set LR_REDIS_URL, or start `lr orchestrator serve` first")
+    plane = ControlPlane.from_settings(settings.model_copy(update={"redis_url": url}))
+    click.echo(f"lr: orchestrator worker on Redis {redact_url(url)}; Ctrl-C stops it", err=True)
+    try:
+        run_worker(plane, concurrency, loglevel)
+    finally:
+        plane.close()

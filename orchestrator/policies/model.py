@@ -20,6 +20,8 @@ from tasks.registry import (
 PERM_VIEW = "view"
 #: Open live-response sessions.
 PERM_SESSION = "session.open"
+#: Send alerts that start the playbooks they trigger (a SIEM's or EDR's service account).
+PERM_ALERT = "alert.submit"
 # PERM_ADMIN (users, tokens, policy; --force flags) is declared with the command permissions.
 
 #: Every permission a role may list, with what it allows.
@@ -32,6 +34,7 @@ PERMISSIONS: dict[str, str] = {
     PERM_REMEDIATE: "end processes, quarantine files (kill, remediate)",
     PERM_ISOLATE: "network containment (isolate, release)",
     PERM_ADMIN: "users, tokens, policy, audit trimming, --force past safety lists",
+    PERM_ALERT: "send alerts that start the playbooks they trigger",
 }
 #: Permissions that are not about a device: a scoped grant never confers them.
 GLOBAL_PERMISSIONS = frozenset({PERM_ADMIN})
@@ -130,6 +133,10 @@ def default_policy() -> Policy:
                                 description="responder + getfile, put, runscript, kill, remediate"),
             "admin": RoleDef(inherits=["advanced"], permissions=[PERM_ISOLATE, PERM_ADMIN],
                              description="advanced + isolate, release, users, tokens, policy"),
+            "automation": RoleDef(
+                permissions=[PERM_ALERT, PERM_SESSION, PERM_READ, PERM_COLLECT, PERM_REMEDIATE],
+                description="service account of a SIEM/EDR: alerts start the shipped "
+                            "playbooks (read, collect, remediate)"),
         },
         approvals=[ApprovalRule(commands=needs_second_person, device_tags=["critical"])],
     )

@@ -10,6 +10,8 @@ from tasks.commands.base import CommandArgs, CommandResult
 class ProcessesArgs(CommandArgs):
     pid: int | None = Field(default=None, ge=0)
     tree: bool = False
+    #: Only processes that hold this file open (an absolute path; compared once resolved).
+    open_path: str | None = Field(default=None, min_length=1)
 
 
 class ProcessInfo(CommandResult):

@@ -101,6 +101,7 @@ def test_the_fleet_has_what_the_design_names() -> None:
     programs = {name: service_commands(name)[0][:3] for name in SERVICES}
     assert programs["redis"][0] == "redis-server"
     assert ["lr", "orchestrator", "serve"] in programs.values()
+    assert ["lr", "orchestrator", "worker"] in programs.values()
     assert any(p[:2] == ["lr", "flower"] for p in programs.values())
     assert "keys" in SERVICES
 
@@ -148,7 +149,9 @@ def test_named_volumes_are_declared_and_used() -> None:
     assert all(not v.startswith(("/", ".")) for v in used)  # named volumes, no host paths
     mounts = {(name, v) for name, s in SERVICES.items() for v in volume_names(s)}
     for needed in [("redis", "redis-data"), ("orchestrator", "signing-key"),
-                   ("orchestrator", "audit-witness"), ("orchestrator", "evidence")]:
+                   ("orchestrator", "audit-witness"), ("orchestrator", "evidence"),
+                   ("orchestrator-worker", "signing-key"), ("orchestrator-worker", "evidence"),
+                   ("orchestrator-worker", "audit-witness")]:
         assert needed in mounts
 
 

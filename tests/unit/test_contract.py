@@ -53,7 +53,9 @@ def test_parse_line_fills_positionals_options_and_flags() -> None:
     assert spec.name == "findfile"
     assert args.model_dump() == {"name": "*.exe", "path": "/home/alice/My Downloads", "max": 5}
     _, procs = parse_line("processes --tree")
-    assert procs.model_dump() == {"pid": None, "tree": True}
+    assert procs.model_dump() == {"pid": None, "tree": True, "open_path": None}
+    _, holding = parse_line("processes --open /tmp/x")
+    assert holding.model_dump()["open_path"] == "/tmp/x"
 
 
 @pytest.mark.parametrize(("line", "problem"), [

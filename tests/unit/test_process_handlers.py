@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -205,3 +206,20 @@ def test_kill_of_dead_pid_is_process_not_found(ctx: CommandContext) -> None:
     pid = dead_pid()
     with pytest.raises(ProcessNotFoundError, match=str(pid)):
         run_kill(KillArgs(pid=pid), ctx)
+
+
+def test_processes_open_lists_only_the_holders_of_that_file(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], ctx: CommandContext
+) -> None:
+    held = tmp_path / "held.bin"
+    held.write_bytes(b"x")
+    with held.open("rb") as fd:
+        holder = subprocess.Popen(["sleep", "300"], stdin=fd)
+    try:
+        link = tmp_path / "link.bin"
+        link.symlink_to(held)  # named through a link, the file is the same
+        pids = {p.pid for p in run_processes(ProcessesArgs(open_path=str(link)), ctx).processes}
+        assert pids == {holder.pid}
+        assert run_processes(ProcessesArgs(open_path=str(tmp_path / "none")), ctx).processes == []
+    finally:
+        stop(holder)

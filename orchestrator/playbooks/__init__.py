@@ -1,0 +1,1 @@
+"""Playbooks: YAML-declared sequences of commands, run by the orchestrator-side worker."""
