@@ -150,12 +150,12 @@ def _network(dest: Destination) -> object:
 
 def run_isolate(args: IsolateArgs, ctx: CommandContext) -> IsolateResult:
     """Install (or replace) our table; succeed only once `nft` lists it."""
-    nft = _find_nft()
     if ctx.broker_endpoints is None:
         raise IsolationUnavailableError(
             "the agent cannot tell its broker's address from its Redis URL; isolating would cut "
             "it off, so nothing was changed",
             hint="run the agent with LR_REDIS_URL=redis://HOST:PORT naming a resolvable host")
+    nft = _find_nft()
     allowed = args.destinations
     _run_nft(nft, ["-j", "-f", "-"], json.dumps(build_ruleset(ctx.broker_endpoints, allowed)))
     if not _has_drop_chains(nft):
