@@ -20,6 +20,7 @@ from tasks import clock
 from tasks.errors import LiveResponseError
 from tasks.keys import Keys
 from tasks.replies import as_text
+from tasks.scripts import queue_script
 
 if TYPE_CHECKING:
     from tasks.signing import Signer
@@ -222,7 +223,7 @@ class AuditChain:
         draft = _Draft(actor, action, target, decision, check_details(details))
         guard = self._guard()
         attempt = self._attempt(draft, self._head_hint or self._read_head(), guard)
-        self._append(keys=[self.keys.audit, self.keys.audit_head], args=attempt.argv, client=pipe)
+        queue_script(pipe, self._append, [self.keys.audit, self.keys.audit_head], attempt.argv)
 
         def finish(reply: Any) -> AuditEntry:
             entry = self._settle(reply, attempt)
@@ -248,8 +249,8 @@ class AuditChain:
         for i, draft in enumerate(drafts):
             # Only the first attempt checks the witnessed entry: the rest chain onto it.
             attempt = self._attempt(draft, prev, guard if i == 0 else NO_GUARD)
-            self._append(keys=[self.keys.audit, self.keys.audit_head], args=attempt.argv,
-                         client=pipe)
+            queue_script(pipe, self._append, [self.keys.audit, self.keys.audit_head],
+                         attempt.argv)
             attempts.append(attempt)
             prev = attempt.hash
 

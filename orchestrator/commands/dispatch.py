@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 WAIT_GRACE_S = 5.0
 #: How long one wait for a result lasts before the command's state is looked at again.
 WAIT_SLICE_S = 0.5
+#: Result handles of sent commands kept for their waiter (each holds one subscription).
+MAX_HANDLES = 4096
 
 
 def new_command_id() -> str:
@@ -52,6 +56,7 @@ class Dispatcher:
 
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
+        self._handles = ResultHandles()
 
     def submit(self, user: User, session_id: str, line: str, *,
                expires_s: float | None = None, command_id: str | None = None) -> CommandRecord:
@@ -137,13 +142,14 @@ class Dispatcher:
         p = self.plane
         assert record.expires_at is not None
         envelope = self.envelope(record, spec, args, cwd)
-        p.celery.send_task(
+        handle = p.celery.send_task(
             spec.task_name, args=[envelope.model_dump(mode="json")],
             task_id=record.command_id, queue=queue_for(record.device_id),
             expires=max(record.expires_at - clock.now(), 1.0),
             # Flower shows argsrepr: name the command, never its arguments.
             argsrepr=f"<{spec.name} {record.command_id}>", kwargsrepr="{}",
         )
+        self._handles.keep(handle)
 
     def wait(self, record: CommandRecord) -> CommandRecord:
         """Block until the command ends (completed, failed, expired...) and record the outcome.
@@ -153,7 +159,8 @@ class Dispatcher:
         """
         p = self.plane
         receipt = receive_file(p, record)  # a file the command sends is received first
-        result = AsyncResult(record.command_id, app=p.celery)
+        result = (self._handles.take(record.command_id)
+                  or AsyncResult(record.command_id, app=p.celery))
         deadline = (record.expires_at or clock.now()) + 1.0
         while True:
             outcome = self._get(result, max(min(WAIT_SLICE_S, deadline - clock.now()), 0.05))
@@ -294,6 +301,30 @@ class Dispatcher:
             return
         if result is not None:
             after(self.plane, done, result)
+
+
+class ResultHandles:
+    """The result handles `send_task` returned, kept until `wait` takes them.
+
+    `send_task` subscribes to the command's result channel; dropping its handle unsubscribes,
+    and a new handle subscribes again: two round trips on every command's path. A handle
+    nobody took (a command waited on elsewhere) is dropped once `MAX_HANDLES` newer ones are
+    kept, which only costs that re-subscription.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, AsyncResult] = OrderedDict()
+
+    def keep(self, handle: AsyncResult) -> None:
+        with self._lock:
+            self._kept[handle.id] = handle
+            while len(self._kept) > MAX_HANDLES:
+                self._kept.popitem(last=False)
+
+    def take(self, command_id: str) -> AsyncResult | None:
+        with self._lock:
+            return self._kept.pop(command_id, None)
 
 
 def outcome_of(command_id: str, value: object) -> CommandOutcome:

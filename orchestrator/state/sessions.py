@@ -24,6 +24,7 @@ from tasks.errors import (
 from tasks.keys import Keys
 from tasks.queues import validate_device_id
 from tasks.replies import as_text
+from tasks.scripts import queue_script
 
 #: What a session id looks like ("S" and 8 hex digits); anything else is simply unknown.
 SESSION_ID_RE = re.compile(r"S[0-9a-f]{8}")
@@ -149,7 +150,7 @@ class SessionStore:
         """
         argv: builtins.list[str | int] = [SessionState.OPEN.value, self.key_ttl_s,
                                           "last_active", repr(float(clock.now()))]
-        self._update(keys=[self.keys.session(session.id)], args=argv, client=pipe)
+        queue_script(pipe, self._update, [self.keys.session(session.id)], argv)
 
         def finish(reply: Any) -> None:
             if not reply[0]:
