@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     remediate_deny_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY_PATHS))
     #: Root the `persistence` and `services` commands read autostart places under.
     persistence_root: Path = Path("/")
+    #: Root `logs`, `users` and `sessions` read the system's files under (var/log, etc/passwd,
+    #: run/utmp): "/" on a live endpoint, a mounted image or a test tree otherwise.
+    system_root: Path = Path("/")
     #: `user:password` that `lr flower` requires of every request (HTTP basic auth).
     flower_basic_auth: SecretStr | None = None
 

@@ -323,6 +323,14 @@ class UnsupportedOnEndpointError(CommandFailedError):
     code = "unsupported_on_endpoint"
 
 
+class SecretFileError(CommandFailedError):
+    """Raised when a content command (cat, head, tail, strings, hexdump) is pointed at a file
+    that holds password hashes (/etc/shadow, /etc/gshadow): its bytes would land in the result
+    and the command records."""
+
+    code = "secret_file"
+
+
 class FileTooLargeError(CommandFailedError):
     """Raised when a file to copy off the endpoint is over the size limit (the orchestrator's or
     the agent's); refused before any byte moves."""

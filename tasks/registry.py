@@ -8,10 +8,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tasks.commands import accounts as acct
 from tasks.commands import acquisition as acq
+from tasks.commands import content as ct
 from tasks.commands import filesystem as fs
 from tasks.commands import isolation as iso
 from tasks.commands import library as lib
+from tasks.commands import logs as lg
 from tasks.commands import network as net
 from tasks.commands import persistence as pers
 from tasks.commands import processes as proc
@@ -237,6 +240,58 @@ def build_registry() -> Registry:
             CommandSpec(
                 "services", "List services with their state (systemd, else unit files)",
                 pers.ServicesArgs, pers.ServicesResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
+                "cat", "Show a file's bytes (capped, binary-safe, sha256 of what is shown)",
+                ct.CatArgs, ct.CatResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
+                options=(Option("--max-bytes", "max_bytes", "bytes to show (at most 1 MiB)"),),
+            ),
+            CommandSpec(
+                "head", "Show a file's first lines (--lines N, default 10)",
+                ct.HeadArgs, ct.HeadResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
+                options=(Option("--lines", "lines", "lines to show"),),
+            ),
+            CommandSpec(
+                "tail", "Show a file's last lines (--lines N, default 10)",
+                ct.TailArgs, ct.TailResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
+                options=(Option("--lines", "lines", "lines to show"),),
+            ),
+            CommandSpec(
+                "strings", "List the printable runs of a file, with their offsets",
+                ct.StringsArgs, ct.StringsResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
+                options=(Option("--min", "min", "shortest run reported (default 4)"),),
+            ),
+            CommandSpec(
+                "hexdump", "Show a range of a file's bytes as a hex dump",
+                ct.HexdumpArgs, ct.HexdumpResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
+                options=(Option("--offset", "offset", "first byte shown"),
+                         Option("--length", "length", "bytes shown (at most 1 MiB)")),
+            ),
+            CommandSpec(
+                "logs", "Read the journal, auth or system log, or the login records decoded",
+                lg.LogsArgs, lg.LogsResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+                options=(Option("--source", "source",
+                                "journal, auth, syslog, wtmp, btmp or lastlog"),
+                         Option("--since", "since", "30m, 2h, 7d, a local time, or @EPOCH"),
+                         Option("--grep", "grep", "only entries matching this regex"),
+                         Option("--max", "max", "the newest this many entries")),
+            ),
+            CommandSpec(
+                "users", "List accounts: password status (never the hash), groups, sudo, "
+                "last login",
+                acct.UsersArgs, acct.UsersResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
+                "sessions", "List the users logged in now (utmp)",
+                acct.SessionsArgs, acct.SessionsResult, PERM_READ,
                 allowed_while_isolated=True, platforms=LINUX_ONLY,
             ),
             CommandSpec(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.cli import render_evidence as evidence
 from orchestrator.cli import render_results as show
 from orchestrator.commands.effects import record_isolation, record_release, set_session_cwd
 from orchestrator.files.library import prepare_library_args
@@ -63,6 +64,14 @@ COMMAND_TABLE: dict[str, CommandSide] = {
     "netstat": CommandSide(render=show.render_netstat),
     "persistence": CommandSide(render=show.render_persistence),
     "services": CommandSide(render=show.render_services),
+    "cat": CommandSide(render=evidence.render_cat),
+    "head": CommandSide(render=evidence.render_head),
+    "tail": CommandSide(render=evidence.render_tail),
+    "strings": CommandSide(render=evidence.render_strings),
+    "hexdump": CommandSide(render=evidence.render_hexdump),
+    "logs": CommandSide(render=evidence.render_logs),
+    "users": CommandSide(render=evidence.render_users),
+    "sessions": CommandSide(render=evidence.render_sessions),
     "kill": CommandSide(render=show.render_kill),
     "remediate": CommandSide(render=show.render_remediate),
     "undo": CommandSide(render=show.render_undo),
