@@ -25,6 +25,10 @@ from worker_agent.hashing import CHUNK_BYTES, open_nonblocking
 #: Files read to their end (and hashed whole) at most this large; larger ones are read only as
 #: far as the command needs (hexdump and tail seek), and carry no file_sha256.
 WHOLE_READ_MAX_BYTES = 256 * 1024 * 1024
+#: Room a content result keeps for its other fields, within the agent's output limit.
+RESULT_ROOM_BYTES = 4096
+#: The smallest cap, whatever the output limit says.
+MIN_CAP_BYTES = 1024
 #: Files whose bytes never leave the agent through a content command (password hashes).
 SECRET_FILES = frozenset({"/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-"})
 
@@ -109,6 +113,13 @@ class Reader:
 FileBytesT = TypeVar("FileBytesT", bound=ct.FileBytes)
 
 
+def byte_cap(ctx: CommandContext) -> int:
+    """Most bytes a content result carries: CONTENT_MAX_BYTES, less where the agent's output
+    limit is lower (base64 makes bytes 4/3 larger; the rest of the result needs room too)."""
+    return max(min(ct.CONTENT_MAX_BYTES, (ctx.output_max_bytes - RESULT_ROOM_BYTES) * 3 // 4),
+               MIN_CAP_BYTES)
+
+
 def file_bytes(model: type[FileBytesT], reader: Reader, data: bytes, offset: int, *, cut: bool,
                file_sha256: str | None, **extra: Any) -> FileBytesT:
     """A content result of `model`: `data` carried binary-safe with its digests."""
@@ -121,38 +132,41 @@ def file_bytes(model: type[FileBytesT], reader: Reader, data: bytes, offset: int
 
 def run_cat(args: ct.CatArgs, ctx: CommandContext) -> ct.CatResult:
     """The first `max_bytes` bytes of a file."""
+    most = min(args.max_bytes, byte_cap(ctx))
     with Reader(ctx.resolve(args.path)) as reader:
         kept = bytearray()
         for chunk in reader.chunks():
             kept += chunk
-            if len(kept) > args.max_bytes:
+            if len(kept) > most:
                 break
         file_sha256 = reader.finish()
-    cut = len(kept) > args.max_bytes or reader.size > args.max_bytes
-    return file_bytes(ct.CatResult, reader, bytes(kept[:args.max_bytes]), 0, cut=cut,
+    cut = len(kept) > most or reader.size > most
+    return file_bytes(ct.CatResult, reader, bytes(kept[:most]), 0, cut=cut,
                       file_sha256=file_sha256)
 
 
 def run_head(args: ct.HeadArgs, ctx: CommandContext) -> ct.HeadResult:
-    """The first `lines` lines of a file, at most CONTENT_MAX_BYTES of them."""
+    """The first `lines` lines of a file, at most byte_cap() bytes of them."""
+    most = byte_cap(ctx)
     with Reader(ctx.resolve(args.path)) as reader:
         kept = bytearray()
         for chunk in reader.chunks():
             kept += chunk
-            if kept.count(b"\n") >= args.lines or len(kept) > ct.CONTENT_MAX_BYTES:
+            if kept.count(b"\n") >= args.lines or len(kept) > most:
                 break
         file_sha256 = reader.finish()
     end = _after_line(kept, args.lines)
-    data = bytes(kept[:min(end, ct.CONTENT_MAX_BYTES)])
+    data = bytes(kept[:min(end, most)])
     count = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-    cut = end > ct.CONTENT_MAX_BYTES
+    cut = end > most
     return file_bytes(ct.HeadResult, reader, data, 0, cut=cut, file_sha256=file_sha256,
                       lines=count)
 
 
 def run_tail(args: ct.TailArgs, ctx: CommandContext) -> ct.TailResult:
-    """The last `lines` lines of a file, at most CONTENT_MAX_BYTES of them."""
-    window = ct.CONTENT_MAX_BYTES + 1
+    """The last `lines` lines of a file, at most byte_cap() bytes of them."""
+    most = byte_cap(ctx)
+    window = most + 1
     with Reader(ctx.resolve(args.path)) as reader:
         if reader.whole:
             kept = bytearray()
@@ -176,7 +190,7 @@ def run_tail(args: ct.TailArgs, ctx: CommandContext) -> ct.TailResult:
     # the lines go past the cap and only its last bytes are returned.
     cut = start is None and len(tail) >= window
     if start is None:
-        start = len(tail) - ct.CONTENT_MAX_BYTES if cut else 0
+        start = len(tail) - most if cut else 0
     data = tail[start:]
     count = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
     return file_bytes(ct.TailResult, reader, data, end_offset - len(data), cut=cut,
@@ -185,7 +199,8 @@ def run_tail(args: ct.TailArgs, ctx: CommandContext) -> ct.TailResult:
 
 def run_hexdump(args: ct.HexdumpArgs, ctx: CommandContext) -> ct.HexdumpResult:
     """`length` bytes of a file from `offset`, for the CLI to draw as a hex dump."""
-    end = args.offset + args.length
+    length = min(args.length, byte_cap(ctx))
+    end = args.offset + length
     with Reader(ctx.resolve(args.path)) as reader:
         if not reader.whole:
             reader.seek(args.offset)
@@ -198,7 +213,7 @@ def run_hexdump(args: ct.HexdumpArgs, ctx: CommandContext) -> ct.HexdumpResult:
             if reader.position >= end:
                 break
         file_sha256 = reader.finish()
-    cut = len(kept) < args.length
+    cut = len(kept) < length or length < args.length
     return file_bytes(ct.HexdumpResult, reader, bytes(kept), args.offset, cut=cut,
                       file_sha256=file_sha256)
 

@@ -187,3 +187,12 @@ def test_head_usage_names_the_lines_option() -> None:
     with pytest.raises(UsageError) as caught:
         parse_line("head /x -n 5")
     assert caught.value.hint == "usage: head PATH [--lines LINES]"
+
+
+def test_a_low_output_limit_caps_the_bytes_so_the_result_still_fits(binary: Path) -> None:
+    ctx = CommandContext(device_id="dev-content", output_max_bytes=8192)
+    result = run_cat(ct.CatArgs(path=str(binary), max_bytes=ct.CONTENT_MAX_BYTES), ctx)
+    assert result.cut and result.content() == binary.read_bytes()[:result.returned_bytes]
+    assert len(result.model_dump_json()) <= 8192
+    dump = run_hexdump(ct.HexdumpArgs(path=str(binary), length=ct.CONTENT_MAX_BYTES), ctx)
+    assert dump.cut and len(dump.model_dump_json()) <= 8192
