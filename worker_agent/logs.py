@@ -34,6 +34,8 @@ LOG_FILES: dict[str, tuple[str, ...]] = {
 LOGIN_FILES = {"wtmp": "var/log/wtmp", "btmp": "var/log/btmp", "lastlog": "var/log/lastlog"}
 #: Where journald keeps its files (persistent, volatile).
 JOURNAL_DIRS = ("var/log/journal", "run/log/journal")
+#: Bytes of a log file read at most: its last ones (the newest lines).
+LOG_SCAN_MAX_BYTES = 256 * 1024 * 1024
 #: How long journalctl may take to produce what was asked.
 JOURNALCTL_TIMEOUT_S = 60.0
 
@@ -55,10 +57,11 @@ def run_logs(args: LogsArgs, ctx: CommandContext) -> LogsResult:
         return LogsResult(source=source, paths=["journalctl"], entries=entries,
                           matched=match.matched)
     if source in LOG_FILES:
-        paths = log_files(root, source)
-        entries = match.keep_entries(read_log_lines(paths))
-        return LogsResult(source=source, paths=[shown(root, p) for p in paths],
-                          entries=entries, matched=match.matched)
+        lines = LogLines(log_files(root, source))
+        entries = match.keep_entries(lines)
+        return LogsResult(source=source, paths=[shown(root, p) for p in lines.paths],
+                          entries=entries, matched=match.matched,
+                          skipped_bytes=lines.skipped_bytes)
     path = root / LOGIN_FILES[source]
     with oserrors_mapped(shown(root, path)):
         if source == "lastlog":
@@ -164,15 +167,27 @@ def log_files(root: Path, source: str) -> list[Path]:
                             hint="it may log to the journal only: try --source journal")
 
 
-def read_log_lines(paths: list[Path]) -> Iterator[tuple[str, LogEntry]]:
-    """Every line of the files in order, as (line, parsed entry)."""
-    now = datetime.now()
-    for path in paths:
-        with oserrors_mapped(path), path.open("rb") as stream:
-            for raw in stream:
-                line = raw.rstrip(b"\n").decode("utf-8", "backslashreplace")
-                if line:
-                    yield line, parse_syslog_line(line, now)
+class LogLines:
+    """Every line of the files in order, as (line, parsed entry); of a file larger than
+    LOG_SCAN_MAX_BYTES only its last part is read (the newest lines), the rest counted."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        self.skipped_bytes = 0
+
+    def __iter__(self) -> Iterator[tuple[str, LogEntry]]:
+        now = datetime.now()
+        for path in self.paths:
+            with oserrors_mapped(path), path.open("rb") as stream:
+                size = os.fstat(stream.fileno()).st_size
+                if size > LOG_SCAN_MAX_BYTES:
+                    stream.seek(size - LOG_SCAN_MAX_BYTES)
+                    # The first line read may be a part of one: it is skipped with the rest.
+                    self.skipped_bytes += size - LOG_SCAN_MAX_BYTES + len(stream.readline())
+                for raw in stream:
+                    line = raw.rstrip(b"\n").decode("utf-8", "backslashreplace")
+                    if line:
+                        yield line, parse_syslog_line(line, now)
 
 
 def shown(root: Path, path: Path) -> str:

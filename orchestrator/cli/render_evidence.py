@@ -92,6 +92,8 @@ def render_logs(r: LogsResult) -> list[str]:
     shown = len(r.entries) + len(r.logins) + len(r.lastlog)
     if r.matched > shown:
         lines.append(f"(the newest {shown} of {r.matched} matching entries: raise --max)")
+    if r.skipped_bytes:
+        lines.append(f"(the oldest {r.skipped_bytes} bytes of the log were not read)")
     if r.trailing_bytes:
         lines.append(f"({r.trailing_bytes} bytes at the end are not a whole record)")
     return lines

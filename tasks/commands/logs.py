@@ -127,5 +127,7 @@ class LogsResult(CommandResult):
     lastlog: list[LastlogEntry] = Field(default_factory=list)
     #: Entries that matched; only the newest `max` of them are returned.
     matched: int = 0
+    #: Bytes at the start of a large log file left unread (only its newest part is read).
+    skipped_bytes: int = 0
     #: Bytes at the end of a login file too short for a whole record (a torn write).
     trailing_bytes: int = 0

@@ -125,3 +125,13 @@ def test_bad_logs_arguments_are_usage_errors(line: str, problem: str) -> None:
         parse_line(line)
     assert problem in caught.value.message
     assert caught.value.hint is not None and caught.value.hint.startswith("usage: logs")
+
+
+def test_a_huge_log_is_read_from_its_newest_part(root: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("worker_agent.logs.LOG_SCAN_MAX_BYTES", 200)
+    result = logs(root, source="auth")
+    # auth.log.1 (one line) fits; auth.log is cut to its last 200 bytes, from a whole line.
+    assert result.skipped_bytes > len(AUTH) - 200
+    assert [e.program for e in result.entries] == ["sshd", None, "CRON"]
+    assert result.entries[-1].message.endswith("session opened")
