@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -135,3 +136,19 @@ def test_a_huge_log_is_read_from_its_newest_part(root: Path,
     assert result.skipped_bytes > len(AUTH) - 200
     assert [e.program for e in result.entries] == ["sshd", None, "CRON"]
     assert result.entries[-1].message.endswith("session opened")
+
+
+def test_the_journal_of_a_root_without_journal_files_is_refused(root: Path) -> None:
+    with pytest.raises(PathNotFoundError, match="no journal files under"):
+        logs(root, source="journal")
+
+
+def test_journal_files_under_the_root_make_journalctl_the_default(root: Path) -> None:
+    if shutil.which("journalctl") is None:
+        pytest.skip("journalctl is not installed here")
+    journal = root / "var/log/journal/0123456789abcdef"
+    journal.mkdir(parents=True)
+    # Not a journal journalctl can read: it runs, skips it, and has no entries to give.
+    (journal / "system.journal").write_bytes(b"LPKSHHRH" + bytes(4096))
+    result = logs(root)
+    assert (result.source, result.paths, result.entries) == ("journal", ["journalctl"], [])
