@@ -46,17 +46,19 @@ class Reader:
             # Stat first: opening a FIFO or a device to find out what it is can block or act.
             raise NotAFileError(f"not a regular file ({entry_type(st.st_mode)}): {path}",
                                 hint="only regular files are read")
-        if os.path.realpath(path) in SECRET_FILES:
-            raise SecretFileError(
-                f"{path} holds password hashes: its content is not shown",
-                hint="use 'users' for each account's password status; "
-                     "getfile copies the file into the evidence store")
         with oserrors_mapped(path):
             self.fd = open_nonblocking(path, follow_symlinks=True)
         st = os.fstat(self.fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(self.fd)
             raise NotAFileError(f"{path} is not a regular file (it changed while being opened)")
+        # What was opened, not what the path names now: a link swapped in between is caught.
+        if is_secret_file(st):
+            os.close(self.fd)
+            raise SecretFileError(
+                f"{path} holds password hashes: its content is not shown",
+                hint="use 'users' for each account's password status; "
+                     "getfile copies the file into the evidence store")
         self.size = st.st_size
         #: Read from the start, every byte so far hashed; False once the agent seeked.
         self.hashing = True
@@ -111,6 +113,18 @@ class Reader:
 
 
 FileBytesT = TypeVar("FileBytesT", bound=ct.FileBytes)
+
+
+def is_secret_file(st: os.stat_result) -> bool:
+    """Whether `st` is the inode of one of SECRET_FILES (hard links included)."""
+    for secret in SECRET_FILES:
+        try:
+            other = os.stat(secret)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
 
 
 def byte_cap(ctx: CommandContext) -> int:

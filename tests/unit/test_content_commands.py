@@ -196,3 +196,19 @@ def test_a_low_output_limit_caps_the_bytes_so_the_result_still_fits(binary: Path
     assert len(result.model_dump_json()) <= 8192
     dump = run_hexdump(ct.HexdumpArgs(path=str(binary), length=ct.CONTENT_MAX_BYTES), ctx)
     assert dump.cut and len(dump.model_dump_json()) <= 8192
+
+
+def test_a_hard_link_to_the_shadow_file_is_refused_too(tmp_path: Path) -> None:
+    if not os.path.exists("/etc/shadow") or os.stat("/etc/shadow").st_dev != os.stat(
+            tmp_path).st_dev:
+        pytest.skip("no /etc/shadow on the filesystem of the test's directory")
+    link = tmp_path / "copy"
+    try:
+        os.link("/etc/shadow", link)
+    except OSError as exc:
+        pytest.skip(f"cannot hard-link /etc/shadow here: {exc}")
+    try:
+        with pytest.raises(SecretFileError):
+            run_head(ct.HeadArgs(path=str(link)), CTX)
+    finally:
+        link.unlink()
