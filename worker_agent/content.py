@@ -182,21 +182,14 @@ def run_tail(args: ct.TailArgs, ctx: CommandContext) -> ct.TailResult:
     most = byte_cap(ctx)
     window = most + 1
     with Reader(ctx.resolve(args.path)) as reader:
-        if reader.whole:
-            kept = bytearray()
-            for chunk in reader.chunks():
-                kept += chunk
-                if len(kept) > 2 * window:
-                    del kept[:-window]
-            file_sha256 = reader.finish()
-        else:
+        if not reader.whole:
             reader.seek(max(reader.size - window, 0))
-            kept = bytearray()
-            for chunk in reader.chunks():
-                kept += chunk
-                if len(kept) > 2 * window:
-                    del kept[:-window]
-            file_sha256 = None
+        kept = bytearray()
+        for chunk in reader.chunks():
+            kept += chunk
+            if len(kept) > 2 * window:
+                del kept[:-window]
+        file_sha256 = reader.finish()
         end_offset = reader.position
     tail = bytes(kept[-window:])
     start = _start_of_last_lines(tail, args.lines)
