@@ -229,18 +229,20 @@ def run_strings(args: ct.StringsArgs, ctx: CommandContext) -> ct.StringsResult:
     """Runs of at least `min` printable ASCII characters (and tabs), as `strings -a` finds."""
     with Reader(ctx.resolve(args.path)) as reader:
         scan = StringScan(args.min)
+        scanned = 0
         for chunk in reader.chunks():
-            scan.feed(chunk)
-            if reader.position >= WHOLE_READ_MAX_BYTES:
+            part = chunk[:WHOLE_READ_MAX_BYTES - scanned]
+            scan.feed(part)
+            scanned += len(part)
+            if scanned >= WHOLE_READ_MAX_BYTES:
                 break
         scan.close()
         file_sha256 = reader.finish()
-        scanned = reader.position
     listing = b"".join(s.text.encode("ascii") + b"\n" for s in scan.found)
     return ct.StringsResult(path=str(reader.path), size_bytes=reader.size, min=args.min,
-                            strings=scan.found, scanned_bytes=min(scanned, WHOLE_READ_MAX_BYTES),
+                            strings=scan.found, scanned_bytes=scanned,
                             file_sha256=file_sha256, sha256=hashlib.sha256(listing).hexdigest(),
-                            cut=scan.cut or scanned < reader.size)
+                            cut=scan.cut or scanned < max(reader.size, reader.position))
 
 
 class StringScan:

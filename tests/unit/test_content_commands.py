@@ -212,3 +212,18 @@ def test_a_hard_link_to_the_shadow_file_is_refused_too(tmp_path: Path) -> None:
             run_head(ct.HeadArgs(path=str(link)), CTX)
     finally:
         link.unlink()
+
+
+def test_a_file_over_the_whole_read_limit_is_read_only_where_asked(
+        binary: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("worker_agent.content.WHOLE_READ_MAX_BYTES", 1000)
+    tail = run_tail(ct.TailArgs(path=str(binary), lines=2), CTX)
+    assert tail.content() == tool("tail", "-n", "2", str(binary))
+    dump = run_hexdump(ct.HexdumpArgs(path=str(binary), offset=2000, length=64), CTX)
+    assert dump.content() == binary.read_bytes()[2000:2064]
+    cat = run_cat(ct.CatArgs(path=str(binary), max_bytes=10), CTX)
+    assert cat.content() == b"first line"
+    strings = run_strings(ct.StringsArgs(path=str(binary)), CTX)
+    assert strings.scanned_bytes == 1000 and strings.cut
+    assert (tail.file_sha256, dump.file_sha256, cat.file_sha256, strings.file_sha256) == (
+        None, None, None, None)
