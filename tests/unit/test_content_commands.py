@@ -183,9 +183,11 @@ def test_bad_lines_are_usage_errors_that_show_the_usage(line: str, problem: str)
     assert caught.value.hint is not None and caught.value.hint.startswith("usage: ")
 
 
-def test_head_usage_names_the_lines_option() -> None:
+def test_head_with_a_short_option_points_at_the_usage_and_its_lines_option() -> None:
     with pytest.raises(UsageError) as caught:
         parse_line("head /x -n 5")
+    assert caught.value.message == ("head: unexpected argument(s): -n 5 (options are written "
+                                    "in full with --: see the usage)")
     assert caught.value.hint == "usage: head PATH [--lines LINES]"
 
 
