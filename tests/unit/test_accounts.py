@@ -158,3 +158,23 @@ def test_sessions_without_utmp_say_so(tmp_path: Path) -> None:
     ctx = CommandContext(device_id="dev-sessions", settings=Settings(system_root=tmp_path))
     with pytest.raises(PathNotFoundError, match="no utmp"):
         run_sessions(SessionsArgs(), ctx)
+
+
+def test_this_hosts_accounts_match_getent_passwd_s_and_id() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("passwd -S reads /etc/shadow: root only")
+    ctx = CommandContext(device_id="dev-users", settings=Settings(system_root=Path("/")))
+    found = {u.name: u for u in run_users(UsersArgs(), ctx).users}
+    getent = {line.split(":")[0]: int(line.split(":")[2]) for line in subprocess.run(
+        ["getent", "passwd"], capture_output=True, text=True, check=True).stdout.splitlines()}
+    assert {name: u.uid for name, u in found.items()}.items() <= getent.items()
+    status = {"P": "has-password", "L": "locked", "NP": "no-password"}
+    shown = subprocess.run(["passwd", "-S", "-a"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    for name, code, *_ in (line.split() for line in shown):
+        if name in found:
+            assert found[name].password == status[code], name
+    for name in list(found)[:8]:
+        groups = subprocess.run(["id", "-Gn", name], capture_output=True, text=True,
+                                check=True).stdout.split()
+        assert sorted(found[name].groups) == sorted(g for g in groups if not g.isdigit())
