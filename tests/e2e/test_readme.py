@@ -178,3 +178,15 @@ def test_the_readmes_shell_blocks_work_as_written(newcomer: Newcomer) -> None:
             terminal.stop()
     assert "lr: stopped by SIGTERM" in serve.output
     assert not (newcomer.home / ".liveresponse" / "redis.sock").exists()  # taken down with serve
+
+
+def test_an_agent_finding_no_redis_says_to_set_the_url_or_start_serve(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LR_")}
+    env["LR_DATA_DIR"] = str(tmp_path / "nothing-runs-here")
+    done = subprocess.run([sys.executable, "-m", "worker_agent.main", "--device-id", "lap01"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        "lr-agent: no Redis: set LR_REDIS_URL (or --redis-url) to the orchestrator's Redis, or "
+        f"start 'lr orchestrator serve' on this machine first (its embedded Redis in "
+        f"{tmp_path / 'nothing-runs-here'})")
