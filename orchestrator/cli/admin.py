@@ -140,7 +140,9 @@ def keys_init(cli: CliContext, directory: Path | None, force: bool) -> None:
         return
     click.echo(f"created signing key pair {pair.key_id}")
     click.echo(f"  private key  {pair.private_path}  (orchestrator only, mode 0600)")
-    click.echo(f"  public key   {pair.public_path}  (every agent: lr-agent --orchestrator-key)")
+    found_here = pair.public_path == cli.settings.orchestrator_public_key_path()
+    click.echo(f"  public key   {pair.public_path}  (agents: lr-agent --orchestrator-key FILE"
+               + ("; one on this machine finds it here)" if found_here else ")"))
     if cli.settings.signing_key_path() != pair.private_path:
         click.echo(
             f"set LR_SIGNING_KEY_FILE={pair.private_path} for the orchestrator to use it",
