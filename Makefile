@@ -14,10 +14,15 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[test,flower]'
 	touch $(STAMP)
 
+# How to reach the installed commands, said after install and demo.
+ON_PATH := echo "lr and lr-agent are in $(abspath $(BIN)): 'source $(BIN)/activate' puts them on PATH"
+
 install: $(STAMP)
+	@$(ON_PATH)
 
 demo: $(STAMP)
 	$(BIN)/lr demo
+	@$(ON_PATH)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

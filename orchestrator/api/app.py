@@ -20,6 +20,7 @@ from orchestrator.api.admin import add_admin_routes
 from orchestrator.api.approvals import add_approval_routes
 from orchestrator.api.audit import add_audit_routes
 from orchestrator.api.batches import add_batch_routes
+from orchestrator.api.docs import add_docs_routes
 from orchestrator.api.evidence import add_evidence_routes
 from orchestrator.api.guard import Guards, Scope, at_device, at_session
 from orchestrator.api.jobs import add_job_routes
@@ -74,7 +75,9 @@ def create_app(plane: ControlPlane) -> FastAPI:
         finally:
             reaper.stop()
 
-    app = FastAPI(title="liveresponse orchestrator", version="0.1.0", lifespan=lifespan)
+    # /docs is served from this server's own files (`api.docs`), never from a CDN.
+    app = FastAPI(title="liveresponse orchestrator", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     dispatcher = Dispatcher(plane)
     jobs = Jobs(dispatcher)
     app.state.jobs = jobs
@@ -247,5 +250,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
     add_library_routes(app, plane, guards)
     add_evidence_routes(app, plane, guards)
     add_playbook_routes(app, plane, guards)
+    add_docs_routes(app, guards)
 
     return app
