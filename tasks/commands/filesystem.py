@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from tasks import clock
 from tasks.commands.base import CommandArgs, CommandResult
+from tasks.durations import parse_duration
+from tasks.errors import UsageError
+from tasks.sizes import parse_size_range
 
 #: Kinds of filesystem entry we report.
 EntryType = Literal["file", "dir", "symlink", "fifo", "socket", "char", "block", "other"]
@@ -70,9 +76,65 @@ class FileInfoResult(CommandResult):
 
 
 class FindFileArgs(CommandArgs):
-    name: str = Field(min_length=1)
+    #: A glob on the entry's name; every name when not given.
+    name: str = Field(default="*", min_length=1)
     path: str = "."
     max: int = Field(default=100, ge=1, le=10_000)
+    #: Only regular files with this sha256.
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    #: Only entries modified after this time (seconds since the epoch). The line takes a
+    #: duration back from now (`2h`, `7d`) or an ISO time (`2025-03-01T14:00`, UTC unless it
+    #: names its offset); it is turned into a time where the line is parsed.
+    newer: float | None = None
+    #: Only regular files whose size is in this range (`+10M`, `-4k`, `1k..1M`, `512`).
+    size: str | None = None
+    #: Only regular files whose first bytes (a bounded read) match this regular expression.
+    grep: str | None = Field(default=None, min_length=1)
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _lowercase_sha256(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("newer", mode="before")
+    @classmethod
+    def _time_or_duration(cls, value: Any) -> Any:
+        return parse_newer(value) if isinstance(value, str) else value
+
+    @field_validator("size")
+    @classmethod
+    def _size_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_size_range(value)
+        return value
+
+    @field_validator("grep")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value.encode())
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        return value
+
+
+def parse_newer(text: str) -> float:
+    """A time since the epoch from a duration back from now (`2h`) or an ISO time (UTC unless
+    it names its offset); ValueError naming the text otherwise."""
+    try:
+        return clock.now() - parse_duration(text)
+    except UsageError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"invalid time {text!r}: give a duration back from now (90m, 2h, "
+                         "7d) or an ISO time (2025-03-01T14:00, UTC unless it has +HH:MM)"
+                         ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 class FoundFile(CommandResult):
@@ -90,6 +152,10 @@ class FindFileResult(CommandResult):
     truncated: bool = False
     #: Directories that could not be read during the walk.
     unreadable: int = 0
+    #: Files whose content --sha256 or --grep needed but could not read.
+    unread_files: int = 0
+    #: Files longer than --grep reads (8 MiB): only their beginning was searched.
+    partly_searched: int = 0
 
 
 class GetFileHashArgs(CommandArgs):

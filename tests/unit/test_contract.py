@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.commands.filesystem import DirArgs, DirResult, FindFileArgs
+from tasks.commands.filesystem import DirArgs, DirResult, FileInfoArgs
 from tasks.errors import InvalidDeviceIdError, UnknownCommandError, UsageError
 from tasks.parsing import parse_line
 from tasks.queues import queue_for
@@ -42,8 +42,7 @@ def test_registry_refuses_a_command_declared_twice() -> None:
 
 
 def test_registry_refuses_a_required_field_missing_from_the_line() -> None:
-    bad = CommandSpec("findfile", "x", FindFileArgs, DirResult, "live.read",
-                      options=(Option("--path", "path"),))
+    bad = CommandSpec("fileinfo", "x", FileInfoArgs, DirResult, "live.read")
     with pytest.raises(ValueError, match="required fields"):
         Registry([bad])
 
@@ -51,7 +50,8 @@ def test_registry_refuses_a_required_field_missing_from_the_line() -> None:
 def test_parse_line_fills_positionals_options_and_flags() -> None:
     spec, args = parse_line("findfile '*.exe' --path '/home/alice/My Downloads' --max=5")
     assert spec.name == "findfile"
-    assert args.model_dump() == {"name": "*.exe", "path": "/home/alice/My Downloads", "max": 5}
+    assert args.model_dump(exclude_none=True) == {
+        "name": "*.exe", "path": "/home/alice/My Downloads", "max": 5}
     _, procs = parse_line("processes --tree")
     assert procs.model_dump() == {"pid": None, "tree": True, "open_path": None}
     _, holding = parse_line("processes --open /tmp/x")
