@@ -8,7 +8,7 @@ from tasks.commands.filesystem import DirArgs, DirResult, FileInfoArgs
 from tasks.errors import InvalidDeviceIdError, UnknownCommandError, UsageError
 from tasks.parsing import parse_line
 from tasks.queues import queue_for
-from tasks.registry import REGISTRY, CommandSpec, Option, Registry
+from tasks.registry import REGISTRY, CommandSpec, Registry
 from worker_agent.limits import json_size, truncate_result
 
 
