@@ -31,10 +31,11 @@ from worker_agent.filesystem import IdNames
 from worker_agent.hashing import open_nonblocking
 from worker_agent.system_state import require_linux
 
-#: Names of variables whose values are never shown: any that holds one of these words.
+#: Names of variables whose values are never shown: any that holds one of these words
+#: (`MYSQL_PWD` is a password, `PWD` and `OLDPWD` are directories).
 SECRET_NAME = re.compile(
     r"TOKEN|PASSW|PASSPHRASE|SECRET|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|SIGNATURE"
-    r"|(^|_)PASS($|_)|(^|_)PW($|_)", re.IGNORECASE)
+    r"|(^|_)PASS($|_)|(^|_)PW($|_)|_PWD($|_)", re.IGNORECASE)
 #: A password inside a URL (`redis://user:pw@host`): the password is masked, the rest shown.
 URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]*:)[^@\s/]+(?=@)")
 
