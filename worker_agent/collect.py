@@ -94,19 +94,21 @@ def expand(pattern: Path) -> list[Path]:
 
 def plan(roots: list[Path]) -> tuple[list[tuple[Path, os.stat_result]], list[SkippedEntry]]:
     """Every entry under the roots, depth first in name order (symlinks not followed), and
-    what is set aside: special files, directories that cannot be listed."""
+    what is set aside: special files, what cannot be looked at, directories that cannot be
+    listed (archived empty, and listed here with why)."""
     entries: list[tuple[Path, os.stat_result]] = []
     skipped: list[SkippedEntry] = []
     seen: set[str] = set()
     for root in roots:
         for path, st, problem in walk(root):
-            if str(path) in seen:
-                continue
-            seen.add(str(path))
             kind = entry_type(st.st_mode) if st else "unreadable"
             if problem is not None:
                 skipped.append(SkippedEntry(path=str(path), type=kind, reason=problem))
-            elif kind not in ("file", "dir", "symlink"):
+                continue
+            if str(path) in seen:
+                continue
+            seen.add(str(path))
+            if kind not in ("file", "dir", "symlink"):
                 skipped.append(SkippedEntry(path=str(path), type=kind,
                                             reason="special file: no content to archive"))
             else:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ import pytest
 from tasks.commands.memory import read_memdump_manifest, trailer
 from tasks.sizes import in_range, parse_size, parse_size_range
 from tasks.transfer import begin_fields, parse_entry
+from tests.privilege import run_as_nobody
+from worker_agent.collect import plan
 from worker_agent.interfaces import parse_routes_v4, parse_routes_v6, prefix_length
 from worker_agent.memdump import parse_maps
 from worker_agent.system_state import parse_modules, parse_mounts
@@ -147,3 +151,24 @@ def test_a_streamed_begin_entry_says_so_and_a_plain_one_does_not() -> None:
 
     assert parsed(begin_fields(100, 10, "/x", None, 1.0, streamed=True)) is True
     assert parsed(begin_fields(100, 10, "/x", None, 1.0)) is False
+
+
+def test_collect_lists_a_directory_it_may_not_list_and_still_archives_it() -> None:
+    with tempfile.TemporaryDirectory() as temp:
+        root = Path(temp)
+        root.chmod(0o755)
+        (root / "open.txt").write_text("x")
+        (root / "open.txt").chmod(0o644)
+        (root / "locked").mkdir(mode=0o700)
+        (root / "locked/inside").write_text("y")
+
+        def attempt() -> str:
+            entries, skipped = plan([root])
+            return json.dumps([[str(p) for p, _ in entries],
+                               [s.model_dump() for s in skipped]])
+
+        entries, skipped = json.loads(run_as_nobody(attempt) if os.geteuid() == 0
+                                      else attempt())
+    assert entries == [str(root), str(root / "locked"), str(root / "open.txt")]
+    assert skipped == [{"path": str(root / "locked"), "type": "dir",
+                        "reason": "directory could not be listed: Permission denied"}]
