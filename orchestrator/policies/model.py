@@ -130,7 +130,8 @@ def default_policy() -> Policy:
                                  description="open sessions; read-only commands"),
             "advanced": RoleDef(inherits=["responder"],
                                 permissions=[PERM_COLLECT, PERM_EXECUTE, PERM_REMEDIATE],
-                                description="responder + getfile, collect, memdump, put, runscript, kill, remediate"),
+                                description="responder + getfile, collect, memdump, put, "
+                                            "runscript, kill, remediate"),
             "admin": RoleDef(inherits=["advanced"], permissions=[PERM_ISOLATE, PERM_ADMIN],
                              description="advanced + isolate, release, users, tokens, policy"),
             "automation": RoleDef(
