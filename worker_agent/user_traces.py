@@ -26,10 +26,12 @@ from tasks.errors import (
     PathNotFoundError,
     ProcessNotFoundError,
 )
+from worker_agent.accounts import PASSWD_MAX_BYTES, passwd_homes
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import IdNames
 from worker_agent.hashing import open_nonblocking
 from worker_agent.system_state import require_linux
+from worker_agent.systemd_units import read_text
 
 #: Names of variables whose values are never shown: any that holds one of these words
 #: (`MYSQL_PWD` is a password, `PWD` and `OLDPWD` are directories).
@@ -127,18 +129,13 @@ def read_accounts(root: Path) -> list[tuple[str, Path]]:
     """(name, home under `root`) of each account in the root's etc/passwd with a home."""
     passwd = root / "etc/passwd"
     try:
-        text = passwd.read_text(errors="replace")
+        text = read_text(passwd, PASSWD_MAX_BYTES)
     except FileNotFoundError:
         raise PathNotFoundError(f"{passwd} does not exist",
                                 hint="check LR_PERSISTENCE_ROOT on the agent") from None
     except PermissionError:
         raise EndpointPermissionError(f"permission denied: {passwd}") from None
-    accounts = []
-    for line in text.splitlines():
-        parts = line.split(":")
-        if len(parts) >= 7 and parts[5].startswith("/") and parts[5] != "/":
-            accounts.append((parts[0], root / parts[5].lstrip("/")))
-    return accounts
+    return passwd_homes(text, root)
 
 
 def describe_history(root: Path, path: Path, user: str, shell: str, max_lines: int,
