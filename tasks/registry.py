@@ -76,6 +76,9 @@ class CommandSpec:
     device_level: bool = False
     #: Argument fields that need one more permission when set, e.g. (("force", PERM_ADMIN),).
     flag_permissions: tuple[tuple[str, str], ...] = ()
+    #: The agent hands the handler every pid of its own (main process, pool, parent) to refuse,
+    #: as it does for destructive commands: memdump must never read the agent's memory.
+    protects_agent: bool = False
     #: Permissions needed on top of `permission`, whatever the arguments (memdump: reading a
     #: process's memory is collecting and, as much as running code, reaching into it).
     also_requires: tuple[str, ...] = ()
@@ -323,7 +326,7 @@ def build_registry() -> Registry:
             CommandSpec(
                 "memdump", "Dump a process's readable memory into the evidence store",
                 mem.MemdumpArgs, mem.MemdumpResult, PERM_COLLECT,
-                also_requires=(PERM_EXECUTE,), allowed_while_isolated=True,
+                also_requires=(PERM_EXECUTE,), protects_agent=True, allowed_while_isolated=True,
                 sends_file=True, time_limit_s=COLLECT_TIME_LIMIT_S, platforms=LINUX_ONLY,
                 positionals=("pid",),
             ),

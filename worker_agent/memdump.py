@@ -98,14 +98,27 @@ def run_memdump(args: MemdumpArgs, ctx: CommandContext) -> MemdumpResult:
 
 
 def check_dumpable(pid: int, ctx: CommandContext) -> None:
-    """ProtectedProcessError for pid 1 and the agent's own processes (its memory holds the
-    broker's credentials and the ledger's state)."""
-    if pid == 1:
+    """ProtectedProcessError for pid 1 and the agent's own processes, or a thread of one (its
+    memory holds the broker's credentials)."""
+    # A thread id opens /proc/TID as well as a pid does: judge the process it belongs to.
+    owner = thread_group(pid)
+    if 1 in (pid, owner):
         raise ProtectedProcessError("refusing to dump pid 1 (init)",
                                     hint="dump the suspicious process itself")
-    if pid in ctx.protected_pids or pid in (os.getpid(), os.getppid()):
+    if {pid, owner} & (set(ctx.protected_pids) | {os.getpid(), os.getppid()}):
         raise ProtectedProcessError(f"refusing to dump pid {pid}: it is the agent or its parent",
                                     hint="the agent's memory holds its own credentials")
+
+
+def thread_group(pid: int) -> int:
+    """The process (thread group) `pid` belongs to: itself unless it names a thread."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text(errors="replace").splitlines():
+            if line.startswith("Tgid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return pid
 
 
 def parse_maps(text: str) -> list[Mapping]:

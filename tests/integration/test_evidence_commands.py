@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from orchestrator.files.evidence import EvidenceStore
@@ -109,9 +110,13 @@ def test_memdump_stores_the_memory_holding_the_marker_with_a_matching_sha256(
     assert _nothing_left(stack)
 
 
-def test_memdump_refuses_the_agent_and_pid_1(stack: Stack, session: str) -> None:
+def test_memdump_refuses_the_agent_its_pool_its_threads_and_pid_1(
+        stack: Stack, session: str) -> None:
     agent_pid = next(iter(stack.agents.values())).pid
-    for pid in (agent_pid, 1):
+    pool = [child.pid for child in psutil.Process(agent_pid).children(recursive=True)]
+    threads = [int(t) for t in os.listdir(f"/proc/{agent_pid}/task") if int(t) != agent_pid]
+    assert pool, "the agent runs a prefork pool"
+    for pid in (agent_pid, *pool, *threads[:1], 1):
         body = stack.run(session, f"memdump {pid}")
         assert body["status"] == "failed", body
         assert body["error"]["code"] == "protected_process"
