@@ -1,4 +1,5 @@
-"""The receiving end of `getfile`: a command's transfer stream into the evidence store.
+"""The receiving end of `getfile` (and of every command that sends a file: `collect`,
+`memdump`): a command's transfer stream into the evidence store.
 
 The dispatcher runs the receiver while the agent sends (`receive_file`, from `Dispatcher.wait`;
 background jobs wait in a thread, so `getfile &` is received the same way). Chunks go to a temp
@@ -7,6 +8,8 @@ On the agent's end marker the two sha256 must agree: then the object is linked i
 and the acquisition is recorded and audited (`evidence.stored`). Anything else (a mismatch, the
 agent's error marker, a stall, a cancel, a malformed stream) deletes the temp file and is audited
 (`evidence.failed`). The stream is deleted in every case. File content never enters the audit.
+A *streamed* transfer (an archive or dump made while sent) announces at most how many bytes
+follow; its end marker gives the real size, which must equal what arrived.
 """
 
 from __future__ import annotations
