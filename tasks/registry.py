@@ -224,7 +224,7 @@ def build_registry() -> Registry:
                 options=(Option("--path", "path", "directory to search from"),
                          Option("--max", "max", "stop after this many matches"),
                          Option("--sha256", "sha256", "only files with this sha256"),
-                         Option("--newer", "newer", "modified after: 2h, 7d or an ISO time"),
+                         Option("--newer", "newer", "modified after 2h, 7d, an ISO time, @EPOCH"),
                          Option("--size", "size", "+10M, -4k, 1k..1M or an exact size"),
                          Option("--grep", "grep", "regular expression in the first 8 MiB")),
             ),

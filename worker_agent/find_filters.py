@@ -11,9 +11,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks import clock
 from tasks.commands.filesystem import FindFileArgs, FoundFile
 from tasks.errors import LiveResponseError
 from tasks.sizes import in_range, parse_size_range
+from tasks.times import parse_point_in_time
 from worker_agent.hashing import hash_file, open_nonblocking
 
 #: The most bytes of each file `--grep` reads: memory stays bounded whatever the tree holds.
@@ -38,7 +40,8 @@ class FileFilter:
     def from_args(cls, args: FindFileArgs) -> FileFilter:
         """The filter the arguments ask for (it accepts everything when they ask nothing)."""
         return cls(
-            newer=args.newer,
+            newer=(parse_point_in_time(args.newer, clock.now())
+                   if args.newer is not None else None),
             size=parse_size_range(args.size) if args.size is not None else None,
             sha256=args.sha256,
             # MULTILINE: ^ and $ match at line ends, as grep's do.

@@ -23,10 +23,10 @@ from tasks.commands.persistence import (
 )
 from tasks.errors import PathNotFoundError, UnsupportedOnEndpointError
 from worker_agent import systemd_units as su
-from worker_agent.accounts import PASSWD_MAX_BYTES, passwd_homes
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import IdNames, entry_type
 from worker_agent.hashing import hash_file
+from worker_agent.home_dirs import PASSWD_MAX_BYTES, passwd_homes
 from worker_agent.limits import json_size
 
 #: Lines of a file's content kept in an item's detail, each cut to DETAIL_LINE_CHARS.

@@ -26,10 +26,10 @@ from tasks.errors import (
     PathNotFoundError,
     ProcessNotFoundError,
 )
-from worker_agent.accounts import PASSWD_MAX_BYTES, passwd_homes
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import IdNames
 from worker_agent.hashing import open_nonblocking
+from worker_agent.home_dirs import PASSWD_MAX_BYTES, passwd_homes
 from worker_agent.system_state import require_linux
 from worker_agent.systemd_units import read_text
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from tasks import clock
 from tasks.commands.base import CommandArgs, CommandResult
-from tasks.durations import parse_duration
-from tasks.errors import UsageError
 from tasks.sizes import parse_size_range
+from tasks.times import parse_point_in_time
 
 #: Kinds of filesystem entry we report.
 EntryType = Literal["file", "dir", "symlink", "fifo", "socket", "char", "block", "other"]
@@ -82,10 +80,10 @@ class FindFileArgs(CommandArgs):
     max: int = Field(default=100, ge=1, le=10_000)
     #: Only regular files with this sha256.
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    #: Only entries modified after this time (seconds since the epoch). The line takes a
-    #: duration back from now (`2h`, `7d`) or an ISO time (`2025-03-01T14:00`, UTC unless it
-    #: names its offset); it is turned into a time where the line is parsed.
-    newer: float | None = None
+    #: Only entries modified after this time: a duration back from now (`2h`, `7d`), an ISO
+    #: time (the endpoint's local time unless it names its offset) or `@EPOCH`; the agent
+    #: reads it with its own clock and time zone, as `find -newermt` would there.
+    newer: str | None = None
     #: Only regular files whose size is in this range (`+10M`, `-4k`, `1k..1M`, `512`).
     size: str | None = None
     #: Only regular files whose first bytes (a bounded read) match this regular expression.
@@ -96,10 +94,12 @@ class FindFileArgs(CommandArgs):
     def _lowercase_sha256(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("newer", mode="before")
+    @field_validator("newer")
     @classmethod
-    def _time_or_duration(cls, value: Any) -> Any:
-        return parse_newer(value) if isinstance(value, str) else value
+    def _point_in_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_point_in_time(value, clock.now())
+        return value
 
     @field_validator("size")
     @classmethod
@@ -117,24 +117,6 @@ class FindFileArgs(CommandArgs):
             except re.error as exc:
                 raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
         return value
-
-
-def parse_newer(text: str) -> float:
-    """A time since the epoch from a duration back from now (`2h`) or an ISO time (UTC unless
-    it names its offset); ValueError naming the text otherwise."""
-    try:
-        return clock.now() - parse_duration(text)
-    except UsageError:
-        pass
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"invalid time {text!r}: give a duration back from now (90m, 2h, "
-                         "7d) or an ISO time (2025-03-01T14:00, UTC unless it has +HH:MM)"
-                         ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 class FoundFile(CommandResult):

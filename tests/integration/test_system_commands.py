@@ -199,11 +199,13 @@ def _find(*argv: str) -> list[str]:
 
 def test_findfile_newer_equals_find_newermt(stack: Stack, session: str, tree: Path) -> None:
     expected = _find(str(tree), "-newermt", "@1700000001")
-    assert _found(stack, session, f"findfile --path {tree} --newer 2023-11-14T22:13:21") == \
-        expected
+    assert _found(stack, session, f"findfile --path {tree} --newer @1700000001") == expected
+    local = _out("date", "-d", "@1700000001", "+%Y-%m-%dT%H:%M:%S").strip()
+    assert _found(stack, session, f"findfile --path {tree} --newer {local}") == expected
     assert str(tree / "d/big.bin") in expected and str(tree / "mid.log") not in expected
     got = _found(stack, session, f"findfile '*.txt' --path {tree} --newer 2020-01-01T00:00Z")
-    assert got == _find(str(tree), "-name", "*.txt", "-newermt", "@1577836800")
+    assert got == _find(str(tree), "-name", "*.txt", "-newermt", "2020-01-01T00:00Z")
+    assert got == [str(tree / "d/e/other.txt"), str(tree / "small.txt")]
 
 
 def test_findfile_size_equals_find_size(stack: Stack, session: str, tree: Path) -> None:

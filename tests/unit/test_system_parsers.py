@@ -14,6 +14,7 @@ import pytest
 
 from tasks.commands.memory import read_memdump_manifest, trailer
 from tasks.sizes import in_range, parse_size, parse_size_range
+from tasks.times import parse_point_in_time
 from tasks.transfer import begin_fields, parse_entry
 from tests.privilege import run_as_nobody
 from worker_agent.collect import plan
@@ -172,3 +173,19 @@ def test_collect_lists_a_directory_it_may_not_list_and_still_archives_it() -> No
     assert entries == [str(root), str(root / "locked"), str(root / "open.txt")]
     assert skipped == [{"path": str(root / "locked"), "type": "dir",
                         "reason": "directory could not be listed: Permission denied"}]
+
+
+@pytest.mark.parametrize("text, epoch", [
+    ("@1700000000", 1_700_000_000.0), ("2h", 1_000_000.0 - 7200),
+    ("2023-11-14T22:13:20Z", 1_700_000_000.0), ("2023-11-14 23:13:20+01:00", 1_700_000_000.0),
+])
+def test_points_in_time_from_durations_iso_times_and_epochs(text: str, epoch: float) -> None:
+    assert parse_point_in_time(text, now=1_000_000.0) == epoch
+
+
+def test_a_naive_iso_time_is_the_local_time_date_reads() -> None:
+    local = subprocess.run(["date", "-d", "@1700000000", "+%Y-%m-%d %H:%M:%S"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert parse_point_in_time(local, now=0.0) == 1_700_000_000.0
+    with pytest.raises(ValueError, match="invalid time 'yesterday'"):
+        parse_point_in_time("yesterday", now=0.0)
