@@ -47,6 +47,9 @@ GETFILE_TIME_LIMIT_S = 3600.0
 #: Soft time limit of `collect` and `memdump`: as long as a getfile of the same size.
 COLLECT_TIME_LIMIT_S = GETFILE_TIME_LIMIT_S
 
+#: Result fields the orchestrator fills in once a command's file is stored (merge_receipt).
+EVIDENCE_FIELDS = ("evidence_sha256", "evidence_path", "stored_at")
+
 #: Platforms of commands that only Linux agents can run.
 LINUX_ONLY = frozenset({"linux"})
 
@@ -192,6 +195,10 @@ def _check_spec(spec: CommandSpec) -> None:
     for opt in spec.options:
         if not opt.flag.startswith("--"):
             raise ValueError(f"{spec.name}: option {opt.flag!r} must start with --")
+    missing_evidence = [f for f in EVIDENCE_FIELDS if f not in spec.result_model.model_fields]
+    if spec.sends_file and missing_evidence:
+        raise ValueError(f"{spec.name}: sends a file, but its result model lacks "
+                         f"{missing_evidence} (the orchestrator adds where the file went)")
     if not spec.args_model.model_config.get("frozen") or spec.args_model.model_config.get(
         "extra"
     ) != "forbid":

@@ -41,6 +41,12 @@ def test_registry_refuses_a_command_declared_twice() -> None:
         Registry([spec, spec])
 
 
+def test_registry_refuses_a_file_sender_whose_result_lacks_the_evidence_fields() -> None:
+    bad = CommandSpec("dir", "x", DirArgs, DirResult, "live.read", sends_file=True)
+    with pytest.raises(ValueError, match="lacks .'evidence_sha256'"):
+        Registry([bad])
+
+
 def test_registry_refuses_a_required_field_missing_from_the_line() -> None:
     bad = CommandSpec("fileinfo", "x", FileInfoArgs, DirResult, "live.read")
     with pytest.raises(ValueError, match="required fields"):
