@@ -83,6 +83,8 @@ def expand(pattern: Path) -> list[Path]:
     text = str(pattern)
     if GLOB_CHARS & set(text):
         roots = [Path(p) for p in sorted(glob.glob(text))]
+        if not roots and os.path.lexists(pattern):
+            return [pattern]  # a name that merely holds `[` or `*`, e.g. `report[1].pdf`
         if not roots:
             raise PathNotFoundError(f"nothing matches {text}",
                                     hint="check the pattern with findfile or dir")

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from tasks.commands.memory import read_memdump_manifest, trailer
+from tasks.errors import PathNotFoundError
 from tasks.sizes import in_range, parse_size, parse_size_range
 from tasks.times import parse_point_in_time
 from tasks.transfer import begin_fields, parse_entry
 from tests.privilege import run_as_nobody
-from worker_agent.collect import plan
+from worker_agent.collect import expand, plan
 from worker_agent.interfaces import parse_routes_v4, parse_routes_v6, prefix_length
 from worker_agent.memdump import parse_maps
 from worker_agent.system_state import parse_modules, parse_mounts
@@ -189,3 +190,13 @@ def test_a_naive_iso_time_is_the_local_time_date_reads() -> None:
     assert parse_point_in_time(local, now=0.0) == 1_700_000_000.0
     with pytest.raises(ValueError, match="invalid time 'yesterday'"):
         parse_point_in_time("yesterday", now=0.0)
+
+
+def test_collect_expands_a_glob_and_takes_a_name_that_only_looks_like_one(
+        tmp_path: Path) -> None:
+    for name in ("a.log", "b.log", "report[1].pdf"):
+        (tmp_path / name).write_text(name)
+    assert expand(tmp_path / "*.log") == [tmp_path / "a.log", tmp_path / "b.log"]
+    assert expand(tmp_path / "report[1].pdf") == [tmp_path / "report[1].pdf"]
+    with pytest.raises(PathNotFoundError, match="nothing matches"):
+        expand(tmp_path / "*.exe")
