@@ -10,15 +10,19 @@ from pydantic import ValidationError
 
 from tasks.commands import accounts as acct
 from tasks.commands import acquisition as acq
+from tasks.commands import collect as col
 from tasks.commands import content as ct
 from tasks.commands import filesystem as fs
 from tasks.commands import isolation as iso
 from tasks.commands import library as lib
 from tasks.commands import logs as lg
+from tasks.commands import memory as mem
 from tasks.commands import network as net
 from tasks.commands import persistence as pers
 from tasks.commands import processes as proc
 from tasks.commands import remediation as rem
+from tasks.commands import system as sysinfo
+from tasks.commands import user_traces as traces
 from tasks.commands.base import CommandArgs, CommandResult
 from tasks.errors import InvalidResultError
 
@@ -42,6 +46,12 @@ REMEDIATE_TIME_LIMIT_S = 600.0
 
 #: Soft time limit of `getfile`: 3 GiB at a slow 1 MB/s, with room to spare.
 GETFILE_TIME_LIMIT_S = 3600.0
+
+#: Soft time limit of `collect` and `memdump`: as long as a getfile of the same size.
+COLLECT_TIME_LIMIT_S = GETFILE_TIME_LIMIT_S
+
+#: Result fields the orchestrator fills in once a command's file is stored (merge_receipt).
+EVIDENCE_FIELDS = ("evidence_sha256", "evidence_path", "stored_at")
 
 #: Platforms of commands that only Linux agents can run.
 LINUX_ONLY = frozenset({"linux"})
@@ -72,6 +82,12 @@ class CommandSpec:
     device_level: bool = False
     #: Argument fields that need one more permission when set, e.g. (("force", PERM_ADMIN),).
     flag_permissions: tuple[tuple[str, str], ...] = ()
+    #: The agent hands the handler every pid of its own (main process, pool, parent) to refuse,
+    #: as it does for destructive commands: memdump must never read the agent's memory.
+    protects_agent: bool = False
+    #: Permissions needed on top of `permission`, whatever the arguments (memdump: reading a
+    #: process's memory is collecting and, as much as running code, reaching into it).
+    also_requires: tuple[str, ...] = ()
     #: The command's own soft time limit in seconds (long transfers); None: the default one.
     time_limit_s: float | None = None
     #: The agent streams a file back over the broker (`lr:xfer:<id>`); the orchestrator
@@ -90,7 +106,12 @@ class CommandSpec:
     def permissions_for(self, args: CommandArgs) -> list[str]:
         """Every permission running these arguments needs: the command's, plus its flags'."""
         extra = [perm for name, perm in self.flag_permissions if getattr(args, name, None)]
-        return [self.permission, *extra]
+        return [*self.permissions, *extra]
+
+    @property
+    def permissions(self) -> tuple[str, ...]:
+        """Every permission the command needs whatever its arguments."""
+        return (self.permission, *self.also_requires)
 
     def parse_result(self, data: Any) -> CommandResult:
         """`data` (a result as JSON) as this command's result model.
@@ -177,6 +198,10 @@ def _check_spec(spec: CommandSpec) -> None:
     for opt in spec.options:
         if not opt.flag.startswith("--"):
             raise ValueError(f"{spec.name}: option {opt.flag!r} must start with --")
+    missing_evidence = [f for f in EVIDENCE_FIELDS if f not in spec.result_model.model_fields]
+    if spec.sends_file and missing_evidence:
+        raise ValueError(f"{spec.name}: sends a file, but its result model lacks "
+                         f"{missing_evidence} (the orchestrator adds where the file went)")
     if not spec.args_model.model_config.get("frozen") or spec.args_model.model_config.get(
         "extra"
     ) != "forbid":
@@ -203,11 +228,15 @@ def build_registry() -> Registry:
                 positionals=("path",),
             ),
             CommandSpec(
-                "findfile", "Find files whose name matches a glob, bounded",
+                "findfile", "Find files by name glob, sha256, mtime, size or content, bounded",
                 fs.FindFileArgs, fs.FindFileResult, PERM_READ, allowed_while_isolated=True,
-                positionals=("name",),
+                positionals=("name",), optional_positionals=frozenset({"name"}),
                 options=(Option("--path", "path", "directory to search from"),
-                         Option("--max", "max", "stop after this many matches")),
+                         Option("--max", "max", "stop after this many matches"),
+                         Option("--sha256", "sha256", "only files with this sha256"),
+                         Option("--newer", "newer", "modified after 2h, 7d, an ISO time, @EPOCH"),
+                         Option("--size", "size", "+10M, -4k, 1k..1M or an exact size"),
+                         Option("--grep", "grep", "regular expression in the first 8 MiB")),
             ),
             CommandSpec(
                 "getfilehash", "Hash a file (streamed)",
@@ -328,6 +357,48 @@ def build_registry() -> Registry:
                 lib.RunScriptArgs, lib.RunScriptResult, PERM_EXECUTE,
                 destructive=True, allowed_while_isolated=True,
                 positionals=("name",), rest="args",
+            ),
+            CommandSpec(
+                "modules", "List loaded kernel modules (/proc/modules, as lsmod)",
+                sysinfo.ModulesArgs, sysinfo.ModulesResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
+                "mounts", "List mounted filesystems (/proc/self/mounts)",
+                sysinfo.MountsArgs, sysinfo.MountsResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
+                "interfaces", "List network interfaces, their addresses, and the routes",
+                sysinfo.InterfacesArgs, sysinfo.InterfacesResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
+                "env", "Show a process's environment (secret-looking values redacted)",
+                traces.EnvArgs, traces.EnvResult, PERM_COLLECT,
+                allowed_while_isolated=True, platforms=LINUX_ONLY, positionals=("pid",),
+            ),
+            CommandSpec(
+                "history", "Shell histories of each account: path, owner, sha256, last lines",
+                traces.HistoryArgs, traces.HistoryResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+                options=(Option("--user", "user", "only this account's histories"),
+                         Option("--max", "max", "last lines of each file (default 50)")),
+            ),
+            CommandSpec(
+                "memdump", "Dump a process's readable memory into the evidence store",
+                mem.MemdumpArgs, mem.MemdumpResult, PERM_COLLECT,
+                also_requires=(PERM_EXECUTE,), protects_agent=True, allowed_while_isolated=True,
+                sends_file=True, time_limit_s=COLLECT_TIME_LIMIT_S, platforms=LINUX_ONLY,
+                positionals=("pid",),
+            ),
+            CommandSpec(
+                "collect", "Archive a directory or glob (tar) into the evidence store",
+                col.CollectArgs, col.CollectResult, PERM_COLLECT, allowed_while_isolated=True,
+                sends_file=True, time_limit_s=COLLECT_TIME_LIMIT_S, platforms=LINUX_ONLY,
+                positionals=("path",),
+                options=(Option("--max-bytes", "max_bytes",
+                                "largest archive to keep (e.g. 50M); nothing kept past it"),),
             ),
             CommandSpec(
                 "isolate", "Cut the device off the network but for the broker (nftables)",

@@ -180,7 +180,8 @@ class Executor:
 
     def _context(self, spec: CommandSpec, env: CommandEnvelope) -> CommandContext:
         # Walking the process table costs milliseconds: only commands that act need it.
-        protected = self._protected_pids() if spec.destructive else {1, os.getpid()}
+        protected = (self._protected_pids() if spec.destructive or spec.protects_agent
+                     else {1, os.getpid()})
         return CommandContext(
             device_id=self.device_id,
             cwd=env.cwd,

@@ -106,7 +106,10 @@ def render_findfile(r: FindFileResult) -> list[str]:
         lines = [f"no match for {clean(r.pattern)} under {clean(r.root)}"]
     if r.truncated:
         lines.append(f"(stopped after {len(r.matches)} matches: raise --max to see more)")
-    return lines + _unreadable(r.unreadable, "directories")
+    if r.partly_searched:
+        lines.append(f"({r.partly_searched} files were searched in their first 8 MiB only)")
+    return (lines + _unreadable(r.unreadable, "directories")
+            + _unreadable(r.unread_files, "files"))
 
 
 def render_processes(r: ProcessesResult) -> list[str]:

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli import render_evidence as evidence
 from orchestrator.cli import render_results as show
+from orchestrator.cli import render_system as show_system
 from orchestrator.commands.effects import record_isolation, record_release, set_session_cwd
 from orchestrator.files.library import prepare_library_args
+from orchestrator.files.size_limits import prepare_collect, prepare_memdump
 from orchestrator.files.transfer import prepare_getfile
 from tasks.commands.base import CommandArgs
 from tasks.registry import CommandSpec
@@ -77,6 +79,13 @@ COMMAND_TABLE: dict[str, CommandSide] = {
     "undo": CommandSide(render=show.render_undo),
     "put": CommandSide(render=show.render_put, prepare=prepare_library_args),
     "runscript": CommandSide(render=show.render_runscript, prepare=prepare_library_args),
+    "modules": CommandSide(render=show_system.render_modules),
+    "mounts": CommandSide(render=show_system.render_mounts),
+    "interfaces": CommandSide(render=show_system.render_interfaces),
+    "env": CommandSide(render=show_system.render_env),
+    "history": CommandSide(render=show_system.render_history),
+    "memdump": CommandSide(render=show_system.render_memdump, prepare=prepare_memdump),
+    "collect": CommandSide(render=show_system.render_collect, prepare=prepare_collect),
     "isolate": CommandSide(render=show.render_isolate, after=record_isolation),
     "release": CommandSide(render=show.render_release, after=record_release),
 }

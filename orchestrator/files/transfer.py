@@ -1,4 +1,5 @@
-"""The receiving end of `getfile`: a command's transfer stream into the evidence store.
+"""The receiving end of `getfile` (and of every command that sends a file: `collect`,
+`memdump`): a command's transfer stream into the evidence store.
 
 The dispatcher runs the receiver while the agent sends (`receive_file`, from `Dispatcher.wait`;
 background jobs wait in a thread, so `getfile &` is received the same way). Chunks go to a temp
@@ -7,6 +8,8 @@ On the agent's end marker the two sha256 must agree: then the object is linked i
 and the acquisition is recorded and audited (`evidence.stored`). Anything else (a mismatch, the
 agent's error marker, a stall, a cancel, a malformed stream) deletes the temp file and is audited
 (`evidence.failed`). The stream is deleted in every case. File content never enters the audit.
+A *streamed* transfer (an archive or dump made while sent) announces at most how many bytes
+follow; its end marker gives the real size, which must equal what arrived.
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ class _Incoming:
     sha256_arrival: str | None = None
 
     def progress(self) -> str:
-        size = self.begin.size_bytes if self.begin else None
+        size = self.begin.size_bytes if self.begin and not self.begin.streamed else None
         return json.dumps({"bytes": self.received, "size": size})
 
     def discard(self) -> None:
@@ -267,7 +270,8 @@ class TransferReceiver:
             raise _malformed(f"a chunk at offset {entry.offset}, expected {incoming.received} "
                              "(a chunk lost or repeated)")
         if incoming.received + len(entry.data) > incoming.begin.size_bytes:
-            raise _malformed(f"more bytes than the {incoming.begin.size_bytes} announced")
+            what = "at most " if incoming.begin.streamed else ""
+            raise _malformed(f"more bytes than the {what}{incoming.begin.size_bytes} announced")
         incoming.out.write(entry.data)
         incoming.hasher.update(entry.data)
         incoming.received += len(entry.data)
@@ -278,12 +282,16 @@ class TransferReceiver:
         assert incoming.begin is not None and incoming.out is not None and incoming.temp
         incoming.sha256_agent = entry.sha256
         incoming.sha256_arrival = incoming.hasher.hexdigest()
-        if entry.size_bytes != incoming.received or entry.size_bytes != incoming.begin.size_bytes:
+        announced = incoming.begin.size_bytes
+        streamed = incoming.begin.streamed
+        if entry.size_bytes != incoming.received or (
+                entry.size_bytes > announced if streamed else entry.size_bytes != announced):
+            of_what = (f"(at most {announced} announced)" if streamed
+                       else f"of a {announced}-byte file")
             raise _Failed(ErrorInfo(
                 code=HashMismatchError.code,
-                message=f"the agent sent {entry.size_bytes} bytes of a "
-                        f"{incoming.begin.size_bytes}-byte file but {incoming.received} "
-                        "arrived; nothing was kept"))
+                message=f"the agent sent {entry.size_bytes} bytes {of_what} but "
+                        f"{incoming.received} arrived; nothing was kept"))
         if incoming.sha256_arrival != entry.sha256:
             raise _Failed(ErrorInfo(
                 code=HashMismatchError.code,

@@ -46,6 +46,11 @@ LINES = {
     "undo": ["undo Q0123456789ab"], "put": [f"put {LIB}"], "runscript": [f"runscript {LIB}"],
     "isolate": ["isolate"], "release": ["release"],
 }
+LINES.update({
+    "modules": ["modules"], "mounts": ["mounts"], "interfaces": ["interfaces"],
+    "env": ["env 4194000"], "history": ["history --user root"], "memdump": ["memdump 4194000"],
+    "collect": ["collect /etc/hostname"],
+})
 IN_SCOPE, OUT_OF_SCOPE = "group:web", "group:finance"
 #: (grant scope, device tag) pairs: unscoped, scoped and matching, scoped elsewhere.
 SCOPES = [(None, OUT_OF_SCOPE), (IN_SCOPE, IN_SCOPE), (IN_SCOPE, OUT_OF_SCOPE)]

@@ -21,6 +21,7 @@ from tasks.commands import processes as proc
 from tasks.commands import remediation as rem
 from tasks.commands.base import CommandResult
 from tasks.registry import REGISTRY
+from tests.unit.system_samples import SYSTEM_SAMPLES
 
 SHA = "ab" * 32
 QID = "Q0123456789ab"
@@ -141,6 +142,7 @@ SAMPLES: dict[str, tuple[CommandResult, list[str]]] = {
     "release": (iso.ReleaseResult(removed=False, table="inet liveresponse_isolation"), [
         "was not isolated: no table inet liveresponse_isolation to remove"]),
 }
+SAMPLES.update(SYSTEM_SAMPLES)
 
 
 def test_every_command_has_a_rendering_sample() -> None:
