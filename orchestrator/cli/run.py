@@ -12,7 +12,7 @@ from orchestrator.cli.context import CliContext, pass_cli, to_json
 from orchestrator.cli.errors import format_error, record_error
 from orchestrator.cli.job_forms import JobForms
 from orchestrator.cli.progress import follow_record
-from orchestrator.cli.render import render_record
+from orchestrator.cli.render import render_record, verdict_of
 from orchestrator.cli.table import clean
 from tasks.durations import parse_duration
 from tasks.errors import LiveResponseError, UsageError
@@ -25,7 +25,8 @@ def show_record(cli: CliContext, record: dict[str, Any], forms: JobForms | None 
     """Print a command record; a command that did not complete also gets one stderr line.
     `forms`: how hints name the job commands (default: the CLI's, `lr fg S… N`).
 
-    Returns the error matching the record's status, or None when it completed.
+    Returns the error matching the record's status (for a completed one, its command's
+    verdict: a script that exited non-zero), or None when it completed and succeeded.
     """
     forms = forms or JobForms(str(record.get("session_id")))
     if record.get("job") is not None and record.get("status") in ("queued", "running"):
@@ -36,6 +37,8 @@ def show_record(cli: CliContext, record: dict[str, Any], forms: JobForms | None 
         click.echo(to_json(record))
     elif error is None:
         click.echo(render_record(record))
+    if error is None:
+        error = verdict_of(record)
     if error is not None:
         # The human rendering of a failed record is this very line: print it once.
         click.echo(forms.rewrite(format_error(error)), err=True)
