@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.shell_words import SHELL_COMMANDS
+from tasks.registry import REGISTRY
 from tests.e2e.cli import Lr, ok
 from tests.stack import Stack
-from tasks.registry import REGISTRY
 
 pytestmark = pytest.mark.integration
 
