@@ -21,6 +21,17 @@ from tests.stack import Stack
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def device_id(shared_device_id: str) -> str:
+    return shared_device_id
+
+
+@pytest.fixture
+def stack(shared_stack: Stack) -> Stack:
+    """One stack for this module: each test opens sessions of its own."""
+    return shared_stack
+
+
 class Script(io.BytesIO):
     """Lines piped into the shell, handed over one at a time; `actions[n]` runs just before
     line n is handed over, as another terminal would act meanwhile."""
@@ -30,7 +41,7 @@ class Script(io.BytesIO):
         self.actions = actions
         self.served = 0
 
-    def read1(self, size: int = -1) -> bytes:
+    def read1(self, size: int | None = -1) -> bytes:
         # The text layer reads with read1 until it has a line: give it exactly one.
         action = self.actions.pop(self.served, None)
         if action is not None:
@@ -42,11 +53,11 @@ class Script(io.BytesIO):
         return b"" if size == 0 else self.read1()  # read(0): click's probe for bytes
 
 
-def _shell_session(stack: Stack, device_id: str) -> str:
+def _newest_session(stack: Stack, device_id: str) -> str:
+    """The newest open session on the device: the shell's, while it runs."""
     with stack.client() as http:
-        sessions = http.get("/sessions", params={"all": "true"}).json()
-    (session,) = [s for s in sessions if s["device_id"] == device_id]
-    return str(session["id"])
+        sessions = http.get("/sessions").json()
+    return str([s for s in sessions if s["device_id"] == device_id][-1]["id"])
 
 
 def test_not_found_errors_leave_the_shell_and_its_session_open(
@@ -71,7 +82,7 @@ def test_the_shell_ends_with_exit_6_only_when_its_session_is_closed_elsewhere(
         lr: Lr, stack: Stack, device_id: str) -> None:
     def close_it() -> None:
         with stack.client() as http:
-            sid = _shell_session(stack, device_id)
+            sid = _newest_session(stack, device_id)
             assert http.delete(f"/sessions/{sid}").status_code == 200
 
     script = Script(["fg 3", "dir /", "dir /", "dir /"], {2: close_it})
@@ -166,7 +177,7 @@ def test_the_requester_of_an_approved_command_sees_its_result(
         def approve_job_1() -> None:
             with stack.client(alice) as http:
                 (shell_session,) = [s["id"] for s in http.get("/sessions").json()
-                                    if s["id"] != session]
+                                    if s["id"] != session and s["user"] == "alice"]
                 (job,) = http.get(f"/sessions/{shell_session}/jobs").json()
             with stack.client(bob) as http:
                 approved = http.post(f"/commands/{job['command_id']}/approve")
