@@ -102,7 +102,8 @@ def run(ctx: click.Context, cli: CliContext, background: bool, selector: str | N
     --devices, on every device SELECTOR names (a batch: a table of each device's outcome).
 
     Exits 0 when the command completed (or started in the background), else with the exit
-    code of what went wrong; a batch exits 0 only if it completed on every device.
+    code of what went wrong (18: a script that exited non-zero or overran its time limit); a
+    batch exits 0 only if it completed on every device.
     """
     expires_s = parse_duration(expires) if expires is not None else None
     if selector is not None:

@@ -6,6 +6,7 @@ is one line, and the next prompt follows.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import Any
 
@@ -96,8 +97,10 @@ class Shell:
 
     def list_dir(self, path: str) -> list[DirEntry]:
         """A directory of the device, for completion (a plain, audited `dir`)."""
-        record = self.cli.client.run(self.session_id, f"dir {path}",
-                                     timeout_s=COMPLETION_TIMEOUT_S)
+        # It expires with the wait: a listing nobody waits for any more never runs later.
+        record = self.cli.client.run(self.session_id, f"dir {shlex.quote(path)}",
+                                     expires_s=COMPLETION_TIMEOUT_S,
+                                     timeout_s=COMPLETION_TIMEOUT_S + 5)
         result = parse_result(record) if record.get("status") == "completed" else None
         return result.entries if isinstance(result, DirResult) else []
 
