@@ -6,7 +6,14 @@ import pytest
 
 from orchestrator.cli.job_forms import JobForms
 from orchestrator.cli.shell_input import Completer, RemotePaths
-from orchestrator.cli.shell_words import expand_alias, render_help, shell_word
+from orchestrator.cli.shell_words import (
+    ALIAS_FALLBACKS,
+    ALIASES,
+    completion_words,
+    expand_alias,
+    render_help,
+    shell_word,
+)
 from orchestrator.commands.verdicts import script_verdict
 from tasks.commands.filesystem import DirEntry
 from tasks.commands.library import RunScriptResult
@@ -30,6 +37,16 @@ def test_aliases_expand_to_the_registrys_commands() -> None:
     assert expand_alias("dir /tmp") == "dir /tmp"
     assert shell_word("clear") == "cls" and shell_word("quit") == "exit"
     assert shell_word("dir") is None
+
+
+def test_an_alias_whose_command_is_missing_says_what_to_do(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ALIASES, "type", "no-such-command")
+    monkeypatch.setitem(ALIAS_FALLBACKS, "type", "use getfile")
+    with pytest.raises(UsageError, match="no no-such-command command") as raised:
+        expand_alias("type C:\\boot.ini")
+    assert raised.value.hint == "use getfile"
+    assert "type" not in completion_words()
 
 
 def test_help_of_an_alias_is_its_commands_and_an_unknown_name_is_refused() -> None:
