@@ -403,3 +403,11 @@ class RedisUnavailableError(LiveResponseError):
     code = "redis_unavailable"
     http_status = 503
     exit_code = 17
+
+
+class ScriptFailedError(CommandFailedError):
+    """Raised (by the CLI) when a `runscript` completed but its script exited non-zero or was
+    stopped at its time limit: the result, with the script's exit code, is shown all the same."""
+
+    code = "script_failed"
+    exit_code = 18

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 class OpenSessionBody(BaseModel):
     device_id: str = Field(min_length=1, max_length=200)
+    #: Where the session starts on the device (absolute); default the device's root.
+    cwd: str | None = Field(default=None, min_length=1)
 
 
 class RunBody(BaseModel):
@@ -173,9 +175,10 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
         def open_it(checked: Request) -> Session:
             assert checked.device is not None
-            session = plane.sessions.open(checked.need_user().name, checked.device.id)
+            session = plane.sessions.open(checked.need_user().name, checked.device.id,
+                                          body.cwd)
             plane.audit.append(checked.actor, "session.opened", session.device_id, "allowed",
-                               session=session.id, device=session.device_id)
+                               session=session.id, device=session.device_id, cwd=session.cwd)
             return session
 
         opened = OPEN_SESSION.run(req, open_it).model_dump(mode="json")
