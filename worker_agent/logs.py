@@ -17,8 +17,9 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-from tasks.commands.logs import LogEntry, LogsArgs, LogSource, LogsResult, since_epoch
+from tasks.commands.logs import LogEntry, LogsArgs, LogSource, LogsResult
 from tasks.errors import CommandFailedError, PathNotFoundError, UnsupportedOnEndpointError
+from tasks.times import parse_point_in_time
 from worker_agent.account_files import user_names
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import oserrors_mapped
@@ -49,7 +50,7 @@ def run_logs(args: LogsArgs, ctx: CommandContext) -> LogsResult:
         raise PathNotFoundError(f"the system root {root} is not a directory",
                                 hint="check LR_SYSTEM_ROOT on the agent")
     source: LogSource = args.source or ("journal" if journal_present(root) else "syslog")
-    since = since_epoch(args.since, time.time()) if args.since else None
+    since = parse_point_in_time(args.since, time.time()) if args.since else None
     pattern = re.compile(args.grep) if args.grep else None
     match = Filter(since, pattern, args.max)
     if source == "journal":

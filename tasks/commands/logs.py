@@ -5,30 +5,24 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from tasks.commands.base import CommandArgs, CommandResult
-from tasks.durations import parse_duration
-from tasks.errors import UsageError
+from tasks.times import parse_point_in_time
 
 #: Where `logs` reads: journald, the auth or system log file, the login records.
 LogSource = Literal["journal", "auth", "syslog", "wtmp", "btmp", "lastlog"]
 #: Entries `logs` returns unless told otherwise, and the most it returns.
 LOGS_DEFAULT_MAX = 200
 LOGS_MAX = 10_000
-#: Formats `--since` takes besides a duration ago and `@EPOCH`.
-SINCE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M",
-                 "%Y-%m-%dT%H:%M:%S")
-SINCE_HINT = "give a duration ago (30m, 2h, 7d), a local time (2026-03-01 14:00) or @EPOCH"
 
 
 class LogsArgs(CommandArgs):
     #: None: the journal where the endpoint keeps one, else the system log file.
     source: LogSource | None = None
-    #: Only entries at or after this time (see SINCE_HINT).
+    #: Only entries at or after this time (see tasks/times.py).
     since: str | None = None
     #: Only entries matching this regular expression (Python syntax), anywhere in the line.
     grep: str | None = Field(default=None, min_length=1)
@@ -39,7 +33,7 @@ class LogsArgs(CommandArgs):
     @classmethod
     def _since_parses(cls, value: str | None) -> str | None:
         if value is not None:
-            since_epoch(value, time.time())
+            parse_point_in_time(value, time.time())
         return value
 
     @field_validator("grep")
@@ -51,25 +45,6 @@ class LogsArgs(CommandArgs):
             except re.error as exc:
                 raise ValueError(f"not a regular expression ({exc}): {value!r}") from None
         return value
-
-
-def since_epoch(text: str, now: float) -> float:
-    """The epoch seconds `text` names; ValueError naming the text when it names none."""
-    text = text.strip()
-    if text.startswith("@"):
-        try:
-            return float(text[1:])
-        except ValueError:
-            raise ValueError(f"not a time: {text!r} ({SINCE_HINT})") from None
-    for fmt in SINCE_FORMATS:
-        try:
-            return datetime.strptime(text, fmt).timestamp()
-        except ValueError:
-            continue
-    try:
-        return now - parse_duration(text)
-    except UsageError:
-        raise ValueError(f"not a time: {text!r} ({SINCE_HINT})") from None
 
 
 class LogEntry(CommandResult):

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings
-from tasks.commands.logs import LogsArgs, LogsResult, since_epoch
+from tasks.commands.logs import LogsArgs, LogsResult
 from tasks.errors import PathNotFoundError, UsageError
 from tasks.parsing import parse_line
+from tasks.times import parse_point_in_time
 from worker_agent.context import CommandContext
 from worker_agent.log_lines import parse_journal_line, parse_syslog_line
 from worker_agent.logs import run_logs
@@ -110,14 +111,14 @@ def test_a_missing_log_names_the_files_looked_for(tmp_path: Path) -> None:
 
 def test_since_takes_durations_local_times_and_epochs() -> None:
     now = 1772366400.0
-    assert since_epoch("2h", now) == now - 7200
-    assert since_epoch("@1772356600", now) == 1772356600.0
-    assert since_epoch("2026-03-01 09:00", now) == datetime(2026, 3, 1, 9, 0).timestamp()
+    assert parse_point_in_time("2h", now) == now - 7200
+    assert parse_point_in_time("@1772356600", now) == 1772356600.0
+    assert parse_point_in_time("2026-03-01 09:00", now) == datetime(2026, 3, 1, 9, 0).timestamp()
 
 
 @pytest.mark.parametrize(("line", "problem"), [
     ("logs --grep '(unclosed'", "not a regular expression"),
-    ("logs --since yesterday-ish", "not a time: 'yesterday-ish'"),
+    ("logs --since yesterday-ish", "invalid time 'yesterday-ish'"),
     ("logs --source kmsg", "bad value for source"),
     ("logs --max 0", "greater than or equal to 1"),
 ])
