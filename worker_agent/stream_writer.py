@@ -77,12 +77,25 @@ def streamed_file(ctx: CommandContext, label: str, mtime: float, max_bytes: int,
     why the transfer ends (or deletes the stream when the receiver is gone), then propagates.
     """
     chunk_bytes = ctx.settings.transfer_chunk_bytes
-    sender = StreamSender(ctx.client, ctx.keys.xfer(ctx.command_id),
-                          window_chunks=ctx.settings.transfer_window_chunks,
-                          stall_timeout_s=ctx.settings.transfer_stall_timeout_s)
+    sender = transfer_sender(ctx)
     sender.begin(begin_fields(max_bytes, chunk_bytes, label, None, mtime, streamed=True))
-    try:
+    with failures_told(sender, command):
         yield StreamedFile(sender, chunk_bytes, max_bytes, f"the {command} of {label}")
+
+
+def transfer_sender(ctx: CommandContext) -> StreamSender:
+    """The sender on the command's own transfer stream, with the agent's window and timeout."""
+    return StreamSender(ctx.client, ctx.keys.xfer(ctx.command_id),
+                        window_chunks=ctx.settings.transfer_window_chunks,
+                        stall_timeout_s=ctx.settings.transfer_stall_timeout_s)
+
+
+@contextmanager
+def failures_told(sender: StreamSender, command: str) -> Iterator[None]:
+    """Tell the receiver why a transfer ends when the block raises (a stalled receiver is gone:
+    the stream is deleted instead), then let the error propagate."""
+    try:
+        yield
     except TransferStalledError:
         sender.abandon()
         raise

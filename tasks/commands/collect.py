@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from tasks.commands.acquisition import SHA256_PATTERN
+from tasks.commands.acquisition import SHA256_PATTERN, StoredFileResult
 from tasks.commands.base import CommandArgs, CommandResult
 from tasks.sizes import parse_size
 
@@ -64,17 +64,9 @@ class SkippedEntry(CommandResult):
     reason: str
 
 
-class CollectResult(CommandResult):
+class CollectResult(StoredFileResult):
     #: The path or glob asked for, made absolute; and what it matched.
     path: str
     roots: list[str]
     members: list[CollectMember]
     skipped: list[SkippedEntry]
-    size_bytes: int = Field(ge=0)
-    sha256: str = Field(pattern=SHA256_PATTERN)
-    chunks: int = Field(ge=0)
-    chunk_bytes: int = Field(ge=1)
-    #: Set by the orchestrator once the archive arrived whole and its sha256 matched.
-    evidence_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
-    evidence_path: str | None = None
-    stored_at: float | None = None

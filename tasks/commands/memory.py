@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 from pydantic import Field
 
-from tasks.commands.acquisition import SHA256_PATTERN
+from tasks.commands.acquisition import StoredFileResult
 from tasks.commands.base import CommandArgs, CommandResult
 
 #: The first 16 bytes of a dump's trailer.
@@ -58,20 +58,12 @@ class MemoryRegion(CommandResult):
     reason: str | None = None
 
 
-class MemdumpResult(CommandResult):
+class MemdumpResult(StoredFileResult):
     pid: int
     name: str
     #: The regions in the dump (in file order) and the readable-looking ones that were not.
     regions: list[MemoryRegion]
     skipped: list[MemoryRegion]
-    size_bytes: int = Field(ge=0)
-    sha256: str = Field(pattern=SHA256_PATTERN)
-    chunks: int = Field(ge=0)
-    chunk_bytes: int = Field(ge=1)
-    #: Set by the orchestrator once the dump arrived whole and its sha256 matched.
-    evidence_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
-    evidence_path: str | None = None
-    stored_at: float | None = None
 
 
 def trailer(manifest_bytes: int) -> bytes:
