@@ -38,6 +38,14 @@ Handler = Callable[[CommandArgs, CommandContext], CommandResult]
 
 #: Why a task must not run: the status it ends in, a stable reason code, a message.
 Refusal = tuple[CommandStatus, str, str]
+#: The refusal of a command id that already started once (a second delivery, a replay).
+REPLAYED = "replayed"
+
+
+def is_replay_refusal(outcome: dict[str, object]) -> bool:
+    """True when `outcome` refuses a second delivery of a command that already started."""
+    error = outcome.get("error")
+    return isinstance(error, dict) and error.get("code") == REPLAYED
 
 
 @dataclass
@@ -155,7 +163,7 @@ class Executor:
         except LedgerError as exc:
             return (CommandStatus.REJECTED, exc.code, exc.message)
         if not claimed:
-            return (CommandStatus.REJECTED, "replayed",
+            return (CommandStatus.REJECTED, REPLAYED,
                     f"command {env.command_id} was already started once; never run twice")
         moved, before = self.states.transition(env.command_id, CommandStatus.RUNNING,
                                                [CommandStatus.QUEUED],
@@ -168,7 +176,7 @@ class Executor:
         if before in (CommandStatus.CANCELLED, CommandStatus.EXPIRED):
             return (before, before.value,
                     f"the command was {before.value} before it could start; dropped")
-        return (CommandStatus.REJECTED, "replayed",
+        return (CommandStatus.REJECTED, REPLAYED,
                 f"command {env.command_id} is {before.value}: it already started once; "
                 "never run twice")
 
