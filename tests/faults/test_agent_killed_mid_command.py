@@ -20,7 +20,7 @@ from tests.stack import new_device_id
 
 #: The command's time limit (its script's is 5 s less): the waiter gives up on a silent
 #: agent that long after the start, plus its grace.
-TIME_LIMIT_S = 6.5
+TIME_LIMIT_S = 7.5
 #: A script that appends one line (its destructive act), says it is under way, then works on.
 APPEND_THEN_WORK = b'#!/bin/sh\necho ran >> "$1"\necho $$ > "$2"\nsleep 300\n'
 

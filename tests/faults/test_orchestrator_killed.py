@@ -95,7 +95,7 @@ def test_outcomes_a_sigkilled_orchestrator_was_waiting_for_are_recorded_once_by_
         serve.start()
         session = _post(serve, st.token, "/sessions", {"device_id": device})["id"]
         script = f"slow-{uuid.uuid4().hex[:8]}.sh"
-        library_of(st.plane).add(script, b"sleep 2\necho finished\n", "admin")
+        library_of(st.plane).add(script, b"sleep 3\necho finished\n", "admin")
         waited = _post(serve, st.token, f"/sessions/{session}/commands",
                        {"line": f"runscript {script}", "background": True})["command_id"]
         getfile = _post(serve, st.token, f"/sessions/{session}/commands",
@@ -110,6 +110,7 @@ def test_outcomes_a_sigkilled_orchestrator_was_waiting_for_are_recorded_once_by_
         serve.proc.wait()
         received = temp.stat().st_size
         assert 0 < received < BIG_BYTES
+        assert not load_record(st.plane, waited).outcome_recorded  # it died waiting
 
         _wait(lambda: load_record(st.plane, waited).outcome_recorded
               and load_record(st.plane, getfile).outcome_recorded,
