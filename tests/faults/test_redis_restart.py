@@ -1,12 +1,14 @@
 """Redis restarted while commands are queued and running: none is lost, none runs twice, each
-ends with one audited outcome; the time from Redis being back to the first command completing
-again is measured and printed. The Redis is this test's own (append-only file, so what was
-queued survives the restart), never the shared one."""
+ends with one audited outcome. The time from Redis being back to the first command completing
+again is measured and printed (`pytest -s`; also a property of the test in a JUnit report).
+The Redis is this test's own (append-only file, so what was queued survives the restart),
+never the shared one."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,7 +42,8 @@ def _submit(st: Stack, session: str, line: str) -> str:
 
 def test_commands_queued_and_running_across_a_redis_restart_run_once_and_all_end_audited(
         throwaway_redis: ThrowawayRedis, tmp_path: Path, signing_keys: KeyPair,
-        monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+        monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+        record_property: Callable[[str, object], None]) -> None:
     monkeypatch.setattr(reaper_module, "REAP_GRACE_S", 1.0)
     device = new_device_id("restart")
     marks = tmp_path / "marks.txt"
@@ -84,6 +87,8 @@ def test_commands_queued_and_running_across_a_redis_restart_run_once_and_all_end
         print(f"\nredis restart ({queued} queued, 2 running): after Redis was back, the first "
               f"outcome was recorded in {first_recorded or -1:.2f} s, the first command started "
               f"since completed in {first_new or -1:.2f} s, all {COMMANDS} in {settled:.2f} s")
+        record_property("redis_recovery_first_outcome_s", first_recorded)
+        record_property("redis_recovery_first_new_command_s", first_new)
 
         assert [r.status.value for r in records] == ["completed"] * COMMANDS, [
             (r.status.value, r.error) for r in records]
