@@ -193,9 +193,13 @@ class TransferReceiver:
 
     def _disk_full(self, incoming: _Incoming) -> ErrorInfo:
         """Why a transfer failed with ENOSPC: the orchestrator's disk, not the endpoint's."""
-        size = incoming.begin.size_bytes if incoming.begin else None
-        written = f"{incoming.received} of {size} bytes had arrived" if size is not None \
-            else "no byte had arrived"
+        begin = incoming.begin
+        if begin is None:
+            written = "no byte had arrived"
+        elif begin.streamed:  # its size is known only at the end
+            written = f"{incoming.received} bytes had arrived"
+        else:
+            written = f"{incoming.received} of {begin.size_bytes} bytes had arrived"
         return ErrorInfo(
             code=EvidenceDiskFullError.code,
             message=f"the orchestrator's evidence disk is full ({self.store.root}): {written}; "
