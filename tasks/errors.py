@@ -366,6 +366,13 @@ class TransferStalledError(TransferError):
     code = "transfer_stalled"
 
 
+class EvidenceDiskFullError(TransferError):
+    """Raised when the orchestrator's evidence store runs out of space (or quota) while a file
+    is received: nothing is kept, and the temp file is removed so the space is free again."""
+
+    code = "evidence_disk_full"
+
+
 class HashMismatchError(TransferError):
     """Raised when the sha256 computed on arrival differs from the one the agent computed while
     reading (or the sizes differ): the bytes were altered or lost on the way; nothing is kept."""

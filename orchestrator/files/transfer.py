@@ -14,6 +14,7 @@ follow; its end marker gives the real size, which must equal what arrived.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -32,7 +33,13 @@ from orchestrator.files.evidence import EvidenceRecord, EvidenceStore
 from tasks import clock
 from tasks.commands.acquisition import GetFileArgs
 from tasks.envelope import CommandOutcome, CommandStatus, ErrorInfo
-from tasks.errors import FileTooLargeError, HashMismatchError, TransferError, TransferStalledError
+from tasks.errors import (
+    EvidenceDiskFullError,
+    FileTooLargeError,
+    HashMismatchError,
+    TransferError,
+    TransferStalledError,
+)
 from tasks.keys import Keys
 from tasks.registry import REGISTRY
 from tasks.state import CommandStateStore
@@ -51,6 +58,8 @@ READ_COUNT = 4
 STATE_CHECK_S = 1.0
 #: Seconds past a queued command's expiry before the receiver leaves its expiry to `wait`.
 QUEUED_GRACE_S = 2.0
+#: The errors that say the evidence store's disk is full (or the orchestrator's quota spent).
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -92,9 +101,18 @@ def receive_file(plane: ControlPlane, record: CommandRecord) -> Receipt | None:
 
 def merge_receipt(outcome: CommandOutcome, receipt: Receipt | None) -> CommandOutcome:
     """The command's outcome with the transfer's verdict: evidence added to a completed result,
-    or the command failed when the agent finished but the orchestrator kept nothing."""
-    if receipt is None or outcome.status is not CommandStatus.COMPLETED:
+    or the command failed when the agent finished but the orchestrator kept nothing.
+
+    A failed transfer's reason is the command's: when the receiver gave up (its disk full, a
+    hash mismatch), the agent only saw the stream abandoned, which says nothing of why.
+    """
+    if receipt is None or outcome.status not in (CommandStatus.COMPLETED,
+                                                 CommandStatus.FAILED):
         return outcome
+    if outcome.status is CommandStatus.FAILED:
+        if receipt.error is None:
+            return outcome
+        return outcome.model_copy(update={"error": receipt.error})
     if receipt.error is not None or receipt.stored is None:
         error = receipt.error or ErrorInfo(code=TransferError.code,
                                            message="the file did not arrive")
@@ -153,9 +171,12 @@ class TransferReceiver:
         except _Failed as failed:
             error = failed.error
         except OSError as exc:
-            error = ErrorInfo(code=TransferError.code,
-                              message=f"the evidence store could not write the file: {exc}",
-                              hint="check the orchestrator's evidence directory and its disk")
+            if exc.errno in DISK_FULL_ERRNOS:
+                error = self._disk_full(incoming)
+            else:
+                error = ErrorInfo(code=TransferError.code,
+                                  message=f"the evidence store could not write the file: {exc}",
+                                  hint="check the orchestrator's evidence directory and its disk")
         except Exception:  # a bug here must still end the command, never leave it running
             log.exception("receiving the file of %s failed", record.command_id)
             error = ErrorInfo(code=TransferError.code,
@@ -169,6 +190,22 @@ class TransferReceiver:
                 log.warning("could not delete transfer stream of %s: %s", record.command_id, exc)
         self._audit_failed(record, incoming, error)
         return Receipt(error=error)
+
+    def _disk_full(self, incoming: _Incoming) -> ErrorInfo:
+        """Why a transfer failed with ENOSPC: the orchestrator's disk, not the endpoint's."""
+        begin = incoming.begin
+        if begin is None:
+            written = "no byte had arrived"
+        elif begin.streamed:  # its size is known only at the end
+            written = f"{incoming.received} bytes had arrived"
+        else:
+            written = f"{incoming.received} of {begin.size_bytes} bytes had arrived"
+        return ErrorInfo(
+            code=EvidenceDiskFullError.code,
+            message=f"the orchestrator's evidence disk is full ({self.store.root}): {written}; "
+                    "nothing was kept",
+            hint="free space on that disk, or set LR_EVIDENCE_DIR to a larger one; then run "
+                 "getfile again")
 
     def _consume(self, record: CommandRecord, incoming: _Incoming,
                  started_at: float) -> Receipt | None:

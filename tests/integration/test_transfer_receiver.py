@@ -296,8 +296,16 @@ def test_merge_fails_a_completed_command_whose_file_was_not_kept() -> None:
                            Receipt(error=error))
     assert merged.status is CommandStatus.FAILED and merged.error == error
     failed = _outcome(CommandStatus.FAILED, None)
-    assert merge_receipt(failed, Receipt(error=error)) == failed
     assert merge_receipt(failed, None) == failed
+
+
+def test_merge_gives_a_failed_command_the_reason_the_receiver_gave_up() -> None:
+    # The agent only saw the stream abandoned; the receiver knows why.
+    abandoned = _outcome(CommandStatus.FAILED, None).model_copy(update={
+        "error": ErrorInfo(code="transfer_failed", message="transfer abandoned")})
+    full = ErrorInfo(code="evidence_disk_full", message="the orchestrator's disk is full")
+    merged = merge_receipt(abandoned, Receipt(error=full))
+    assert merged.status is CommandStatus.FAILED and merged.error == full
 
 
 def test_an_evidence_store_that_cannot_write_fails_the_transfer_and_deletes_the_stream(
