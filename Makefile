@@ -24,8 +24,11 @@ demo: $(STAMP)
 	$(BIN)/lr demo
 	@$(ON_PATH)
 
+# The suite waits on real agents and servers most of the time: a few workers run it in parallel.
+PYTEST_WORKERS ?= 3
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/roundtrip.py

@@ -16,7 +16,7 @@ from orchestrator.api.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 #: How long serve has to answer /health after it was started.
-START_TIMEOUT_S = 20.0
+START_TIMEOUT_S = 45.0
 
 
 class Serve:
@@ -34,7 +34,8 @@ class Serve:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LR_")}
-        env.update(LR_DATA_DIR=str(self.data_dir), PYTHONPATH=str(REPO), **self.extra_env)
+        env.update(LR_DATA_DIR=str(self.data_dir), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1",
+                   **self.extra_env)
         return env
 
     def start(self) -> Serve:
