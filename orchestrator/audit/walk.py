@@ -236,7 +236,8 @@ class ChainWalk:
         mac_key, mac = self.mac_keys.get(key_id), fields.get(MAC_FIELD)
         if mac_key is not None and mac is not None and mac.startswith(key_id + ":"):
             # The orchestrator's own entries: a MAC only its key could have made.
-            valid = hmac.compare_digest(mac[len(key_id) + 1 :], entry_mac(mac_key, fields["hash"]))
+            valid = hmac.compare_digest(mac[len(key_id) + 1 :],
+                                        entry_mac(mac_key, fields["hash"], sig))
             if not valid and verifier.verify_bytes(entry_signed_bytes(fields["hash"]), signature):
                 return f"entry {entry_id}: its MAC does not verify, its signature does (altered)"
         else:
