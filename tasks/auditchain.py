@@ -46,6 +46,10 @@ MAC_FIELD = "mac"
 ENTRY_MAC_CONTEXT = b"liveresponse-audit-entry-mac/1 "
 #: The message whose Ed25519 signature the MAC key is derived from (never signed for another use).
 MAC_KEY_CONTEXT = b"liveresponse-audit-mac-key/1"
+#: The signature part of `sig` on an entry of a run: the run's last entry signs for it.
+RUN_MEMBER = "~"
+#: What the signature of a run's last entry covers, before the run's length and its hash.
+RUN_SIGNATURE_CONTEXT = b"liveresponse-audit-run/1 "
 #: Actors whose entries may be unsigned: agents append without the orchestrator's key.
 AGENT_ACTOR_PREFIX = "agent:"
 #: What an entry's signature covers, before its hash: no other signed record starts so.
@@ -88,7 +92,9 @@ return {1, id, held}
 # The same check, then a run of entries in one call, all or none: KEYS as above; ARGV[1] =
 # expected prev of the first, ARGV[2] = hash of the last, ARGV[3], ARGV[4] = witness as above;
 # then per entry its count of field/value arguments followed by them. Returns {1, ids, held},
-# or {0, head} / {-1, ''} as above (nothing appended).
+# or {0, head} / {-1, ''} as above (nothing appended). The run's entries share the first one's
+# millisecond (ids ms-seq, ms-seq+1, ...), so a verify that cuts the chain at millisecond
+# boundaries never cuts a run.
 _APPEND_RUN_LUA = """
 local head = redis.call('GET', KEYS[2])
 if not head then
@@ -109,9 +115,16 @@ if ARGV[3] ~= '' and ARGV[1] ~= ARGV[4] then
 end
 local ids = {}
 local i = 5
+local ms, seq
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + n))
+  local id = '*'
+  if ms then id = ms .. '-' .. string.format('%d', seq + #ids) end
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], id, unpack(ARGV, i + 1, i + n))
+  if not ms then
+    ms, seq = string.match(ids[1], '^(%d+)-(%d+)$')
+    seq = tonumber(seq)
+  end
   i = i + n + 1
 end
 redis.call('SET', KEYS[2], ARGV[2])
@@ -161,6 +174,12 @@ def compute_hash(prev: str, body: Mapping[str, Any]) -> str:
 def entry_signed_bytes(entry_hash: str) -> bytes:
     """What an entry's signature covers: its hash (which binds its content and its prev)."""
     return ENTRY_SIGNATURE_CONTEXT + entry_hash.encode()
+
+
+def run_signed_bytes(entry_hash: str, length: int) -> bytes:
+    """What the signature of a run's last entry covers: the run's length and that entry's hash
+    (which binds every entry before it; the length says which of them the run holds)."""
+    return RUN_SIGNATURE_CONTEXT + f"{length} {entry_hash}".encode()
 
 
 def sign_entry(signer: Signer, entry_hash: str) -> str:
@@ -302,49 +321,88 @@ class AuditChain:
         """Queue many appends on `pipe`, each chained onto the one before it (a fleet's
         commands: one round trip for all of them). `entries` are (actor, action, target,
         decision, details). They go in runs of up to `RUN_ENTRIES` per script call, each run
-        appended whole or not at all.
+        appended whole or not at all and signed once, by its last entry.
 
         Returns `finish(replies)`: give it these calls' replies, in order (the pipeline's
-        replies from its length before this call to its length after). A run that lost the
-        head to another writer (and every entry after it) is appended again entry by entry,
-        so the chain never forks and nothing is dropped.
+        replies from its length before this call to its length after). Runs from the first
+        that lost the head to another writer on are drafted again onto the new head and
+        appended run by run, so the chain never forks and nothing is dropped.
         """
         drafts = [_Draft(a, act, t, d, check_details(det)) for a, act, t, d, det in entries]
         guard = self._guard()
         prev = self._head_hint or self._read_head()
         runs: list[list[_Attempt]] = []
         for start in range(0, len(drafts), RUN_ENTRIES):
-            run_prev, run = prev, []
-            for draft in drafts[start:start + RUN_ENTRIES]:
-                attempt = self._attempt(draft, prev, NO_GUARD)
-                run.append(attempt)
-                prev = attempt.hash
             # Only the first run checks the witnessed entry: the rest chain onto it.
-            run_guard = guard if not runs else NO_GUARD
-            argv: list[str] = [run_prev, prev, *run_guard]
-            for attempt in run:
-                pairs = attempt.argv[4:]
-                argv += [str(len(pairs)), *pairs]
+            run, argv = self._run(drafts[start:start + RUN_ENTRIES], prev,
+                                  guard if not runs else NO_GUARD)
             queue_script(pipe, self._append_run, [self.keys.audit, self.keys.audit_head], argv)
             runs.append(run)
+            prev = run[-1].hash
 
         def finish(replies: Sequence[Any]) -> list[AuditEntry]:
             out: list[AuditEntry] = []
             for i, (reply, run) in enumerate(zip(replies, runs, strict=True)):
                 if reply[0] != 1:
                     self._settle(reply, run[0])  # raises when the head is gone
-                    for draft in drafts[i * RUN_ENTRIES:]:
-                        out.append(self._commit(draft, self._read_head(), self._guard()))
-                    return out
-                out += [AuditEntry(id=as_text(entry_id), **a.body, hash=a.hash, sig=a.sig)
-                        for entry_id, a in zip(reply[1], run, strict=True)]
-            if out:
-                self._head_hint = out[-1].hash
-                # One witness move for the whole: the first run checked the guard.
-                self._appended(out[-1], guard, held=int(replies[0][2]) == 1)
+                    self._ran(out, guard, held=i == 0 or int(replies[0][2]) == 1)
+                    return out + self._commit_runs(drafts[i * RUN_ENTRIES:], as_text(reply[1]))
+                out += self._run_entries(reply, run)
+            self._ran(out, guard, held=bool(replies) and int(replies[0][2]) == 1)
             return out
 
         return finish
+
+    def _run(
+        self, drafts: Sequence[_Draft], prev: str, guard: tuple[str, str]
+    ) -> tuple[list[_Attempt], list[str]]:
+        """The attempts of one run chained after `prev`, and the run script's arguments."""
+        attempts: list[_Attempt] = []
+        for i, draft in enumerate(drafts):
+            # One signature for the run, by its last entry (an agent's chain signs none).
+            kind = 0 if len(drafts) == 1 else (len(drafts) if i == len(drafts) - 1 else -1)
+            attempts.append(self._attempt(draft, attempts[-1].hash if attempts else prev,
+                                          NO_GUARD, kind))
+        argv: list[str] = [prev, attempts[-1].hash, *guard]
+        for attempt in attempts:
+            pairs = attempt.argv[4:]
+            argv += [str(len(pairs)), *pairs]
+        return attempts, argv
+
+    def _run_entries(self, reply: Any, run: list[_Attempt]) -> list[AuditEntry]:
+        return [AuditEntry(id=as_text(entry_id), **a.body, hash=a.hash, sig=a.sig)
+                for entry_id, a in zip(reply[1], run, strict=True)]
+
+    def _ran(self, out: list[AuditEntry], guard: tuple[str, str], held: bool) -> None:
+        """After runs were appended: one head hint and one witness move for all of them."""
+        if out:
+            self._head_hint = out[-1].hash
+            self._appended(out[-1], guard, held=held)
+
+    def _commit_runs(self, drafts: Sequence[_Draft], prev: str) -> list[AuditEntry]:
+        """Append `drafts` after `prev` run by run, drafting a run again after a conflict."""
+        out: list[AuditEntry] = []
+        start = conflicts = 0
+        while start < len(drafts):
+            guard = self._guard()
+            run, argv = self._run(drafts[start:start + RUN_ENTRIES], prev, guard)
+            reply = self._append_run(keys=[self.keys.audit, self.keys.audit_head], args=argv)
+            if reply[0] == 1:
+                entries = self._run_entries(reply, run)
+                self._ran(entries, guard, held=int(reply[2]) == 1)
+                out += entries
+                start += len(run)
+                prev = entries[-1].hash
+                continue
+            self._settle(reply, run[0])  # raises when the head is gone
+            conflicts += 1
+            if conflicts >= MAX_APPEND_ATTEMPTS:
+                raise LiveResponseError(
+                    f"could not append to the audit stream after {conflicts} attempts",
+                    hint="too many concurrent writers; retry the action",
+                )
+            prev = as_text(reply[1])
+        return out
 
     def _guard(self) -> tuple[str, str]:
         """(id, hash) of the entry the append script must find still in the stream, or none."""
@@ -356,7 +414,12 @@ class AuditChain:
     def _read_head(self) -> str:
         return as_text(self.client.get(self.keys.audit_head)) or GENESIS
 
-    def _attempt(self, draft: _Draft, prev: str, guard: tuple[str, str]) -> _Attempt:
+    def _attempt(
+        self, draft: _Draft, prev: str, guard: tuple[str, str], run: int = 0
+    ) -> _Attempt:
+        """One try at appending `draft` after `prev`. `run`: 0 for an entry signed on its own,
+        -1 for an entry of a run (its last entry signs for it), n ≥ 2 for the last entry of a
+        run of n."""
         if self.signer is None and self.signed_only:
             raise LiveResponseError(
                 "the orchestrator appends only signed audit entries, and has no signing key",
@@ -365,7 +428,13 @@ class AuditChain:
         body, entry_hash, pairs = draft.fields(prev)
         sig = None
         if self.signer is not None:
-            sig = sign_entry(self.signer, entry_hash)
+            if run == 0:
+                sig = sign_entry(self.signer, entry_hash)
+            elif run < 0:
+                sig = f"{self.signer.key_id}:{RUN_MEMBER}"
+            else:
+                signature = self.signer.sign_bytes(run_signed_bytes(entry_hash, run))
+                sig = f"{self.signer.key_id}:{signature}:{run}"
             mac = f"{self.signer.key_id}:{entry_mac(self._mac_key, entry_hash, sig)}"
             pairs += [SIG_FIELD, sig, MAC_FIELD, mac]
         return _Attempt(body, entry_hash, sig, guard, [prev, entry_hash, *guard, *pairs])

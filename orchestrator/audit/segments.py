@@ -142,7 +142,7 @@ def walk_segments(
 
 def _joins(walk: ChainWalk, result: SegmentResult) -> bool:
     """Take `result` onto `walk` when it is sound and fits where `walk` ended."""
-    if result.failed or result.first_prev != walk.expected_prev:
+    if result.failed or walk.pending or result.first_prev != walk.expected_prev:
         return False
     assert result.first_id and result.last_id and result.last_hash
     if not walk.follows(result.first_id):
@@ -176,7 +176,9 @@ def check_segment(task: SegmentTask) -> SegmentResult:
                 seen = (entry_id, last_hash) == task.witness
         return SegmentResult(
             entries=walk.entries, first_id=walk.first_id, first_prev=walk.first_prev,
-            last_id=walk.last_id, last_hash=last_hash, failed=failed, key_runs=walk.key_runs,
+            last_id=walk.last_id, last_hash=last_hash,
+            # A run cut by the segment's end is checked across the join by a re-walk.
+            failed=failed or walk.pending > 0, key_runs=walk.key_runs,
             witness_seen=seen,
         )
     except (UnicodeDecodeError, ValueError):

@@ -23,9 +23,11 @@ from tasks.auditchain import (
     ENTRY_FIELDS,
     GENESIS,
     MAC_FIELD,
+    RUN_MEMBER,
     SIG_FIELD,
     entry_mac,
     entry_signed_bytes,
+    run_signed_bytes,
     to_canonical_json,
 )
 
@@ -77,6 +79,12 @@ class ChainWalk:
         # A key once followed by another in the chain signs nothing after it (rotation).
         self._key_in_force: str | None = None
         self._succeeded: set[str] = set()
+        #: Entries of a run seen since its start, waiting for the run's last, signed entry.
+        self.pending = 0
+        self._pending_from: str | None = None
+        self._pending_key: str | None = None
+        # Whether the chain may start inside a run (it starts at a trim's checkpoint).
+        self._open_start = checkpoint is not None
         #: Each key id that took over, in chain order, with the first entry it signed.
         self.key_runs: list[tuple[str, str]] = []
 
@@ -123,6 +131,7 @@ class ChainWalk:
         self.expected_prev, self.last_id = last_hash, last_id
         self._last_order = id_order(last_id)
         self._witness_found = self._witness_found or witness_found
+        self._open_start = False
         return True
 
     def follows(self, entry_id: str) -> bool:
@@ -200,6 +209,11 @@ class ChainWalk:
                 f"entry {self.last_id}: the newest entry's hash does not match the head "
                 "(newest entries deleted, or the head replaced)"
             )
+        if self.pending:
+            return (
+                f"entry {self._pending_from}: the chain ends inside a run of {self.pending} "
+                "entries that no signature covers (the run's last entry removed, or forged)"
+            )
         if not self._witness_found and self.witness is not None:
             return (
                 f"the chain ends before entry {self.witness.id} "
@@ -219,7 +233,8 @@ class ChainWalk:
         sig = fields.get(SIG_FIELD)
         if sig is None:
             if fields["actor"].startswith(AGENT_ACTOR_PREFIX):
-                return None  # agents hold no key: their entries are chained, not signed
+                # Agents hold no key: their entries are chained, not signed.
+                return self._run_problem(entry_id, None, member=False, length=1)
             return (
                 f"entry {entry_id}: unsigned, yet its actor {fields['actor']!r} is not an "
                 "agent (forged, or its signature removed)"
@@ -233,20 +248,34 @@ class ChainWalk:
                 f"entry {entry_id}: signed by key {key_id!r}, not by a key given "
                 f"({self.keys.describe()}): forged, or checked with the wrong public key"
             )
+        signature, _, length_text = signature.partition(":")
+        member = signature == RUN_MEMBER and not length_text
+        length = 1
+        if length_text:
+            if not (length_text.isascii() and length_text.isdigit()) or int(length_text) < 2:
+                return f"entry {entry_id}: its signature names no run length (altered)"
+            length = int(length_text)
+        signed = None if member else (
+            entry_signed_bytes(fields["hash"]) if length == 1
+            else run_signed_bytes(fields["hash"], length))
         mac_key, mac = self.mac_keys.get(key_id), fields.get(MAC_FIELD)
         if mac_key is not None and mac is not None and mac.startswith(key_id + ":"):
             # The orchestrator's own entries: a MAC only its key could have made.
             valid = hmac.compare_digest(mac[len(key_id) + 1 :],
                                         entry_mac(mac_key, fields["hash"], sig))
-            if not valid and verifier.verify_bytes(entry_signed_bytes(fields["hash"]), signature):
+            if not valid and signed is not None and verifier.verify_bytes(signed, signature):
                 return f"entry {entry_id}: its MAC does not verify, its signature does (altered)"
         else:
-            valid = verifier.verify_bytes(entry_signed_bytes(fields["hash"]), signature)
+            # An entry of a run is signed for by the run's last entry (checked there).
+            valid = signed is None or verifier.verify_bytes(signed, signature)
         if not valid:
             return (
                 f"entry {entry_id}: signature does not verify: this entry or one before it "
                 "was rewritten and the hashes recomputed (rechained), or the signature forged"
             )
+        problem = self._run_problem(entry_id, key_id, member=member, length=length)
+        if problem or member:
+            return problem
         if key_id in self._succeeded:
             return (
                 f"entry {entry_id}: signed by key {key_id!r} after key "
@@ -257,6 +286,41 @@ class ChainWalk:
                 self._succeeded.add(self._key_in_force)
             self._key_in_force = key_id
             self.key_runs.append((key_id, entry_id))
+        return None
+
+    def _run_problem(
+        self, entry_id: str, key_id: str | None, *, member: bool, length: int
+    ) -> str | None:
+        """Count an entry of a run, or check that an entry signed on its own (`length` 1), an
+        agent's (`key_id` None) or a run's last follows exactly the run's `length - 1`."""
+        if member:
+            if self.pending and self._pending_key != key_id:
+                return (
+                    f"entry {entry_id}: an entry of a run of key {key_id!r} inside a run of "
+                    f"key {self._pending_key!r} (forged)"
+                )
+            if not self.pending:
+                self._pending_from, self._pending_key = entry_id, key_id
+            self.pending += 1
+            return None
+        covered = length - 1
+        # After a trim the chain may start inside a run: the signed anchor binds its start.
+        fits = self.pending == covered or (self._open_start and self.pending < covered)
+        open_start, self._open_start = self._open_start, False
+        if self.pending and not fits and key_id is None:
+            return (
+                f"entry {self._pending_from}: an unfinished run of {self.pending} entries "
+                f"before entry {entry_id}: no signature covers them (forged, or the run's last "
+                "entry removed)"
+            )
+        if not fits or (self.pending and self._pending_key != key_id):
+            start = "after the checkpoint " if open_start else ""
+            return (
+                f"entry {entry_id}: its signature covers the {covered} entries of its run "
+                f"before it, but {self.pending} {start}precede it (entries added to or "
+                "removed from a run)"
+            )
+        self.pending = 0
         return None
 
     def _witness_problem(self, entry_id: str, fields: Mapping[str, str]) -> str | None:

@@ -1,5 +1,7 @@
 """A long chain is checked in parallel segments joined at their ends: the same tampering is
-named with the same verdict (problem, entry, count) as one sequential pass, wherever it falls."""
+named with the same verdict (problem, entry, count) as one sequential pass, wherever it falls.
+Entries staged together are signed once per run, by its last entry: a run cut short, or
+entries slipped in before one, are named too."""
 
 from __future__ import annotations
 
@@ -92,13 +94,26 @@ def drop_newest_and_fix_head(client: redis.Redis, keys: Keys,
     rewrite(client, keys, entries[:-3])
 
 
+#: The last entry of the first run: the one that signs it.
+RUN_SIGNER = 23
+
+
 def forge_mac(client: redis.Redis, keys: Keys, entries: list[tuple[str, Fields]]) -> None:
-    entries[CHAIN // 4][1]["mac"] = entries[CHAIN // 4 + 1][1]["mac"]
+    entries[RUN_SIGNER][1]["mac"] = entries[RUN_SIGNER + 2][1]["mac"]
+    rewrite(client, keys, entries)
+
+
+def drop_a_runs_signer(client: redis.Redis, keys: Keys,
+                       entries: list[tuple[str, Fields]]) -> None:
+    """Remove the last entry of a run and rechain: what it signed for is signed by nothing."""
+    del entries[RUN_SIGNER]
+    rehash(entries, RUN_SIGNER)
     rewrite(client, keys, entries)
 
 
 @pytest.mark.parametrize("attack", [edit_in_middle, rechain_from_middle, delete_in_middle,
-                                    swap_late_pair, drop_newest_and_fix_head, forge_mac])
+                                    swap_late_pair, drop_newest_and_fix_head, forge_mac,
+                                    drop_a_runs_signer])
 def test_tampering_in_any_segment_is_named_as_one_pass_names_it(
     audit: AuditLog, redis_client: redis.Redis, keys: Keys, attack: Attack
 ) -> None:
@@ -115,4 +130,26 @@ def test_an_altered_mac_is_named_even_though_the_signature_holds(
     forge_mac(redis_client, keys, entries)
     verdict = audit.verify(workers=1)
     assert verdict.problem == (
-        f"entry {entries[CHAIN // 4][0]}: its MAC does not verify, its signature does (altered)")
+        f"entry {entries[RUN_SIGNER][0]}: its MAC does not verify, its signature does (altered)")
+
+
+def test_a_run_signs_for_its_own_entries_only(
+    audit: AuditLog, redis_client: redis.Redis, keys: Keys, signing_keys: KeyPair
+) -> None:
+    """An intruder appends an entry marked as part of a run; the orchestrator's next run
+    chains onto it, but its signature names how many entries it signs for."""
+    entries = stored(redis_client, keys)
+    key_id = entries[0][1]["sig"].split(":")[0]
+    AuditChain(redis_client, keys).append("alice", "command.requested", "dev9", "allowed")
+    entries = stored(redis_client, keys)
+    entries[-1][1]["sig"] = f"{key_id}:~"  # outside the hash: no need to recompute it
+    rewrite(redis_client, keys, entries)
+    pipe = redis_client.pipeline(transaction=False)
+    finish = audit.stage_many(pipe, [("alice", "command.requested", "dev1", "allowed", {})] * 3)
+    run = finish(pipe.execute())
+    sequential, parallel = both(audit)
+    assert sequential.problem == (
+        f"entry {run[-1].id}: its signature covers the 2 entries of its run before it, but 3 "
+        "precede it (entries added to or removed from a run)")
+    assert parallel == sequential
+
