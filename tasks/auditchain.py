@@ -2,9 +2,9 @@
 
 Both the orchestrator and the agents append here (an agent records what it refused); reading
 and verifying the chain is the orchestrator's (`orchestrator.audit.log.AuditLog`). The orchestrator
-signs each entry it appends (`sig`, over the entry's hash) and tags it with a MAC only it can
-check (`mac`, so its own verify needs no Ed25519 verification per entry); agents hold no key and
-do neither.
+signs each entry it appends (`sig`, over the entry's hash; a staged run of entries is signed once,
+by its last entry) and tags each with a MAC only it can check (`mac`, so its own verify needs no
+Ed25519 verification per entry); agents hold no key and do neither.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 from tasks import clock
+from tasks.auditscripts import APPEND_LUA, APPEND_RUN_LUA
 from tasks.errors import LiveResponseError
 from tasks.keys import Keys
 from tasks.replies import as_text
@@ -54,82 +55,11 @@ RUN_SIGNATURE_CONTEXT = b"liveresponse-audit-run/1 "
 AGENT_ACTOR_PREFIX = "agent:"
 #: What an entry's signature covers, before its hash: no other signed record starts so.
 ENTRY_SIGNATURE_CONTEXT = b"liveresponse-audit-entry/1 "
+#: JSON string encoding, ASCII only: what `to_canonical_json` writes for a str.
+_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 #: Witness arguments of an append that checks none (agents, or no witness yet).
 NO_GUARD = ("", "")
 
-# KEYS[1] = stream, KEYS[2] = head; ARGV[1] = expected prev, ARGV[2] = new hash,
-# ARGV[3], ARGV[4] = id and hash of the entry the appender witnessed last ('' = none),
-# ARGV[5..] = field/value pairs of the entry. Appends only while the head is still the
-# expected prev, so two writers can never both chain onto the same entry (a fork).
-# Returns {1, id, held} on success, where held is 0 when the witnessed entry is no longer in
-# the stream with that hash (the orchestrator then does not move its witness past it). When
-# the expected prev is the witnessed hash no lookup is needed: the new entry's hash binds it.
-# {0, current head} on a conflict; {-1, ''} when the head key is gone while entries remain
-# (someone deleted it: appending would start a second chain).
-_APPEND_LUA = """
-local head = redis.call('GET', KEYS[2])
-if not head then
-  if redis.call('XLEN', KEYS[1]) > 0 then return {-1, ''} end
-  head = string.rep('0', 64)
-end
-if head ~= ARGV[1] then return {0, head} end
-local held = 1
-if ARGV[3] ~= '' and ARGV[1] ~= ARGV[4] then
-  held = 0
-  local seen = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
-  if #seen == 1 then
-    local fields = seen[1][2]
-    for i = 1, #fields, 2 do
-      if fields[i] == 'hash' and fields[i + 1] == ARGV[4] then held = 1 end
-    end
-  end
-end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))
-redis.call('SET', KEYS[2], ARGV[2])
-return {1, id, held}
-"""
-
-# The same check, then a run of entries in one call, all or none: KEYS as above; ARGV[1] =
-# expected prev of the first, ARGV[2] = hash of the last, ARGV[3], ARGV[4] = witness as above;
-# then per entry its count of field/value arguments followed by them. Returns {1, ids, held},
-# or {0, head} / {-1, ''} as above (nothing appended). The run's entries share the first one's
-# millisecond (ids ms-seq, ms-seq+1, ...), so a verify that cuts the chain at millisecond
-# boundaries never cuts a run.
-_APPEND_RUN_LUA = """
-local head = redis.call('GET', KEYS[2])
-if not head then
-  if redis.call('XLEN', KEYS[1]) > 0 then return {-1, ''} end
-  head = string.rep('0', 64)
-end
-if head ~= ARGV[1] then return {0, head} end
-local held = 1
-if ARGV[3] ~= '' and ARGV[1] ~= ARGV[4] then
-  held = 0
-  local seen = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
-  if #seen == 1 then
-    local fields = seen[1][2]
-    for i = 1, #fields, 2 do
-      if fields[i] == 'hash' and fields[i + 1] == ARGV[4] then held = 1 end
-    end
-  end
-end
-local ids = {}
-local i = 5
-local ms, seq
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  local id = '*'
-  if ms then id = ms .. '-' .. string.format('%d', seq + #ids) end
-  ids[#ids + 1] = redis.call('XADD', KEYS[1], id, unpack(ARGV, i + 1, i + n))
-  if not ms then
-    ms, seq = string.match(ids[1], '^(%d+)-(%d+)$')
-    seq = tonumber(seq)
-  end
-  i = i + n + 1
-end
-redis.call('SET', KEYS[2], ARGV[2])
-return {1, ids, held}
-"""
 #: Entries appended by one call of the run script (a longer run is several calls, chained):
 #: bounds how long one call holds Redis (about a millisecond per 500 entries here).
 RUN_ENTRIES = 500
@@ -169,6 +99,24 @@ def to_canonical_json(value: Any) -> str:
 def compute_hash(prev: str, body: Mapping[str, Any]) -> str:
     """sha256(prev ‖ canonical JSON of the entry without its hash), as hex."""
     return hashlib.sha256(prev.encode() + to_canonical_json(dict(body)).encode()).hexdigest()
+
+
+def stored_entry_hash(fields: Mapping[str, str]) -> str:
+    """`compute_hash` of an entry from its stored text, without parsing it.
+
+    Equal to `compute_hash` of the parsed entry when `ts` is the `repr` of a finite float and
+    `details` is canonical JSON, as the appender stores them. The layout is unambiguous (each
+    string is JSON-encoded here, `ts` holds none of `,":}` and `prev` is compared on its own),
+    so stored text that hashes the same as what was signed is that text.
+    """
+    prev = fields["prev"]
+    canonical = (
+        f'{{"action":{_json_str(fields["action"])},"actor":{_json_str(fields["actor"])},'
+        f'"decision":{_json_str(fields["decision"])},"details":{fields["details"]},'
+        f'"prev":{_json_str(prev)},"target":{_json_str(fields["target"])},'
+        f'"ts":{fields["ts"]}}}'
+    )
+    return hashlib.sha256((prev + canonical).encode()).hexdigest()
 
 
 def entry_signed_bytes(entry_hash: str) -> bytes:
@@ -260,11 +208,12 @@ class _Draft:
             "details": json.loads(self.details_json),
             "prev": prev,
         }
-        entry_hash = compute_hash(prev, body)
-        stored = {**body, "ts": repr(ts), "details": self.details_json, "hash": entry_hash}
+        stored = {**body, "ts": repr(ts), "details": self.details_json}
+        # `compute_hash(prev, body)`, from the stored text: no second JSON encoding.
+        entry_hash = stored["hash"] = stored_entry_hash(stored)
         pairs: list[str] = []
         for name in ENTRY_FIELDS:
-            pairs += [name, str(stored[name])]
+            pairs += [name, stored[name]]
         return body, entry_hash, pairs
 
 
@@ -283,8 +232,8 @@ class AuditChain:
         self.keys = keys
         self.signer = signer
         self._mac_key = mac_key_of(signer) if signer is not None else b""
-        self._append = client.register_script(_APPEND_LUA)
-        self._append_run = client.register_script(_APPEND_RUN_LUA)
+        self._append = client.register_script(APPEND_LUA)
+        self._append_run = client.register_script(APPEND_RUN_LUA)
         # Last head this process wrote or saw: a hint that saves a GET per append. The Lua
         # compare-and-append stays the authority; a stale hint only costs one retry.
         self._head_hint: str | None = None
@@ -364,13 +313,15 @@ class AuditChain:
             attempts.append(self._attempt(draft, attempts[-1].hash if attempts else prev,
                                           NO_GUARD, kind))
         argv: list[str] = [prev, attempts[-1].hash, *guard]
-        for attempt in attempts:
-            pairs = attempt.argv[4:]
-            argv += [str(len(pairs)), *pairs]
+        # One argument per entry (its field/value pairs as a JSON array, decoded by the
+        # script): redis-py's encoding of each argument cost more than the rest of an entry.
+        argv += [json.dumps(attempt.argv[4:]) for attempt in attempts]
         return attempts, argv
 
     def _run_entries(self, reply: Any, run: list[_Attempt]) -> list[AuditEntry]:
-        return [AuditEntry(id=as_text(entry_id), **a.body, hash=a.hash, sig=a.sig)
+        # Built from the values just drafted: nothing to validate again.
+        return [AuditEntry.model_construct(id=as_text(entry_id), **a.body, hash=a.hash,
+                                           sig=a.sig)
                 for entry_id, a in zip(reply[1], run, strict=True)]
 
     def _ran(self, out: list[AuditEntry], guard: tuple[str, str], held: bool) -> None:

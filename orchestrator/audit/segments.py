@@ -12,11 +12,15 @@ state, so the verdict (problem, entry, count) is the one a single sequential pas
 
 from __future__ import annotations
 
-import multiprocessing
+import dataclasses
+import importlib
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -24,6 +28,7 @@ import redis
 from orchestrator.audit.keys import TrustedKeys
 from orchestrator.audit.walk import ChainWalk
 from orchestrator.audit.witness import id_order
+from tasks.errors import LiveResponseError
 from tasks.signing import Verifier
 
 #: Chains shorter than this are checked in one pass: starting worker processes costs more.
@@ -43,13 +48,14 @@ _PLAIN = (str, int, float, bool, type(None))
 class SegmentTask:
     """What a worker needs to check the entries after `after_id` up to `upto_id`."""
 
-    connection_class: type
+    connection_class: str
     connection_kwargs: dict[str, Any]
     stream: str
     after_id: str | None
     upto_id: str
-    public_keys: list[bytes]
-    mac_keys: dict[str, bytes]
+    #: Raw public keys and MAC keys, as hex (tasks travel to the workers as JSON).
+    public_keys: list[str]
+    mac_keys: dict[str, str]
     witness: tuple[str, str] | None
 
 
@@ -119,25 +125,59 @@ def walk_segments(
     w = walk.witness
     tasks = [
         SegmentTask(
-            connection_class=connection_class, connection_kwargs=kwargs, stream=stream,
-            after_id=after, upto_id=upto,
-            public_keys=[keys.get(k).public_bytes() for k in keys.ids]  # type: ignore[union-attr]
-            if keys else [],
-            mac_keys=walk.mac_keys, witness=(w.id, w.hash) if w else None,
+            connection_class=f"{connection_class.__module__}:{connection_class.__qualname__}",
+            connection_kwargs=kwargs, stream=stream, after_id=after, upto_id=upto,
+            public_keys=[keys.get(k).public_bytes().hex()  # type: ignore[union-attr]
+                         for k in keys.ids] if keys else [],
+            mac_keys={k: v.hex() for k, v in walk.mac_keys.items()},
+            witness=(w.id, w.hash) if w else None,
         )
         for after, upto in bounds
     ]
-    context = multiprocessing.get_context("spawn")  # the server is threaded: never fork it
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as executor:
-        for task, result in zip(tasks, executor.map(check_segment, tasks), strict=True):
-            if (result.entries == 0 and not result.failed) or _joins(walk, result):
-                continue
-            for entry_id, fields in scan(task.after_id, task.upto_id):
-                problem = walk.step(entry_id, fields)
-                if problem:
-                    executor.shutdown(wait=False, cancel_futures=True)
-                    return problem, entry_id
+    for task, result in zip(tasks, run_workers(tasks, workers), strict=True):
+        if (result.entries == 0 and not result.failed) or _joins(walk, result):
+            continue
+        for entry_id, fields in scan(task.after_id, task.upto_id):
+            problem = walk.step(entry_id, fields)
+            if problem:
+                return problem, entry_id
     return None, None
+
+
+def run_workers(tasks: list[SegmentTask], workers: int) -> list[SegmentResult]:
+    """Check `tasks` in `workers` processes (`python -m orchestrator.audit.segments`, given
+    every `workers`-th segment each, so segments of a busy time spread over them)."""
+    # Plain processes of our own, not multiprocessing: its workers import the parent's main
+    # module (the whole server) before they start.
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    procs = []
+    for k in range(workers):
+        mine = [dataclasses.asdict(t) for t in tasks[k::workers]]
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.audit.segments"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        procs.append((proc, json.dumps(mine).encode()))
+    answers = []
+    try:
+        for proc, given in procs:
+            out, err = proc.communicate(given)
+            if proc.returncode != 0:
+                raise LiveResponseError(
+                    f"an audit verify worker failed: {err.decode(errors='replace').strip()}",
+                    hint="see the orchestrator's log; run lr audit verify again",
+                )
+            answers.append([SegmentResult(**r) for r in json.loads(out)])
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    results: list[SegmentResult] = [None] * len(tasks)  # type: ignore[list-item]
+    for k, answer in enumerate(answers):
+        results[k::workers] = answer
+    return results
 
 
 def _joins(walk: ChainWalk, result: SegmentResult) -> bool:
@@ -157,11 +197,13 @@ def _joins(walk: ChainWalk, result: SegmentResult) -> bool:
 
 def check_segment(task: SegmentTask) -> SegmentResult:
     """Check one segment on its own (in a worker process), stopping at its first problem."""
-    client = raw_client(task.connection_class, task.connection_kwargs)
+    module, _, name = task.connection_class.partition(":")
+    client = raw_client(getattr(importlib.import_module(module), name), task.connection_kwargs)
     try:
-        keys = TrustedKeys([Verifier.from_public_bytes(raw) for raw in task.public_keys]
-                           ) if task.public_keys else None
-        walk = ChainWalk.segment(keys, task.after_id, task.mac_keys)
+        keys = TrustedKeys([Verifier.from_public_bytes(bytes.fromhex(raw))
+                            for raw in task.public_keys]) if task.public_keys else None
+        mac_keys = {k: bytes.fromhex(v) for k, v in task.mac_keys.items()}
+        walk = ChainWalk.segment(keys, task.after_id, mac_keys)
         witness_order = id_order(task.witness[0]) if task.witness else None
         seen: bool | None = None
         last_hash: str | None = None
@@ -230,3 +272,15 @@ def read_raw(
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def main() -> None:
+    """A worker: check the segments given as JSON on stdin, answer their results on stdout."""
+    given = json.loads(sys.stdin.buffer.read())
+    results = [check_segment(SegmentTask(**{**t, "witness": tuple(t["witness"])
+                                            if t["witness"] else None})) for t in given]
+    sys.stdout.write(json.dumps([dataclasses.asdict(r) for r in results]))
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,6 @@ them at their ends.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import math
@@ -28,6 +27,7 @@ from tasks.auditchain import (
     entry_mac,
     entry_signed_bytes,
     run_signed_bytes,
+    stored_entry_hash,
     to_canonical_json,
 )
 
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 KNOWN_FIELDS = frozenset((*ENTRY_FIELDS, SIG_FIELD, MAC_FIELD))
 #: Every field a stored entry must have.
 REQUIRED_FIELDS = frozenset(ENTRY_FIELDS)
-#: JSON string encoding, ASCII only: what `to_canonical_json` writes for a str.
-_json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 class ChainWalk:
@@ -380,24 +378,6 @@ def _check_entry(
             "it (an entry deleted or reordered)"
         )
     return None
-
-
-def stored_entry_hash(fields: Mapping[str, str]) -> str:
-    """`compute_hash` of an entry from its stored text, without parsing it.
-
-    Equal to `compute_hash` of the parsed entry when `ts` is the `repr` of a finite float and
-    `details` is canonical JSON, as the appender stores them. The layout is unambiguous (each
-    string is JSON-encoded here, `ts` holds none of `,":}` and `prev` is compared on its own),
-    so stored text that hashes the same as what was signed is that text.
-    """
-    prev = fields["prev"]
-    canonical = (
-        f'{{"action":{_json_str(fields["action"])},"actor":{_json_str(fields["actor"])},'
-        f'"decision":{_json_str(fields["decision"])},"details":{fields["details"]},'
-        f'"prev":{_json_str(prev)},"target":{_json_str(fields["target"])},'
-        f'"ts":{fields["ts"]}}}'
-    )
-    return hashlib.sha256((prev + canonical).encode()).hexdigest()
 
 
 def _canonical_ts(ts: str) -> bool:
