@@ -319,9 +319,7 @@ class AuditChain:
         return attempts, argv
 
     def _run_entries(self, reply: Any, run: list[_Attempt]) -> list[AuditEntry]:
-        # Built from the values just drafted: nothing to validate again.
-        return [AuditEntry.model_construct(id=as_text(entry_id), **a.body, hash=a.hash,
-                                           sig=a.sig)
+        return [AuditEntry(id=as_text(entry_id), **a.body, hash=a.hash, sig=a.sig)
                 for entry_id, a in zip(reply[1], run, strict=True)]
 
     def _ran(self, out: list[AuditEntry], guard: tuple[str, str], held: bool) -> None:
