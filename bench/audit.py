@@ -12,7 +12,8 @@ end): the chain is filled through the orchestrator's pipelined `stage_many` path
 `lr audit export --jsonl FILE` run as the user runs them (the CLI against an orchestrator
 serving the chain), next to a bare XRANGE loop over the same stream and a bare line dump
 (XRANGE, one json.dumps per entry, written to a file). With --memory, the peak Python memory
-of an in-process verify of the first 20,000 entries is reported too.
+of an in-process verify is reported too, and with --sequential the rate of a verify in one
+process (no segments).
 """
 
 from __future__ import annotations
@@ -155,6 +156,14 @@ def chain_figures(opts: argparse.Namespace, url: str, tmp: Path, stack: ExitStac
           f"({took:.1f} s)   bare XRANGE loop {count / bare_s:>10,.0f} entries/s "
           f"({bare_s:.1f} s)")
 
+    if opts.sequential:
+        start = time.perf_counter()
+        one = plane.audit.verify(workers=1)
+        took = time.perf_counter() - start
+        assert one.ok, one
+        print(f"  verify   in one process        {one.entries / took:>10,.0f} entries/s "
+              f"({took:.1f} s)   (the same walk, no segments)")
+
     lines, dump_s = bare_dump(client, plane.keys.audit, tmp / "bare.jsonl")
     (tmp / "bare.jsonl").unlink()
     took, _ = run_cli(env, "audit", "export", "--jsonl", str(tmp / "export.jsonl"))
@@ -219,6 +228,8 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true",
                         help="also report the peak memory of an in-process verify")
     parser.add_argument("--skip-appends", action="store_true", help="only part 2")
+    parser.add_argument("--sequential", action="store_true",
+                        help="also verify in one process, without segments")
     opts = parser.parse_args()
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lr-bench-")))
