@@ -136,9 +136,13 @@ class AuditLog(AuditChain):
         self.trusted = trusted or (TrustedKeys([signer.verifier()]) if signer else None)
 
     def close(self) -> None:
-        """Close the witness file."""
+        """Close the witness file and the reader's connections."""
         if self.witness is not None:
             self.witness.close()
+        if self._raw is not None:
+            self._raw.close()
+            self._raw.connection_pool.disconnect()
+            self._raw = None
 
     def read(
         self,
