@@ -21,6 +21,7 @@ from orchestrator.audit.keys import TrustedKeys
 from orchestrator.audit.segments import (
     PARALLEL_MIN_ENTRIES,
     default_workers,
+    portable,
     raw_reader,
     read_raw,
     walk_segments,
@@ -140,8 +141,8 @@ class AuditLog(AuditChain):
         if self.witness is not None:
             self.witness.close()
         if self._raw is not None:
-            self._raw.close()
-            self._raw.connection_pool.disconnect()
+            if self._raw.connection_pool is not self.client.connection_pool:
+                self._raw.connection_pool.disconnect()
             self._raw = None
 
     def read(
@@ -227,7 +228,8 @@ class AuditLog(AuditChain):
         `trusted`) check each entry's signature, and the checkpoint a trimmed chain starts
         from. A log without keys can verify only a chain of agents' unsigned entries. Entries
         this log's own key signed are checked by their MAC. A chain of `parallel_from` entries
-        or more is checked in segments by `workers` processes (default: one per CPU).
+        or more is checked in segments by `workers` processes (default: one per CPU) when
+        they can connect as this log's client does (not through Sentinel).
         """
         keys = keys if keys is not None else self.trusted
         workers = workers or default_workers()
@@ -272,7 +274,7 @@ class AuditLog(AuditChain):
         problem = walk.start_problem()
         if problem:
             return fail(problem, snap.witness.id if snap.witness else None)
-        if snap.newest_id is not None and workers > 1:
+        if snap.newest_id is not None and workers > 1 and portable(self.client):
             problem, entry_id = walk_segments(
                 self.client, self.keys.audit, walk, snap.newest_id,
                 lambda after, upto: self.scan(after=after, upto=upto), workers=workers,

@@ -40,6 +40,8 @@ SEGMENTS_PER_WORKER = 4
 READ_BATCH = 2000
 #: Largest stream sequence number: the inclusive end of a millisecond.
 MAX_SEQ = 2**64 - 1
+#: Connection classes a worker rebuilds from plain settings.
+_PORTABLE = ("Connection", "SSLConnection", "UnixDomainSocketConnection")
 #: Connection settings a worker may take over from the parent's client (plain values only).
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -240,8 +242,21 @@ def raw_client(connection_class: type, connection_kwargs: dict[str, Any]) -> red
 
 
 def raw_reader(client: redis.Redis) -> redis.Redis:
-    """`raw_client` on the server `client` talks to (its own connections)."""
-    return raw_client(*connection_of(client))
+    """`raw_client` on the server `client` talks to (its own connections); when its
+    connections cannot be rebuilt from plain settings (`portable`), a client on its own pool
+    whose replies `read_raw` decodes."""
+    if portable(client):
+        return raw_client(*connection_of(client))
+    raw = redis.Redis(connection_pool=client.connection_pool)
+    raw.set_response_callback("XRANGE", lambda reply, **_: reply)
+    return raw
+
+
+def portable(client: redis.Redis) -> bool:
+    """Whether another process can connect as `client` does from `connection_of` alone (a
+    plain TCP, TLS or unix socket connection; not, e.g., one managed by Sentinel)."""
+    cls = client.connection_pool.connection_class
+    return cls.__module__ == "redis.connection" and cls.__name__ in _PORTABLE
 
 
 def connection_of(client: redis.Redis) -> tuple[type, dict[str, Any]]:
@@ -264,10 +279,13 @@ def read_raw(
         batch = client.execute_command("XRANGE", stream, cursor, upto_id, "COUNT", READ_BATCH)
         for entry_id, flat in batch:
             it = iter(flat)
-            yield entry_id, dict(zip(it, it, strict=True))
+            if isinstance(entry_id, bytes):  # a client that does not decode (not portable)
+                yield entry_id.decode(), {_text(k): _text(v) for k, v in zip(it, it, strict=True)}
+            else:
+                yield entry_id, dict(zip(it, it, strict=True))
         if len(batch) < READ_BATCH:
             return
-        cursor = "(" + batch[-1][0]
+        cursor = "(" + _text(batch[-1][0])
 
 
 def _text(value: bytes | str) -> str:
