@@ -162,6 +162,15 @@ class Verifier:
             raise _malformed(path, what, "an Ed25519 key")
         return cls(key)
 
+    @classmethod
+    def from_public_bytes(cls, raw: bytes) -> Verifier:
+        """The verifier of the raw 32-byte Ed25519 public key `raw` (see `public_bytes`)."""
+        return cls(Ed25519PublicKey.from_public_bytes(raw))
+
+    def public_bytes(self) -> bytes:
+        """The raw 32-byte public key: how it travels to another process."""
+        return self._key.public_bytes_raw()
+
     def verify(self, envelope: CommandEnvelope | CancelOrder) -> None:
         """Return when the orchestrator's key signed exactly this envelope (or cancel order);
         else SignatureError."""

@@ -18,6 +18,14 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.audit.checkpoint import Checkpoint, checkpoint_problem, parse_checkpoint
 from orchestrator.audit.keys import TrustedKeys
+from orchestrator.audit.segments import (
+    PARALLEL_MIN_ENTRIES,
+    default_workers,
+    portable,
+    raw_reader,
+    read_raw,
+    walk_segments,
+)
 from orchestrator.audit.walk import ChainWalk
 from orchestrator.audit.witness import HeadWitness, WitnessMark, id_order
 from tasks.auditchain import (
@@ -32,6 +40,7 @@ from tasks.auditchain import (
     check_details,
     compute_hash,
     digest,
+    mac_key_of,
     to_canonical_json,
 )
 from tasks.errors import LiveResponseError
@@ -63,6 +72,7 @@ __all__ = [
     "check_details",
     "compute_hash",
     "digest",
+    "mac_key_of",
     "to_canonical_json",
 ]
 
@@ -121,14 +131,19 @@ class AuditLog(AuditChain):
     ) -> None:
         super().__init__(client, keys, signer)
         self.witness = witness
+        self._raw: redis.Redis | None = None
         # The mark this process last wrote or found in the witness file.
         self._witnessed: WitnessMark | None = None
         self.trusted = trusted or (TrustedKeys([signer.verifier()]) if signer else None)
 
     def close(self) -> None:
-        """Close the witness file."""
+        """Close the witness file and the reader's connections."""
         if self.witness is not None:
             self.witness.close()
+        if self._raw is not None:
+            if self._raw.connection_pool is not self.client.connection_pool:
+                self._raw.connection_pool.disconnect()
+            self._raw = None
 
     def read(
         self,
@@ -164,7 +179,7 @@ class AuditLog(AuditChain):
             return []
         found: list[AuditEntry] = []
         # Newest first, so a limit stops the scan early; reversed below to read oldest first.
-        for entry_id, fields in self._scan(reverse=True):
+        for entry_id, fields in self._scan_newest_first():
             entry = _parse_entry(entry_id, fields)
             if entry is not None and matches(entry):
                 found.append(entry)
@@ -199,18 +214,30 @@ class AuditLog(AuditChain):
             witness_problem=witness_problem,
         )
 
-    def verify(self, keys: Verifier | TrustedKeys | None = None) -> AuditVerdict:
+    def verify(
+        self,
+        keys: Verifier | TrustedKeys | None = None,
+        *,
+        workers: int | None = None,
+        parallel_from: int = PARALLEL_MIN_ENTRIES,
+    ) -> AuditVerdict:
         """Recompute the chain in stream order; report the first entry edited, deleted,
         reordered, rechained or forged, and a chain that lost the witnessed entry.
 
         `keys` (the orchestrator's public key, and any it retired; default: this log's
         `trusted`) check each entry's signature, and the checkpoint a trimmed chain starts
-        from. A log without keys can verify only a chain of agents' unsigned entries.
+        from. A log without keys can verify only a chain of agents' unsigned entries. Entries
+        this log's own key signed are checked by their MAC. A chain of `parallel_from` entries
+        or more is checked in segments by `workers` processes (default: one per CPU) when
+        they can connect as this log's client does (not through Sentinel).
         """
         keys = keys if keys is not None else self.trusted
+        workers = workers or default_workers()
         for _ in range(MAX_VERIFY_ATTEMPTS):
             snap = self.snapshot()
-            verdict = self._verify_snapshot(snap, keys)
+            verdict = self._verify_snapshot(
+                snap, keys, workers if snap.entries >= parallel_from else 1
+            )
             # A trim between the snapshot and the scan moves the chain's start: read again.
             if verdict.ok or as_text(self.client.get(self.keys.audit_checkpoint)) == (
                 snap.checkpoint or ""
@@ -219,7 +246,7 @@ class AuditLog(AuditChain):
         return verdict
 
     def _verify_snapshot(
-        self, snap: ChainSnapshot, keys: Verifier | TrustedKeys | None
+        self, snap: ChainSnapshot, keys: Verifier | TrustedKeys | None, workers: int
     ) -> AuditVerdict:
         walk = ChainWalk(keys)
         trimmed = 0
@@ -242,11 +269,19 @@ class AuditLog(AuditChain):
             if problem:
                 return fail(problem, checkpoint.anchor_id)
             trimmed = checkpoint.removed
-        walk = ChainWalk(keys, checkpoint=checkpoint, witness=snap.witness)
+        walk = ChainWalk(keys, checkpoint=checkpoint, witness=snap.witness,
+                         mac_keys=self.mac_keys())
         problem = walk.start_problem()
         if problem:
             return fail(problem, snap.witness.id if snap.witness else None)
-        if snap.newest_id is not None:
+        if snap.newest_id is not None and workers > 1 and portable(self.client):
+            problem, entry_id = walk_segments(
+                self.client, self.keys.audit, walk, snap.newest_id,
+                lambda after, upto: self.scan(after=after, upto=upto), workers=workers,
+            )
+            if problem:
+                return fail(problem, entry_id)
+        elif snap.newest_id is not None:
             for entry_id, fields in self.scan(upto=snap.newest_id):
                 problem = walk.step(entry_id, fields)
                 if problem:
@@ -258,6 +293,10 @@ class AuditLog(AuditChain):
             ok=True, entries=walk.entries, head=snap.head or GENESIS, trimmed=trimmed,
             witness_id=snap.witness.id if snap.witness else None,
         )
+
+    def mac_keys(self) -> dict[str, bytes]:
+        """The MAC key of this log's signing key, by key id (none without a signer)."""
+        return {self.signer.key_id: self._mac_key} if self.signer is not None else {}
 
     def _guard(self) -> tuple[str, str]:
         """The entry this process last saw witnessed: the append script checks it is still
@@ -326,20 +365,23 @@ class AuditLog(AuditChain):
             return checkpoint
         return None
 
-    def scan(self, *, upto: str = "+") -> Iterator[tuple[str, dict[str, str]]]:
-        """Entries oldest first up to the id `upto` (inclusive), as (id, decoded fields)."""
-        return self._scan(reverse=False, upto=upto)
+    def scan(
+        self, *, after: str | None = None, upto: str = "+"
+    ) -> Iterator[tuple[str, dict[str, str]]]:
+        """Entries oldest first after the id `after` (exclusive; None: from the first) up to
+        the id `upto` (inclusive), as (id, decoded fields)."""
+        return read_raw(self._raw_reader(), self.keys.audit, after, upto)
 
-    def _scan(self, *, reverse: bool, upto: str = "+") -> Iterator[tuple[str, dict[str, str]]]:
-        """Every stream entry (forward: up to `upto`) as (id, decoded fields), in batches."""
-        cursor = "+" if reverse else "-"
+    def _raw_reader(self) -> redis.Redis:
+        if self._raw is None:
+            self._raw = raw_reader(self.client)
+        return self._raw
+
+    def _scan_newest_first(self) -> Iterator[tuple[str, dict[str, str]]]:
+        """Every stream entry, newest first, as (id, decoded fields), in batches."""
+        cursor = "+"
         while True:
-            if reverse:
-                reply = self.client.xrevrange(
-                    self.keys.audit, max=cursor, min="-", count=SCAN_BATCH
-                )
-            else:
-                reply = self.client.xrange(self.keys.audit, min=cursor, max=upto, count=SCAN_BATCH)
+            reply = self.client.xrevrange(self.keys.audit, max=cursor, min="-", count=SCAN_BATCH)
             batch = cast(list[tuple[bytes, dict[bytes, bytes]]], reply or [])
             for raw_id, raw_fields in batch:
                 yield as_text(raw_id), {as_text(k): as_text(v) for k, v in raw_fields.items()}

@@ -154,7 +154,7 @@ def plan_trim(
     walk = ChainWalk(keys, checkpoint=previous)
     oldest_id: str | None = None
     last: tuple[str, str, float] | None = None
-    count = 0
+    count = whole = 0
     for entry_id, fields in log.scan(upto=newest_id or "+"):
         if entry_id == newest_id:
             break
@@ -165,11 +165,14 @@ def plan_trim(
         if ts >= before:
             break
         oldest_id = oldest_id or entry_id
-        last = (entry_id, fields["hash"], ts)
         count += 1
+        # Never inside a run: its entries are checked by its last one's signature, which
+        # must be checked (here) before any of them is removed.
+        if not walk.pending:
+            last, whole = (entry_id, fields["hash"], ts), count
     if oldest_id is None or last is None:
         return None
-    return TrimPlan(oldest_id, last[0], last[1], last[2], count=count)
+    return TrimPlan(oldest_id, last[0], last[1], last[2], count=whole)
 
 
 def _trusted_checkpoint(raw: str, keys: TrustedKeys) -> Checkpoint | None:

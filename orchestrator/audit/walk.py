@@ -2,24 +2,32 @@
 
 The live stream (`AuditLog.verify`), an export (`audit.export_file.verify_file`) and a trim's plan
 all feed their entries, oldest first, to one `ChainWalk`; it keeps a few fields, never the
-entries, so a walk takes constant memory.
+entries, so a walk takes constant memory. A walk can also check one segment of the chain on its own
+(`ChainWalk.segment`): `audit.segments` checks a long chain in segments, in parallel, and joins
+them at their ends.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from orchestrator.audit.keys import TrustedKeys
-from orchestrator.audit.witness import STREAM_ID, id_order
+from orchestrator.audit.witness import id_order
 from tasks.auditchain import (
     AGENT_ACTOR_PREFIX,
     ENTRY_FIELDS,
     GENESIS,
+    MAC_FIELD,
+    RUN_MEMBER,
     SIG_FIELD,
-    compute_hash,
+    entry_mac,
     entry_signed_bytes,
+    run_signed_bytes,
+    stored_entry_hash,
     to_canonical_json,
 )
 
@@ -29,7 +37,9 @@ if TYPE_CHECKING:
     from tasks.signing import Verifier
 
 #: Every field a stored entry may have.
-KNOWN_FIELDS = frozenset((*ENTRY_FIELDS, SIG_FIELD))
+KNOWN_FIELDS = frozenset((*ENTRY_FIELDS, SIG_FIELD, MAC_FIELD))
+#: Every field a stored entry must have.
+REQUIRED_FIELDS = frozenset(ENTRY_FIELDS)
 
 
 class ChainWalk:
@@ -37,7 +47,8 @@ class ChainWalk:
 
     `keys` check the entries' signatures (an unsigned entry passes only when its actor is an
     agent); `checkpoint` (already verified) is where a trimmed chain starts; `witness` is the
-    newest entry this orchestrator wrote, which the chain must still hold.
+    newest entry this orchestrator wrote, which the chain must still hold. `mac_keys` (key id
+    to MAC key: only the orchestrator has them) check an entry's MAC instead of its signature.
     """
 
     def __init__(
@@ -46,19 +57,89 @@ class ChainWalk:
         *,
         checkpoint: Checkpoint | None = None,
         witness: WitnessMark | None = None,
+        mac_keys: Mapping[str, bytes] | None = None,
     ) -> None:
         self.keys = TrustedKeys.of(keys)
+        self.mac_keys = dict(mac_keys or {})
         self.checkpoint = checkpoint
         self.witness = witness
         self.start = checkpoint.anchor if checkpoint else GENESIS
-        self.expected_prev = self.start
+        #: The hash the next entry must link to; None in a segment, before its first entry.
+        self.expected_prev: str | None = self.start
+        #: The `prev` of the first entry stepped through (where a segment joins the one before).
+        self.first_prev: str | None = None
+        self.first_id: str | None = None
         self.entries = 0
         self.last_id: str | None = None
         self._last_order = id_order(checkpoint.anchor_id) if checkpoint else (-1, -1)
         self._witness_found = witness is None
+        self._witness_order = id_order(witness.id) if witness else (-1, -1)
         # A key once followed by another in the chain signs nothing after it (rotation).
         self._key_in_force: str | None = None
         self._succeeded: set[str] = set()
+        #: Entries of a run seen since its start, waiting for the run's last, signed entry.
+        self.pending = 0
+        self._pending_from: str | None = None
+        self._pending_key: str | None = None
+        # Whether the chain may start inside a run (it starts at a trim's checkpoint).
+        self._open_start = checkpoint is not None
+        #: Each key id that took over, in chain order, with the first entry it signed.
+        self.key_runs: list[tuple[str, str]] = []
+
+    @classmethod
+    def segment(
+        cls,
+        keys: Verifier | TrustedKeys | None,
+        after_id: str | None,
+        mac_keys: Mapping[str, bytes] | None = None,
+    ) -> ChainWalk:
+        """A walk of the entries after `after_id` on their own: the first entry may link to
+        any prev (`first_prev`), the key in force and the witness are checked at the join."""
+        walk = cls(keys, mac_keys=mac_keys)
+        walk.expected_prev = None
+        walk.last_id = after_id
+        if after_id is not None:
+            walk._last_order = id_order(after_id)
+        return walk
+
+    def state(self) -> tuple[str | None, set[str]]:
+        """The key in force and the keys it succeeded (what `join` carries on)."""
+        return self._key_in_force, set(self._succeeded)
+
+    def join(
+        self, entries: int, last_id: str, last_hash: str, key_runs: list[tuple[str, str]],
+        witness_found: bool,
+    ) -> bool:
+        """Take on a segment checked elsewhere as if stepped through here; False (and nothing
+        taken on) when its key runs break the rule of rotation: re-walk it here instead.
+
+        The caller checked the segment's first entry links to `expected_prev`, and its id
+        comes after `last_id`."""
+        key_in_force, succeeded = self._key_in_force, set(self._succeeded)
+        for key_id, _ in key_runs:
+            if key_id in succeeded:
+                return False
+            if key_id != key_in_force:
+                if key_in_force is not None:
+                    succeeded.add(key_in_force)
+                key_in_force = key_id
+        self._key_in_force, self._succeeded = key_in_force, succeeded
+        self.key_runs += key_runs
+        self.entries += entries
+        self.expected_prev, self.last_id = last_hash, last_id
+        self._last_order = id_order(last_id)
+        self._witness_found = self._witness_found or witness_found
+        self._open_start = False
+        return True
+
+    def follows(self, entry_id: str) -> bool:
+        """Whether `entry_id` comes after the last entry taken on (or the checkpoint's anchor)."""
+        return id_order(entry_id) > self._last_order
+
+    @property
+    def witness_found(self) -> bool:
+        """Whether the witnessed entry was found (or needs no finding)."""
+        return self._witness_found
 
     def start_problem(self) -> str | None:
         """The problem with where the chain starts, given the witness; call before `step`."""
@@ -94,16 +175,23 @@ class ChainWalk:
     def step(self, entry_id: str, fields: Mapping[str, str]) -> str | None:
         """The problem with the next entry, or None (then it becomes the one to link to)."""
         self.entries += 1
-        problem = (
-            self._order_problem(entry_id)
-            or _check_entry(entry_id, fields, self.expected_prev, first=self.last_id is None)
-            or self._signature_problem(entry_id, fields)
-            or self._witness_problem(entry_id, fields)
+        order = _order_of(entry_id)
+        problem = self._order_problem(entry_id, order) or _check_entry(
+            entry_id, fields, self.expected_prev, first=self.last_id is None
         )
         if problem is None:
+            problem = self._signature_problem(entry_id, fields)
+            # Checked in this order before: a details edit is named as one, whatever follows.
+            if problem is not None:
+                problem = _canonical_problem(entry_id, fields) or problem
+        if problem is None and not self._witness_found:
+            problem = self._witness_problem(entry_id, fields)
+        if problem is None:
+            if self.first_id is None:
+                self.first_id, self.first_prev = entry_id, fields["prev"]
             self.expected_prev = fields["hash"]
             self.last_id = entry_id
-            self._last_order = id_order(entry_id)
+            self._last_order = order  # type: ignore[assignment]  # None only with a problem
         return problem
 
     def head_problem(self, head: str | None) -> str | None:
@@ -119,6 +207,11 @@ class ChainWalk:
                 f"entry {self.last_id}: the newest entry's hash does not match the head "
                 "(newest entries deleted, or the head replaced)"
             )
+        if self.pending:
+            return (
+                f"entry {self._pending_from}: the chain ends inside a run of {self.pending} "
+                "entries that no signature covers (the run's last entry removed, or forged)"
+            )
         if not self._witness_found and self.witness is not None:
             return (
                 f"the chain ends before entry {self.witness.id} "
@@ -127,10 +220,10 @@ class ChainWalk:
             )
         return None
 
-    def _order_problem(self, entry_id: str) -> str | None:
-        if not STREAM_ID.fullmatch(entry_id):
+    def _order_problem(self, entry_id: str, order: tuple[int, int] | None) -> str | None:
+        if order is None:
             return f"entry {entry_id!r}: not a stream id (altered)"
-        if id_order(entry_id) <= self._last_order:
+        if order <= self._last_order:
             return f"entry {entry_id}: its id is not after the one before it (ids altered)"
         return None
 
@@ -138,7 +231,8 @@ class ChainWalk:
         sig = fields.get(SIG_FIELD)
         if sig is None:
             if fields["actor"].startswith(AGENT_ACTOR_PREFIX):
-                return None  # agents hold no key: their entries are chained, not signed
+                # Agents hold no key: their entries are chained, not signed.
+                return self._run_problem(entry_id, None, member=False, length=1)
             return (
                 f"entry {entry_id}: unsigned, yet its actor {fields['actor']!r} is not an "
                 "agent (forged, or its signature removed)"
@@ -152,11 +246,34 @@ class ChainWalk:
                 f"entry {entry_id}: signed by key {key_id!r}, not by a key given "
                 f"({self.keys.describe()}): forged, or checked with the wrong public key"
             )
-        if not verifier.verify_bytes(entry_signed_bytes(fields["hash"]), signature):
+        signature, _, length_text = signature.partition(":")
+        member = signature == RUN_MEMBER and not length_text
+        length = 1
+        if length_text:
+            if not (length_text.isascii() and length_text.isdigit()) or int(length_text) < 2:
+                return f"entry {entry_id}: its signature names no run length (altered)"
+            length = int(length_text)
+        signed = None if member else (
+            entry_signed_bytes(fields["hash"]) if length == 1
+            else run_signed_bytes(fields["hash"], length))
+        mac_key, mac = self.mac_keys.get(key_id), fields.get(MAC_FIELD)
+        if mac_key is not None and mac is not None and mac.startswith(key_id + ":"):
+            # The orchestrator's own entries: a MAC only its key could have made.
+            valid = hmac.compare_digest(mac[len(key_id) + 1 :],
+                                        entry_mac(mac_key, fields["hash"], sig))
+            if not valid and signed is not None and verifier.verify_bytes(signed, signature):
+                return f"entry {entry_id}: its MAC does not verify, its signature does (altered)"
+        else:
+            # An entry of a run is signed for by the run's last entry (checked there).
+            valid = signed is None or verifier.verify_bytes(signed, signature)
+        if not valid:
             return (
                 f"entry {entry_id}: signature does not verify: this entry or one before it "
                 "was rewritten and the hashes recomputed (rechained), or the signature forged"
             )
+        problem = self._run_problem(entry_id, key_id, member=member, length=length)
+        if problem or member:
+            return problem
         if key_id in self._succeeded:
             return (
                 f"entry {entry_id}: signed by key {key_id!r} after key "
@@ -166,11 +283,47 @@ class ChainWalk:
             if self._key_in_force is not None:
                 self._succeeded.add(self._key_in_force)
             self._key_in_force = key_id
+            self.key_runs.append((key_id, entry_id))
+        return None
+
+    def _run_problem(
+        self, entry_id: str, key_id: str | None, *, member: bool, length: int
+    ) -> str | None:
+        """Count an entry of a run, or check that an entry signed on its own (`length` 1), an
+        agent's (`key_id` None) or a run's last follows exactly the run's `length - 1`."""
+        if member:
+            if self.pending and self._pending_key != key_id:
+                return (
+                    f"entry {entry_id}: an entry of a run of key {key_id!r} inside a run of "
+                    f"key {self._pending_key!r} (forged)"
+                )
+            if not self.pending:
+                self._pending_from, self._pending_key = entry_id, key_id
+            self.pending += 1
+            return None
+        covered = length - 1
+        # After a trim the chain may start inside a run: the signed anchor binds its start.
+        fits = self.pending == covered or (self._open_start and self.pending < covered)
+        open_start, self._open_start = self._open_start, False
+        if self.pending and not fits and key_id is None:
+            return (
+                f"entry {self._pending_from}: an unfinished run of {self.pending} entries "
+                f"before entry {entry_id}: no signature covers them (forged, or the run's last "
+                "entry removed)"
+            )
+        if not fits or (self.pending and self._pending_key != key_id):
+            start = "after the checkpoint " if open_start else ""
+            return (
+                f"entry {entry_id}: its signature covers the {covered} entries of its run "
+                f"before it, but {self.pending} {start}precede it (entries added to or "
+                "removed from a run)"
+            )
+        self.pending = 0
         return None
 
     def _witness_problem(self, entry_id: str, fields: Mapping[str, str]) -> str | None:
         w = self.witness
-        if self._witness_found or w is None or id_order(entry_id) < id_order(w.id):
+        if self._witness_found or w is None or id_order(entry_id) < self._witness_order:
             return None
         if entry_id == w.id and fields["hash"] == w.hash:
             self._witness_found = True
@@ -186,34 +339,35 @@ class ChainWalk:
         )
 
 
+def _order_of(entry_id: str) -> tuple[int, int] | None:
+    """`id_order` of a stream id; None when `entry_id` is not one."""
+    ms, dash, seq = entry_id.partition("-")
+    if not (dash and ms.isdigit() and seq.isdigit() and ms.isascii() and seq.isascii()):
+        return None
+    return int(ms), int(seq)
+
+
 def _check_entry(
-    entry_id: str, fields: Mapping[str, str], expected_prev: str, *, first: bool
+    entry_id: str, fields: Mapping[str, str], expected_prev: str | None, *, first: bool
 ) -> str | None:
-    """The problem with one stored entry given the hash before it, or None when it is sound."""
-    missing = [name for name in ENTRY_FIELDS if name not in fields]
-    extra = sorted(set(fields) - KNOWN_FIELDS)
-    if missing or extra:
+    """The problem with one stored entry given the hash before it (None: a segment's first
+    entry, linked at the join), or None when it is sound."""
+    names = fields.keys()
+    if not REQUIRED_FIELDS <= names or not names <= KNOWN_FIELDS:
+        missing = [name for name in ENTRY_FIELDS if name not in fields]
+        extra = sorted(set(fields) - KNOWN_FIELDS)
         return f"entry {entry_id}: fields missing {missing} or unexpected {extra} (altered)"
-    try:
-        ts = float(fields["ts"])
-        details = json.loads(fields["details"])
-        canonical = (
-            repr(ts) == fields["ts"]
-            and isinstance(details, dict)
-            and to_canonical_json(details) == fields["details"]
+    # An unsigned entry is checked in full; a signed one's details are what was signed when
+    # its hash matches them as stored and its signature holds (else this runs after all).
+    if SIG_FIELD not in fields or not _canonical_ts(fields["ts"]):
+        problem = _canonical_problem(entry_id, fields)
+        if problem:
+            return problem
+    if stored_entry_hash(fields) != fields["hash"]:
+        return _canonical_problem(entry_id, fields) or (
+            f"entry {entry_id}: hash does not match its content (altered)"
         )
-    except ValueError:
-        canonical = False
-    if not canonical:
-        return f"entry {entry_id}: ts or details are not in canonical form (altered)"
-    body = {
-        **{name: fields[name] for name in ENTRY_FIELDS if name != "hash"},
-        "ts": ts,
-        "details": details,
-    }
-    if compute_hash(fields["prev"], body) != fields["hash"]:
-        return f"entry {entry_id}: hash does not match its content (altered)"
-    if fields["prev"] != expected_prev:
+    if expected_prev is not None and fields["prev"] != expected_prev:
         if first:
             return (
                 f"entry {entry_id}: prev mismatch: the oldest entry does not start the "
@@ -223,4 +377,28 @@ def _check_entry(
             f"entry {entry_id}: prev mismatch: prev is not the hash of the entry before "
             "it (an entry deleted or reordered)"
         )
+    return None
+
+
+def _canonical_ts(ts: str) -> bool:
+    try:
+        value = float(ts)
+    except ValueError:
+        return False
+    return math.isfinite(value) and repr(value) == ts
+
+
+def _canonical_problem(entry_id: str, fields: Mapping[str, str]) -> str | None:
+    """The problem when `ts` or `details` are not as the appender stores them, else None."""
+    try:
+        details = json.loads(fields["details"])
+        canonical = (
+            _canonical_ts(fields["ts"])
+            and isinstance(details, dict)
+            and to_canonical_json(details) == fields["details"]
+        )
+    except ValueError:
+        canonical = False
+    if not canonical:
+        return f"entry {entry_id}: ts or details are not in canonical form (altered)"
     return None

@@ -17,6 +17,8 @@ from tasks.errors import AuthenticationError, ConfigurationError, LiveResponseEr
 DEFAULT_TIMEOUT_S = 30.0
 #: Seconds a command may take: the API answers only once the agent did (expiry + time limit).
 RUN_TIMEOUT_S = 180.0
+#: Seconds `lr audit verify` may take: the orchestrator checks every entry of the chain.
+VERIFY_TIMEOUT_S = 600.0
 #: Bytes read from a file at a time while uploading it to the library.
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 #: What every "cannot reach" error tells the user to do.
@@ -159,7 +161,7 @@ class ApiClient:
 
     def audit_verify(self) -> dict[str, Any]:
         """The verifier's verdict on the whole audit chain."""
-        return self._call("GET", "/audit/verify")
+        return self._call("GET", "/audit/verify", timeout=max(VERIFY_TIMEOUT_S, self.timeout))
 
     @contextmanager
     def audit_export(self) -> Iterator[Iterator[str]]:

@@ -12,6 +12,7 @@ import redis
 from orchestrator.audit.export_file import EXPORT_FORMAT, export_lines, verify_file
 from orchestrator.audit.log import AuditLog, AuditVerdict
 from orchestrator.audit.witness import HeadWitness
+from tasks.auditchain import compute_hash
 from tasks.keys import Keys
 from tasks.signing import KeyPair, Signer, Verifier
 
@@ -222,3 +223,46 @@ def test_an_export_of_a_stream_whose_head_was_deleted_does_not_verify(
     path = write_export(audit, tmp_path / "headless.jsonl")
     verdict = verify_file(path, key)
     assert "'head' is missing" in broken(verdict) and verdict.line == 1
+
+
+def export_runs(audit: AuditLog, client: redis.Redis, path: Path) -> Path:
+    """An export of a single entry, a staged run of five (signed once, by its last) and one
+    more single entry."""
+    audit.append("alice", "session.opened", "dev1", "allowed")
+    pipe = client.pipeline(transaction=False)
+    finish = audit.stage_many(pipe, [("alice", "command.requested", f"dev{i}", "allowed",
+                                      {"command_id": f"c{i}"}) for i in range(5)])
+    finish(pipe.execute())
+    audit.append("alice", "session.closed", "dev1", "allowed")
+    return write_export(audit, path)
+
+
+def test_an_export_of_a_staged_run_verifies_offline_by_the_runs_signature(
+    audit: AuditLog, redis_client: redis.Redis, tmp_path: Path, key: Key
+) -> None:
+    path = export_runs(audit, redis_client, tmp_path / "audit.jsonl")
+    sigs = [json.loads(line)["sig"] for line in lines_of(path)[1:]]
+    assert [s.endswith(":~") for s in sigs] == [False, True, True, True, True, False, False]
+    assert sigs[5].endswith(":5")
+    verdict = verify_file(path, key)
+    assert verdict.ok, verdict.problem
+    assert verdict.entries == 7
+
+
+def test_an_entry_of_a_run_edited_and_rechained_is_named_at_the_runs_signature(
+    audit: AuditLog, redis_client: redis.Redis, tmp_path: Path, key: Key
+) -> None:
+    path = export_runs(audit, redis_client, tmp_path / "audit.jsonl")
+    lines = lines_of(path)
+    entries = [json.loads(line) for line in lines[1:]]
+    entries[2]["target"] = "dev-elsewhere"  # a member of the run: no signature of its own
+    for i in range(2, len(entries)):
+        fields = entries[i]
+        fields["prev"] = entries[i - 1]["hash"]
+        body = {k: fields[k] for k in ("actor", "action", "target", "decision", "prev")}
+        body.update(ts=float(fields["ts"]), details=json.loads(fields["details"]))
+        fields["hash"] = compute_hash(fields["prev"], body)
+    path.write_text(lines[0] + "".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+    verdict = verify_file(path, key)
+    assert "signature does not verify" in broken(verdict)
+    assert verdict.entry_id == entries[5]["id"]  # the run's last entry, which signs for it

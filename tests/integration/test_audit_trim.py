@@ -269,3 +269,30 @@ def test_a_checkpoint_removed_from_the_export_fails(
     # The signed header names its checkpoint: removing it is caught there, at line 1.
     assert not verdict.ok and verdict.line == 1
     assert "header: signature does not verify" in str(verdict.problem)
+
+
+def test_a_trim_never_ends_inside_a_run_of_staged_entries(
+    audit: AuditLog, signer: Signer, verifier: Verifier, redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run is signed by its last entry only: removing its first entries without that one
+    would remove entries no checked signature covered. The trim stops before the run."""
+    now = [100.0]
+
+    def tick() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    monkeypatch.setattr(clock, "now", tick)
+    audit.append("alice", "session.opened", "dev1", "allowed")
+    pipe = redis_client.pipeline(transaction=False)
+    finish = audit.stage_many(pipe, [("alice", "command.requested", "dev1", "allowed", {"n": i})
+                                     for i in range(4)])
+    run = finish(pipe.execute())
+    assert [e.sig.endswith(":~") for e in run if e.sig] == [True, True, True, False]
+    audit.append("alice", "session.closed", "dev1", "allowed")
+    result = trim_audit(audit, signer, actor="root", before=run[1].ts + 0.5)
+    assert result.removed == 1  # the entry before the run, not the run's first two
+    assert [e.id for e in audit.read()][:4] == [e.id for e in run]
+    verdict = audit.verify(verifier)
+    assert verdict.ok, verdict.problem

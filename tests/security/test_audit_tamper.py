@@ -77,7 +77,8 @@ def rehash(entries: list[tuple[str, Fields]], start: int) -> None:
     for i in range(start, len(entries)):
         fields = entries[i][1]
         fields["prev"] = entries[i - 1][1]["hash"] if i else fields["prev"]
-        body: dict[str, Any] = {k: v for k, v in fields.items() if k not in ("hash", "sig")}
+        # The hashed fields (docs/audit.md): `sig` and `mac` lie outside the hash.
+        body: dict[str, Any] = {k: v for k, v in fields.items() if k not in ("hash", "sig", "mac")}
         body.update(ts=float(fields["ts"]), details=json.loads(fields["details"]))
         fields["hash"] = compute_hash(fields["prev"], body)
 
