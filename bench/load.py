@@ -99,15 +99,15 @@ def check_outcomes(plane: ControlPlane, command_ids: list[str]) -> list[str]:
     requested: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     for entry in plane.audit.read():
-        command_id = entry.details.get("command_id")
-        if not isinstance(command_id, str) or not entry.action.startswith("command."):
+        audited_id = entry.details.get("command_id")
+        if not isinstance(audited_id, str) or not entry.action.startswith("command."):
             continue
         if entry.action == "command.requested":
-            requested[command_id] += 1
+            requested[audited_id] += 1
         elif entry.action == "command.completed":
-            outcomes[command_id] += 1
+            outcomes[audited_id] += 1
         else:
-            problems.append(f"{command_id}: audited as {entry.action}")
+            problems.append(f"{audited_id}: audited as {entry.action}")
     for command_id in command_ids:
         if requested[command_id] != 1 or outcomes[command_id] != 1:
             problems.append(f"{command_id}: audited {requested[command_id]}x requested, "
