@@ -33,7 +33,11 @@ from config import EmbeddedRedis, Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
 from orchestrator.commands.dispatch import Dispatcher  # noqa: E402
 from orchestrator.local.agents import LocalAgent  # noqa: E402
-from orchestrator.local.cleanup import delete_matching  # noqa: E402
+from orchestrator.local.cleanup import (  # noqa: E402
+    delete_device_queue,
+    delete_matching,
+    delete_results,
+)
 from orchestrator.plane import ControlPlane  # noqa: E402
 from orchestrator.state.identity import create_user, issue_token  # noqa: E402
 from tasks.envelope import CommandStatus  # noqa: E402
@@ -143,7 +147,8 @@ def run_load(seconds: float, sessions: int, devices: int, redis_url: str | None 
             redis_url, where = embedded.url, f"embedded Redis ({embedded.executable})"
         prefix = f"lrload-{uuid.uuid4().hex[:6]}"
         device_ids = [f"load-{prefix[-6:]}-{i:02d}" for i in range(devices)]
-        stack.callback(_cleanup, redis_url, prefix, device_ids)
+        tally = Tally()
+        stack.callback(_cleanup, redis_url, prefix, device_ids, tally)
         signing = generate_keypair(tmpdir / "keys")
         settings = Settings(redis_url=redis_url, key_prefix=prefix, data_dir=tmpdir / "data",
                             signing_key_file=signing.private_path,
@@ -163,7 +168,6 @@ def run_load(seconds: float, sessions: int, devices: int, redis_url: str | None 
               f"{os.getloadavg()[0]:.1f} at start; {where}")
         print(f"{sessions} sessions on {devices} agents (1 worker process each), "
               f"{seconds:g} s of {', '.join(READ_MIX)}")
-        tally = Tally()
         began = time.monotonic()
         until = began + seconds
         threads = [threading.Thread(target=run_session, name=f"session-{i}",
@@ -190,11 +194,13 @@ def run_load(seconds: float, sessions: int, devices: int, redis_url: str | None 
         return 0 if ok else 1
 
 
-def _cleanup(redis_url: str, prefix: str, devices: list[str]) -> None:
+def _cleanup(redis_url: str, prefix: str, devices: list[str], tally: Tally) -> None:
+    """Delete the run's keys: its prefix, its device queues and its commands' results."""
     client = redis.Redis.from_url(redis_url)
     delete_matching(client, f"{prefix}:*")
     for device in devices:
-        delete_matching(client, f"{queue_for(device)}*")
+        delete_device_queue(client, queue_for(device))
+    delete_results(client, tally.command_ids)
 
 
 def main() -> None:

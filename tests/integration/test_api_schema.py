@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -26,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tasks.queues import queue_for
 from tasks.signing import KeyPair
 from tests.stack import Stack, new_device_id, own_prefix_stack
 
@@ -48,6 +50,12 @@ def fuzzed_stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory,
                           data_dir=Path(base) / "data", command_expiry_s=2.0) as st:
         st.open_session(device)
         yield st
+        prefix = st.plane.keys.prefix
+    # Whatever the routes did (users, policy, trims, commands), nothing is left behind.
+    client = redis.Redis.from_url(redis_url)
+    left = [k for pattern in (f"{prefix}:*", f"*{queue_for(device)}*")
+            for k in client.scan_iter(match=pattern, count=1000)]
+    assert not left, left[:10]
 
 
 def fuzz_operation(operation: APIOperation, stack: Stack) -> None:
