@@ -15,7 +15,8 @@ from tasks.errors import LiveResponseError
 #: is shared), nothing remembered between runs but the failures hypothesis found.
 settings.register_profile("suite", max_examples=200, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
-#: A deeper search, by hand: `LR_HYPOTHESIS_PROFILE=deep pytest tests/unit/test_fuzz_*.py`.
+#: A deeper search, by hand (minutes per property, so without the suite's time limit):
+#: `LR_HYPOTHESIS_PROFILE=deep pytest --timeout=0 tests/unit/test_fuzz_*.py`.
 settings.register_profile("deep", max_examples=20_000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("LR_HYPOTHESIS_PROFILE", "suite"))
