@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install lint typecheck check clean
+.PHONY: demo test bench load install lint typecheck check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/roundtrip.py
 	$(BIN)/python bench/getfile.py
 	$(BIN)/python bench/fanout.py
+
+# 50 sessions on 20 real agents for 60 s; shorten with LOAD_ARGS="--seconds 10 --sessions 5".
+load: $(STAMP)
+	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .

@@ -70,7 +70,8 @@ def parse_args(spec: CommandSpec, words: list[str]) -> CommandArgs:
                 values[opt.field] = words[i]
         i += 1
     if len(positionals) > len(spec.positionals):
-        extra = " ".join(positionals[len(spec.positionals):])
+        # Quoted as Python literals: a control character in a word cannot break the line.
+        extra = " ".join(repr(w) for w in positionals[len(spec.positionals):])
         after = f" (put {spec.rest.upper()} after --)" if spec.rest else ""
         if not after and any(w.startswith("-") and w != "-" for w in positionals):
             after = " (options are written in full with --: see the usage)"

@@ -16,7 +16,7 @@ import redis
 from config import Settings
 from orchestrator.api.server import ServerThread
 from orchestrator.local.agents import LocalAgent
-from orchestrator.local.cleanup import delete_matching
+from orchestrator.local.cleanup import delete_device_queue, delete_matching, delete_results
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.model import Grant
 from orchestrator.state.identity import create_user, issue_token
@@ -123,13 +123,19 @@ def live_stack(redis_url: str, key_prefix: str, devices: list[str], log_dir: Pat
 @contextmanager
 def own_prefix_stack(redis_url: str, devices: list[str], log_dir: Path, **settings: Any
                      ) -> Iterator[Stack]:
-    """`live_stack` on a key prefix of its own; every key under it is deleted afterwards."""
+    """`live_stack` on a key prefix of its own; every key under it, and the result-backend
+    entry of every command it recorded, is deleted afterwards."""
     prefix = f"lrtest-{uuid.uuid4().hex[:10]}"
     try:
         with live_stack(redis_url, prefix, devices, log_dir, **settings) as st:
             yield st
     finally:
-        delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*")
+        client = redis.Redis.from_url(redis_url)
+        # The commands' results live outside the prefix: find them by the prefix's records.
+        marker = f"{prefix}:cmd:"
+        delete_results(client, [key.decode()[len(marker):]
+                                for key in client.scan_iter(match=f"{marker}*", count=1000)])
+        delete_matching(client, f"{prefix}:*")
 
 
 def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:
@@ -144,5 +150,6 @@ def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def purge_device_queue(plane: ControlPlane, device_id: str) -> None:
-    """Delete a test device's queue keys so nothing is left in the shared Redis."""
-    delete_matching(plane.client, f"{queue_for(device_id)}*")
+    """Delete a test device's queue keys (and kombu's bindings of the queue) so nothing is left
+    in the shared Redis."""
+    delete_device_queue(plane.client, queue_for(device_id))

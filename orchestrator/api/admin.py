@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel, Field
 
 from orchestrator.api.guard import Guards
+from orchestrator.api.responses import errors
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import requires
 from orchestrator.policies.loader import parse_policy
@@ -45,8 +46,8 @@ MAX_TOKEN_TTL_S = 10 * 365 * 24 * 3600.0
 
 
 class TokenBody(BaseModel):
-    ttl_s: float | None = Field(default=None, gt=0, le=MAX_TOKEN_TTL_S, allow_inf_nan=False,
-                                description="lifetime; none: until revoked")
+    ttl_s: float | None = Field(default=None, strict=True, gt=0, le=MAX_TOKEN_TTL_S,
+                                allow_inf_nan=False, description="lifetime; none: until revoked")
 
 
 class RevokeBody(BaseModel):
@@ -128,7 +129,7 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> None:
         return {"user": name, "token": token, "token_id": token_id(token),
                 "expires_at": expires_at}
 
-    @app.post("/tokens/revoke")
+    @app.post("/tokens/revoke", responses=errors(404))
     def revoke(body: RevokeBody,
                req: Annotated[Request, Depends(guards.requires(None, audited=False))]
                ) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.api.admin import add_admin_routes
 from orchestrator.api.approvals import add_approval_routes
@@ -26,6 +27,12 @@ from orchestrator.api.guard import Guards, Scope, at_device, at_session
 from orchestrator.api.jobs import add_job_routes
 from orchestrator.api.library import add_library_routes
 from orchestrator.api.playbooks import add_playbook_routes
+from orchestrator.api.responses import (
+    COMMAND_ANSWERS,
+    EVERY_ROUTE,
+    document_errors,
+    errors,
+)
 from orchestrator.commands.dispatch import Dispatcher
 from orchestrator.commands.jobs import Jobs, split_background
 from orchestrator.commands.reaper import Reaper
@@ -43,6 +50,9 @@ from tasks.registry import REGISTRY
 
 log = logging.getLogger(__name__)
 
+#: The error code of Starlette's own refusals, by status.
+HTTP_ERROR_CODES = {400: "usage", 404: "not_found", 405: "method_not_allowed"}
+
 
 class OpenSessionBody(BaseModel):
     device_id: str = Field(min_length=1, max_length=200)
@@ -53,9 +63,9 @@ class OpenSessionBody(BaseModel):
 class RunBody(BaseModel):
     line: str = Field(min_length=1, max_length=8192)
     #: Answer at once with the record (and a job number); the orchestrator collects the result.
-    background: bool = False
+    background: bool = Field(default=False, strict=True)
     #: How long the command may wait for an offline device (default: the orchestrator's).
-    expires_s: float | None = None
+    expires_s: float | None = Field(default=None, strict=True)
 
 
 class IsolateBody(BaseModel):
@@ -79,7 +89,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     # /docs is served from this server's own files (`api.docs`), never from a CDN.
     app = FastAPI(title="liveresponse orchestrator", version="0.1.0", lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, responses=EVERY_ROUTE)
+    document_errors(app)
     dispatcher = Dispatcher(plane)
     jobs = Jobs(dispatcher)
     app.state.jobs = jobs
@@ -118,6 +129,14 @@ def create_app(plane: ControlPlane) -> FastAPI:
             {"error": {"code": "usage", "message": f"bad request: {where}: {first['msg']}"}},
             status_code=400,
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: HttpRequest, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own refusals (a body that is not JSON, no such route, wrong method) in
+        # the body every other error has.
+        code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
+                            status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def on_crash(_: HttpRequest, exc: Exception) -> JSONResponse:
@@ -166,7 +185,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
                    ) -> dict[str, Any]:
         return plane.devices.get(device_id).model_dump(mode="json")
 
-    @app.post("/sessions", status_code=201)
+    @app.post("/sessions", status_code=201, responses=errors(404))
     def open_session(body: OpenSessionBody,
                      req: Annotated[Request, Depends(acting)]) -> dict[str, Any]:
         """The session.open pipeline on the device named in the body."""
@@ -196,12 +215,13 @@ def create_app(plane: ControlPlane) -> FastAPI:
                 for s in Scope(req).only(sessions, lambda s: s.device_id)]
 
     @app.get("/sessions/{session_id}")
-    def get_session(req: Annotated[Request, Depends(guards.requires(PERM_VIEW, at_session))]
+    def get_session(session_id: str,
+                    req: Annotated[Request, Depends(guards.requires(PERM_VIEW, at_session))]
                     ) -> dict[str, Any]:
         assert req.session is not None
         return req.session.model_dump(mode="json")
 
-    @app.delete("/sessions/{session_id}")
+    @app.delete("/sessions/{session_id}", responses=errors(409))
     def close_session(session_id: str,
                       req: Annotated[Request, Depends(acting)]) -> dict[str, Any]:
         """The session's owner, or an admin; its unfinished commands are cancelled."""
@@ -216,7 +236,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
         return CLOSE_SESSION.run(req, close_it).model_dump(mode="json")
 
-    @app.post("/sessions/{session_id}/commands")
+    @app.post("/sessions/{session_id}/commands",
+              responses={**COMMAND_ANSWERS, **errors(409, 504)})
     def run_command(session_id: str, body: RunBody,
                     req: Annotated[Request, Depends(acting)]) -> Response:
         """The command pipeline (session, parse, device, permissions on the device,
@@ -231,14 +252,14 @@ def create_app(plane: ControlPlane) -> FastAPI:
             return _answer(record)
         return _answer(dispatcher.wait(record))
 
-    @app.post("/devices/{device_id}/isolate")
+    @app.post("/devices/{device_id}/isolate", responses={**COMMAND_ANSWERS, **errors(409, 504)})
     def isolate(device_id: str, body: IsolateBody,
                 req: Annotated[Request, Depends(acting)]) -> Response:
         """The device pipeline (permission live.isolate on the device, approval)."""
         words = ["isolate", "--mode", body.mode] + (["--allow", body.allow] if body.allow else [])
         return _device_command(req, device_id, shlex.join(words))
 
-    @app.post("/devices/{device_id}/release")
+    @app.post("/devices/{device_id}/release", responses={**COMMAND_ANSWERS, **errors(409, 504)})
     def release(device_id: str, req: Annotated[Request, Depends(acting)]) -> Response:
         """The device pipeline (permission live.isolate on the device, approval)."""
         return _device_command(req, device_id, "release")

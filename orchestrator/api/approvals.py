@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from orchestrator.api.guard import Guards, Scope, at_command
+from orchestrator.api.responses import COMMAND_ANSWERS, COMMAND_RECORD, errors
 from orchestrator.commands.approvals import Approvals
 from orchestrator.commands.dispatch import Dispatcher
 from orchestrator.commands.records import CommandRecord, served_record
@@ -36,7 +37,7 @@ def add_approval_routes(app: FastAPI, plane: ControlPlane, dispatcher: Dispatche
         return [served_record(r).model_dump(mode="json")
                 for r in Scope(req).only(approvals.pending(), lambda r: r.device_id)]
 
-    @app.get("/commands/{command_id}")
+    @app.get("/commands/{command_id}", responses=COMMAND_RECORD)
     def get_command(command_id: str,
                     req: Annotated[Request, Depends(guards.requires(PERM_VIEW, at_command))]
                     ) -> Response:
@@ -47,14 +48,15 @@ def add_approval_routes(app: FastAPI, plane: ControlPlane, dispatcher: Dispatche
         assert req.record is not None
         return answer_json(req.record)
 
-    @app.post("/commands/{command_id}/approve")
+    @app.post("/commands/{command_id}/approve",
+              responses={**COMMAND_ANSWERS, **errors(409, 504)})
     def approve(command_id: str, req: Annotated[Request, Depends(acting)]) -> Response:
         """The approve pipeline: not the requester, the command's permissions on its device,
         still pending, within its window; then the command runs and the approver gets its
         result."""
         return answer(dispatcher.wait(approvals.approve(req.need_user(), command_id)))
 
-    @app.post("/commands/{command_id}/deny")
+    @app.post("/commands/{command_id}/deny", responses={**COMMAND_RECORD, **errors(409)})
     def deny(command_id: str, req: Annotated[Request, Depends(acting)],
              body: DenyBody | None = None) -> Response:
         """The deny pipeline (as approve); the command never reaches its device."""

@@ -5,23 +5,24 @@
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from orchestrator.api.guard import Guards, Scope, entry_device, everywhere
+from orchestrator.api.responses import JsonLinesResponse
 from orchestrator.audit.export_file import export_lines
-from orchestrator.audit.trim import trim_audit
+from orchestrator.audit.trim import LATEST_TRIM_TS, trim_audit
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.model import PERM_ADMIN, PERM_VIEW
 from orchestrator.policies.pipeline import Request
 from tasks.errors import LiveResponseError
 
 #: Media type of an export: one JSON document per line.
-JSONL_MEDIA_TYPE = "application/x-ndjson"
+JSONL_MEDIA_TYPE = JsonLinesResponse.media_type
 
 
 class TrimBody(BaseModel):
-    before: float = Field(allow_inf_nan=False)
+    #: Seconds since 1970 (a number, never `true`): entries older than this are removed.
+    before: float = Field(strict=True, ge=0, le=LATEST_TRIM_TS, allow_inf_nan=False)
 
 
 def add_audit_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> None:
@@ -51,17 +52,17 @@ def add_audit_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> None:
         key (and those it retired), the newest entries with its witness."""
         return plane.audit.verify(plane.audit.trusted).model_dump(mode="json")
 
-    @app.get("/audit/export")
+    @app.get("/audit/export", response_class=JsonLinesResponse)
     def audit_export(req: Annotated[Request, Depends(guards.requires(PERM_VIEW, everywhere,
                                                                 audited=False))]
-                     ) -> StreamingResponse:
+                     ) -> JsonLinesResponse:
         """View on every device (the chain spans them all). The whole chain as one
         snapshot, streamed; the export is audited."""
         user = req.need_user()
         snap = plane.audit.snapshot()
         plane.audit.append(user.name, "audit.exported", "audit", "allowed",
                            entries=snap.entries, head=snap.head)
-        return StreamingResponse(export_lines(plane.audit, snap), media_type=JSONL_MEDIA_TYPE)
+        return JsonLinesResponse(export_lines(plane.audit, snap))
 
     @app.post("/audit/trim")
     def audit_trim(body: TrimBody,

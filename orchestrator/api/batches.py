@@ -8,6 +8,7 @@ from fastapi import Depends, FastAPI
 from pydantic import BaseModel, Field
 
 from orchestrator.api.guard import Guards, Scope
+from orchestrator.api.responses import errors
 from orchestrator.commands.dispatch import Dispatcher
 from orchestrator.fleet.batches import Batch, batch_ids, load_batch
 from orchestrator.fleet.collect import collect
@@ -27,7 +28,7 @@ class BatchBody(BaseModel):
     selector: str = Field(min_length=1, max_length=65536)
     line: str = Field(min_length=1, max_length=8192)
     #: How long each command may wait for an offline device (default: the orchestrator's).
-    expires_s: float | None = None
+    expires_s: float | None = Field(default=None, strict=True)
 
 
 def add_batch_routes(app: FastAPI, plane: ControlPlane, dispatcher: Dispatcher,
@@ -48,7 +49,7 @@ def add_batch_routes(app: FastAPI, plane: ControlPlane, dispatcher: Dispatcher,
             counts[entry.status] = counts.get(entry.status, 0) + 1
         return batch.model_copy(update={"entries": entries, "counts": dict(sorted(counts.items()))})
 
-    @app.post("/batches", status_code=201)
+    @app.post("/batches", status_code=201, responses=errors(404))
     def create_batch(body: BatchBody, req: Annotated[Request, Depends(acting)]
                      ) -> dict[str, Any]:
         """The fleet pipeline once for the line, then each device's own checks; a device

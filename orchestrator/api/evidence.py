@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from fastapi import Request as HttpRequest
-from fastapi.responses import StreamingResponse
 
 from orchestrator.api.guard import Guards, Scope
+from orchestrator.api.responses import BytesResponse
 from orchestrator.files.evidence import EvidenceStore, check_sha256
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.pipeline import Request
@@ -33,11 +33,11 @@ def add_evidence_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> No
         return [r.model_dump(mode="json")
                 for r in scope.only(store().acquisitions(), lambda r: r.device_id)]
 
-    @app.get("/evidence/{sha256}")
+    @app.get("/evidence/{sha256}", response_class=BytesResponse)
     def get_evidence(sha256: str, request: HttpRequest,
                      req: Annotated[Request, Depends(guards.requires(PERM_COLLECT,
                                                                      audited=False))]
-                     ) -> StreamingResponse:
+                     ) -> BytesResponse:
         """live.collect on a device the object came from. Streams the bytes; every
         download is audited."""
         user = req.need_user()
@@ -56,7 +56,7 @@ def add_evidence_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> No
                            sha256=sha256, size_bytes=size,
                            command_ids=[r.command_id for r in allowed],
                            devices=sorted({r.device_id for r in allowed}))
-        return StreamingResponse(
-            evidence.read(sha256), media_type="application/octet-stream",
+        return BytesResponse(
+            evidence.read(sha256),
             headers={"Content-Length": str(size), SHA256_HEADER: sha256,
                      "Content-Disposition": f'attachment; filename="{sha256}"'})

@@ -15,6 +15,7 @@ from fastapi import Request as HttpRequest
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.guard import Guards
+from orchestrator.api.responses import errors
 from orchestrator.files.library import MAX_DESCRIPTION_CHARS, LibraryUpload, library_of
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.model import PERM_ADMIN, PERM_VIEW
@@ -66,7 +67,7 @@ def add_library_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> Non
         """View: names, sizes and hashes of what put and runscript may use."""
         return [item.model_dump(mode="json") for item in store.list()]
 
-    @app.put("/library/{name}", status_code=201)
+    @app.put("/library/{name}", status_code=201, responses=errors(409, 413))
     async def library_add(
         name: str, request: HttpRequest, req: Annotated[Request, Depends(admin)],
         description: Annotated[str, Query(max_length=MAX_DESCRIPTION_CHARS)] = "",

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from orchestrator.api.guard import Guards, Scope, located_device
+from orchestrator.api.responses import errors
 from orchestrator.audit.log import digest
 from orchestrator.fleet.selector import resolve
 from orchestrator.plane import ControlPlane
@@ -63,7 +64,7 @@ def add_playbook_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> No
                         if pb else [], "error": item.error})
         return out
 
-    @app.post("/playbooks/runs", status_code=202)
+    @app.post("/playbooks/runs", status_code=202, responses=errors(404))
     def start(body: StartBody, req: Annotated[Request, Depends(acting)]) -> dict[str, Any]:
         """The start pipeline on each device (session.open and every command's permission
         there); each run then executes on an orchestrator worker."""
@@ -88,7 +89,7 @@ def add_playbook_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> No
                 ) -> dict[str, Any]:
         return shown(store.get(run_id))
 
-    @app.post("/alerts")
+    @app.post("/alerts", responses={202: {"description": "At least one playbook started"}})
     def alert(body: Alert, req: Annotated[Request, Depends(guards.requires(
             PERM_ALERT, audited=False))]) -> JSONResponse:
         """An alert from a SIEM/EDR (a service account with alert.submit): every registered

@@ -15,7 +15,7 @@ from orchestrator.audit.checkpoint import (
 from orchestrator.audit.keys import TrustedKeys
 from orchestrator.audit.log import AuditEntry, AuditLog, ChainWalk
 from tasks import clock
-from tasks.errors import AuditChainBrokenError, LiveResponseError
+from tasks.errors import AuditChainBrokenError, LiveResponseError, UsageError
 from tasks.replies import as_text
 
 if TYPE_CHECKING:
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: How often a trim plans again after the stream's start or checkpoint changed under it.
 MAX_TRIM_ATTEMPTS = 5
+#: The latest time a trim may name: the end of the year 9999, what a datetime can show.
+LATEST_TRIM_TS = 253402300799.0
 #: What a refused trim tells the admin to do.
 BROKEN_HINT = (
     "nothing was removed; preserve the stream (lr audit export) and investigate (lr audit verify)"
@@ -90,8 +92,10 @@ def trim_audit(log: AuditLog, signer: Signer, *, actor: str, before: float) -> T
 
     Refuses (AuditChainBrokenError) when the entries to remove (their hashes, links and
     signatures) or the checkpoint in force do not verify: a trim must never erase the
-    evidence of tampering. Appends `audit.trimmed`.
+    evidence of tampering. Appends `audit.trimmed`. UsageError when `before` is not a time
+    between the epoch and the year 9999.
     """
+    check_trim_time(before)
     script = log.client.register_script(_TRIM_LUA)
     current = signer.verifier()
     keys = log.trusted.with_current(current) if log.trusted else TrustedKeys([current])
@@ -195,7 +199,7 @@ def _nothing_to_trim(log: AuditLog, before: float) -> str:
         return "nothing to trim: the audit stream is empty"
     try:
         oldest_ts = _iso(float(oldest[1]["ts"]))
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, OverflowError, OSError):
         oldest_ts = "an unreadable time"
     return (
         f"nothing to trim: no audit entry but the newest is older than {_iso(before)} "
@@ -207,6 +211,13 @@ def _next_id(entry_id: str) -> str:
     """The smallest stream id after `entry_id`: XTRIM MINID keeps it and all later ones."""
     ms, seq = entry_id.split("-")
     return f"{ms}-{int(seq) + 1}"
+
+
+def check_trim_time(before: float) -> None:
+    """`before` as a time a trim can name; UsageError naming it otherwise."""
+    if not 0 <= before <= LATEST_TRIM_TS:
+        raise UsageError(f"cannot trim before {before!r}: not a time between 1970 and 9999",
+                         hint="give --before as a date, e.g. 2025-01-31, or seconds since 1970")
 
 
 def _iso(ts: float) -> str:

@@ -101,7 +101,7 @@ def load_playbook(text: str, source: str = "playbook") -> Playbook:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PlaybookError(f"{source}: not valid YAML: {exc}") from None
+        raise PlaybookError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise PlaybookError(f"{source}: a playbook is a mapping with name, inputs and steps",
                             hint="see playbooks/triage.yml")
@@ -111,6 +111,14 @@ def load_playbook(text: str, source: str = "playbook") -> Playbook:
         raise PlaybookError(f"{source}: {_where(data, exc)}") from None
     check_playbook(playbook)
     return playbook
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what PyYAML found wrong and where (its own text spans several lines)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return " ".join(str(exc).split())
 
 
 def _where(data: dict[str, Any], exc: ValidationError) -> str:
@@ -123,8 +131,14 @@ def _where(data: dict[str, Any], exc: ValidationError) -> str:
         sid = step.get("id") if isinstance(step, dict) else None
         prefix = f"step {sid!r}" if sid else f"step {loc[1] + 1}"
         loc = loc[2:]
-        return f"{prefix} ({'.'.join(map(str, loc)) or 'step'}): {first['msg']}"
-    return f"{'.'.join(map(str, loc)) or 'playbook'}: {first['msg']}"
+        return f"{prefix} ({_dotted(loc) or 'step'}): {first['msg']}"
+    return f"{_dotted(loc) or 'playbook'}: {first['msg']}"
+
+
+def _dotted(loc: list[Any]) -> str:
+    """A location as `steps.0.line`; a key with a control character in it shown as a literal."""
+    return ".".join(part if isinstance(part, str) and part.isprintable() else
+                    str(part) if isinstance(part, int) else repr(part) for part in loc)
 
 
 def check_playbook(playbook: Playbook) -> None:
@@ -248,7 +262,7 @@ def coerce_input(name: str, spec: InputSpec, value: Any) -> Any:
     if kind == "int":
         try:
             return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: .inf in YAML
             raise bad(f"{value!r} is not an integer") from None
     if kind == "bool":
         if isinstance(value, bool):

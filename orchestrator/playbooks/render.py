@@ -63,7 +63,9 @@ def parse_template(source: str) -> Template:
         try:
             parts.append(parse_expression(inner))
         except ExpressionError as exc:
-            raise ExpressionError(f"in {{{{ {inner} }}}}: {exc.message}", hint=exc.hint) from None
+            # repr: the placeholder's text may hold control characters; the message stays one line.
+            raise ExpressionError(f"in the placeholder {inner!r}: {exc.message}",
+                                  hint=exc.hint) from None
         pos = match.end()
     tail = source[pos:]
     if "{{" in tail or "}}" in tail:

@@ -29,7 +29,7 @@ def test_runscript_without_arguments_has_none() -> None:
 def test_a_script_argument_without_double_dash_is_refused_with_the_usage() -> None:
     with pytest.raises(UsageError) as info:
         parse_line("runscript check.sh -v")
-    assert "unexpected argument(s): -v (put ARGS after --)" in info.value.message
+    assert "unexpected argument(s): '-v' (put ARGS after --)" in info.value.message
     assert info.value.hint == "usage: runscript NAME [-- ARGS...]"
 
 
