@@ -171,7 +171,7 @@ def test_relative_paths_resolve_in_the_session_cwd(binary: Path) -> None:
 @pytest.mark.parametrize(("line", "problem"), [
     ("cat", "missing PATH"),
     ("cat /x --max-bytes 2000000", "less than or equal to 1048576"),
-    ("head /x -n 5", "unexpected argument(s): -n 5"),
+    ("head /x -n 5", "unexpected argument(s): '-n' '5'"),
     ("tail /x --lines 0", "greater than or equal to 1"),
     ("hexdump /x --offset -1", "greater than or equal to 0"),
     ("strings /x --min lots", "bad value for min"),
@@ -186,7 +186,7 @@ def test_bad_lines_are_usage_errors_that_show_the_usage(line: str, problem: str)
 def test_head_with_a_short_option_points_at_the_usage_and_its_lines_option() -> None:
     with pytest.raises(UsageError) as caught:
         parse_line("head /x -n 5")
-    assert caught.value.message == ("head: unexpected argument(s): -n 5 (options are written "
+    assert caught.value.message == ("head: unexpected argument(s): '-n' '5' (options are written "
                                     "in full with --: see the usage)")
     assert caught.value.hint == "usage: head PATH [--lines LINES]"
 
