@@ -72,6 +72,14 @@ class Dispatcher:
                       expires_s=expires_s, caller_command_id=command_id is not None)
         return COMMAND.run(req, self._admit)
 
+    def submit_token(self, token: str | None, session_id: str, line: str, *,
+                     expires_s: float | None = None) -> CommandRecord:
+        """The same for an HTTP request: the pipeline's first check authenticates `token`
+        (its token, user, session and device then read in one round trip, state.reads)."""
+        req = Request(self.plane, target=session_id, token=token, session_id=session_id,
+                      line=line, command_id=new_command_id(), expires_s=expires_s)
+        return COMMAND.run(req, self._admit)
+
     def submit_device(self, user: User, device_id: str, line: str, *,
                       expires_s: float | None = None) -> CommandRecord:
         """The same for a device-level command (containment), which needs no session."""

@@ -1,8 +1,16 @@
-"""Remove what a run left in Redis: keys under a prefix, a device's queue."""
+"""Remove what a run left in Redis: keys under a prefix, a device's queue and its bindings."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import redis
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+from tasks.queues import queue_for
+
+#: The result backend's key of a task id (Celery's Redis backend).
+RESULT_KEY = "celery-task-meta-{}"
 
 
 def delete_matching(client: redis.Redis, pattern: str) -> int:
@@ -11,3 +19,34 @@ def delete_matching(client: redis.Redis, pattern: str) -> int:
     for key in client.scan_iter(match=pattern, count=1000):
         deleted += int(client.delete(key))
     return deleted
+
+
+def queue_keys(queue: str) -> list[str]:
+    """Every key kombu keeps for a queue sent to with Celery's default routing: the list of
+    each priority level and the two binding sets of its exchange (named like the queue),
+    which never expire by themselves."""
+    return [*(f"{queue}{Channel.sep}{p}" if p else queue for p in PRIORITY_STEPS),
+            Channel.keyprefix_queue % queue, Channel.keyprefix_binding_permanent % queue]
+
+
+def delete_queues(client: redis.Redis, queues: Iterable[str]) -> int:
+    """Delete the queues (what waits in them too) and their binding sets; how many keys were
+    deleted. One key a command, so it runs on Redis Cluster too."""
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        for key in queue_keys(queue):
+            pipe.delete(key)
+    return sum(int(n) for n in pipe.execute())
+
+
+def delete_device_queues(client: redis.Redis, device_ids: Iterable[str]) -> int:
+    """`delete_queues` of the devices' own queues."""
+    return delete_queues(client, (queue_for(d) for d in device_ids))
+
+
+def delete_results(client: redis.Redis, task_ids: Iterable[str]) -> int:
+    """Delete the result backend's keys of `task_ids`; how many were deleted."""
+    pipe = client.pipeline(transaction=False)
+    for task_id in task_ids:
+        pipe.delete(RESULT_KEY.format(task_id))
+    return sum(int(n) for n in pipe.execute())

@@ -9,6 +9,7 @@ import redis
 from pydantic import BaseModel
 
 from orchestrator.policies.model import TAG_RE
+from orchestrator.state.reads import Reader
 from tasks import clock
 from tasks.errors import UnknownDeviceError, UsageError
 from tasks.keys import Keys
@@ -53,10 +54,11 @@ class DeviceRegistry:
         self.keys = keys
         self.offline_after_s = offline_after_s
 
-    def get(self, device_id: str) -> Device:
-        """The device, or UnknownDeviceError (InvalidDeviceIdError for a malformed id)."""
+    def get(self, device_id: str, reader: Reader | None = None) -> Device:
+        """The device, or UnknownDeviceError (InvalidDeviceIdError for a malformed id);
+        `reader`: a request's prefetched reads (state.reads), else this registry's client."""
         validate_device_id(device_id)
-        raw = self.client.hgetall(self.keys.device(device_id))
+        raw = (reader or self.client).hgetall(self.keys.device(device_id))
         if not raw:
             raise UnknownDeviceError(
                 f"unknown device {device_id!r}",
