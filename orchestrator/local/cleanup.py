@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import redis
-from kombu.transport.redis import PRIORITY_STEPS, Channel
 
-from tasks.queues import queue_for
+from tasks.queues import queue_for, queue_keys
 
 #: The result backend's key of a task id (Celery's Redis backend).
 RESULT_KEY = "celery-task-meta-{}"
@@ -19,14 +18,6 @@ def delete_matching(client: redis.Redis, pattern: str) -> int:
     for key in client.scan_iter(match=pattern, count=1000):
         deleted += int(client.delete(key))
     return deleted
-
-
-def queue_keys(queue: str) -> list[str]:
-    """Every key kombu keeps for a queue sent to with Celery's default routing: the list of
-    each priority level and the two binding sets of its exchange (named like the queue),
-    which never expire by themselves."""
-    return [*(f"{queue}{Channel.sep}{p}" if p else queue for p in PRIORITY_STEPS),
-            Channel.keyprefix_queue % queue, Channel.keyprefix_binding_permanent % queue]
 
 
 def delete_queues(client: redis.Redis, queues: Iterable[str]) -> int:
