@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from pathlib import Path
 
 from orchestrator.local.cleanup import delete_device_queues
 from tasks.queues import queue_for, queue_keys
-from tests.stack import Stack, register_offline
+from tests.stack import Stack, new_device_id, purge_device_queue, register_offline
 
 
 def _redis_keys(stack: Stack, pattern: str) -> set[str]:
@@ -17,25 +19,41 @@ def _redis_keys(stack: Stack, pattern: str) -> set[str]:
     return set(out.split())
 
 
-def test_removing_an_offline_device_deletes_its_queue_and_both_binding_sets(
-        stack: Stack) -> None:
-    device = register_offline(stack)
+def test_removing_a_decommissioned_device_deletes_its_queue_and_both_binding_sets(
+        stack: Stack, tmp_path: Path) -> None:
+    device = new_device_id("gone")
+    # Its agent ran once (its worker declared the queue's bindings) and stopped for good.
+    queue = queue_for(device)
+    with stack.local_agent(device, tmp_path / "agent.log"):
+        deadline = time.monotonic() + 30  # its consumer declares them once it starts
+        while not stack.plane.client.exists(f"_kombu.binding.{queue}"):
+            assert time.monotonic() < deadline, "the agent never declared its queue"
+            time.sleep(0.05)
     session = stack.open_session(device)
     with stack.client() as http:
         queued = http.post(f"/sessions/{session}/commands",
                            json={"line": "dir /tmp", "background": True}).json()
     assert queued["status"] == "queued"
-    left = _redis_keys(stack, f"*{queue_for(device)}*")
-    assert {queue_for(device), f"_kombu.binding.{queue_for(device)}",
-            f"_kombu.binding_permanent.{queue_for(device)}"} <= left
+    assert {queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"} <= (
+        _redis_keys(stack, f"*{queue}*"))
     with stack.client() as http:
         resp = http.delete(f"/devices/{device}")
     assert resp.status_code == 200, resp.text
     assert resp.json()["waiting_commands_dropped"] == 1
-    assert _redis_keys(stack, f"*{queue_for(device)}*") == set()
+    assert _redis_keys(stack, f"*{queue}*") == set()
     assert not stack.plane.client.exists(stack.plane.keys.device(device))
     removed = [e for e in stack.plane.audit.read(device=device) if e.action == "device.removed"]
     assert removed and removed[-1].actor == "admin"
+
+
+def test_the_orchestrator_declares_no_bindings_for_a_device_it_addresses(
+        stack: Stack) -> None:
+    device = register_offline(stack)
+    session = stack.open_session(device)
+    with stack.client() as http:
+        http.post(f"/sessions/{session}/commands", json={"line": "dir /tmp &"})
+    assert _redis_keys(stack, f"*{queue_for(device)}*") == {queue_for(device)}
+    purge_device_queue(stack.plane, device)
 
 
 def test_an_online_device_is_not_removed_and_the_refusal_is_audited(
