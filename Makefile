@@ -14,13 +14,21 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[test,flower]'
 	touch $(STAMP)
 
+# How to reach the installed commands, said after install and demo.
+ON_PATH := echo "lr and lr-agent are in $(abspath $(BIN)): 'source $(BIN)/activate' puts them on PATH"
+
 install: $(STAMP)
+	@$(ON_PATH)
 
 demo: $(STAMP)
 	$(BIN)/lr demo
+	@$(ON_PATH)
+
+# The suite waits on real agents and servers most of the time: a few workers run it in parallel.
+PYTEST_WORKERS ?= 3
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/roundtrip.py

@@ -23,6 +23,32 @@ START_TIMEOUT_S = 10.0
 STALE_STOP_TIMEOUT_S = 10.0
 #: The file whose lock the process running the embedded Redis of a data directory holds.
 OWNER_LOCK = "redis.owner.lock"
+#: The unix socket, in the data directory, the embedded Redis listens on.
+SOCKET_NAME = "redis.sock"
+
+
+def embedded_socket(data_dir: Path) -> Path:
+    """Where the embedded Redis of `data_dir` listens."""
+    return Path(data_dir) / SOCKET_NAME
+
+
+def running_embedded_url(data_dir: Path) -> str | None:
+    """The URL of the embedded Redis of `data_dir` if one answers there now, else None.
+
+    How the programs of one machine that share a data directory find the Redis a running
+    `lr orchestrator serve` started: the agent, `lr admin`, `lr flower`.
+    """
+    sock = embedded_socket(data_dir)
+    if not sock.exists():
+        return None
+    client = redis.Redis(unix_socket_path=str(sock), socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+        return f"unix://{sock}"
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
 
 
 def bundled_redis_server() -> str | None:
@@ -87,7 +113,7 @@ class EmbeddedRedis:
         #: Keep the data across restarts and crashes (an append-only file in data_dir, fsynced
         #: every second): users, tokens, audit, devices.
         self.persist = persist
-        self.socket_path = self.data_dir / "redis.sock"
+        self.socket_path = embedded_socket(self.data_dir)
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,6 +99,9 @@ class Settings(BaseSettings):
     remediate_deny_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY_PATHS))
     #: Root the `persistence` and `services` commands read autostart places under.
     persistence_root: Path = Path("/")
+    #: Root `logs`, `users` and `sessions` read the system's files under (var/log, etc/passwd,
+    #: run/utmp): "/" on a live endpoint, a mounted image or a test tree otherwise.
+    system_root: Path = Path("/")
     #: `user:password` that `lr flower` requires of every request (HTTP basic auth).
     flower_basic_auth: SecretStr | None = None
 
@@ -145,3 +149,13 @@ class Settings(BaseSettings):
 def get_settings(**overrides: object) -> Settings:
     """Read settings from the environment, with keyword overrides on top."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def redact_url(url: str) -> str:
+    """`url` without its password, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -323,6 +323,14 @@ class UnsupportedOnEndpointError(CommandFailedError):
     code = "unsupported_on_endpoint"
 
 
+class SecretFileError(CommandFailedError):
+    """Raised when a content command (cat, head, tail, strings, hexdump) is pointed at a file
+    that holds password hashes (/etc/shadow, /etc/gshadow): its bytes would land in the result
+    and the command records."""
+
+    code = "secret_file"
+
+
 class FileTooLargeError(CommandFailedError):
     """Raised when a file to copy off the endpoint is over the size limit (the orchestrator's or
     the agent's); refused before any byte moves."""
@@ -356,6 +364,13 @@ class TransferStalledError(TransferError):
     timeout (the receiver stopped reading, or the sender stopped sending)."""
 
     code = "transfer_stalled"
+
+
+class EvidenceDiskFullError(TransferError):
+    """Raised when the orchestrator's evidence store runs out of space (or quota) while a file
+    is received: nothing is kept, and the temp file is removed so the space is free again."""
+
+    code = "evidence_disk_full"
 
 
 class HashMismatchError(TransferError):
@@ -395,3 +410,11 @@ class RedisUnavailableError(LiveResponseError):
     code = "redis_unavailable"
     http_status = 503
     exit_code = 17
+
+
+class ScriptFailedError(CommandFailedError):
+    """Raised (by the CLI) when a `runscript` completed but its script exited non-zero or was
+    stopped at its time limit: the result, with the script's exit code, is shown all the same."""
+
+    code = "script_failed"
+    exit_code = 18

@@ -72,6 +72,8 @@ def parse_args(spec: CommandSpec, words: list[str]) -> CommandArgs:
     if len(positionals) > len(spec.positionals):
         extra = " ".join(positionals[len(spec.positionals):])
         after = f" (put {spec.rest.upper()} after --)" if spec.rest else ""
+        if not after and any(w.startswith("-") and w != "-" for w in positionals):
+            after = " (options are written in full with --: see the usage)"
         raise _usage(spec, f"unexpected argument(s): {extra}{after}")
     for name, word in zip(spec.positionals, positionals, strict=False):
         values[name] = word

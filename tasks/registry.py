@@ -8,14 +8,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tasks.commands import accounts as acct
 from tasks.commands import acquisition as acq
+from tasks.commands import collect as col
+from tasks.commands import content as ct
 from tasks.commands import filesystem as fs
 from tasks.commands import isolation as iso
 from tasks.commands import library as lib
+from tasks.commands import logs as lg
+from tasks.commands import memory as mem
 from tasks.commands import network as net
 from tasks.commands import persistence as pers
 from tasks.commands import processes as proc
 from tasks.commands import remediation as rem
+from tasks.commands import system as sysinfo
+from tasks.commands import user_traces as traces
 from tasks.commands.base import CommandArgs, CommandResult
 from tasks.errors import InvalidResultError
 
@@ -39,6 +46,12 @@ REMEDIATE_TIME_LIMIT_S = 600.0
 
 #: Soft time limit of `getfile`: 3 GiB at a slow 1 MB/s, with room to spare.
 GETFILE_TIME_LIMIT_S = 3600.0
+
+#: Soft time limit of `collect` and `memdump`: as long as a getfile of the same size.
+COLLECT_TIME_LIMIT_S = GETFILE_TIME_LIMIT_S
+
+#: Result fields the orchestrator fills in once a command's file is stored (merge_receipt).
+EVIDENCE_FIELDS = ("evidence_sha256", "evidence_path", "stored_at")
 
 #: Platforms of commands that only Linux agents can run.
 LINUX_ONLY = frozenset({"linux"})
@@ -69,6 +82,12 @@ class CommandSpec:
     device_level: bool = False
     #: Argument fields that need one more permission when set, e.g. (("force", PERM_ADMIN),).
     flag_permissions: tuple[tuple[str, str], ...] = ()
+    #: The agent hands the handler every pid of its own (main process, pool, parent) to refuse,
+    #: as it does for destructive commands: memdump must never read the agent's memory.
+    protects_agent: bool = False
+    #: Permissions needed on top of `permission`, whatever the arguments (memdump: reading a
+    #: process's memory is collecting and, as much as running code, reaching into it).
+    also_requires: tuple[str, ...] = ()
     #: The command's own soft time limit in seconds (long transfers); None: the default one.
     time_limit_s: float | None = None
     #: The agent streams a file back over the broker (`lr:xfer:<id>`); the orchestrator
@@ -87,7 +106,12 @@ class CommandSpec:
     def permissions_for(self, args: CommandArgs) -> list[str]:
         """Every permission running these arguments needs: the command's, plus its flags'."""
         extra = [perm for name, perm in self.flag_permissions if getattr(args, name, None)]
-        return [self.permission, *extra]
+        return [*self.permissions, *extra]
+
+    @property
+    def permissions(self) -> tuple[str, ...]:
+        """Every permission the command needs whatever its arguments."""
+        return (self.permission, *self.also_requires)
 
     def parse_result(self, data: Any) -> CommandResult:
         """`data` (a result as JSON) as this command's result model.
@@ -174,6 +198,10 @@ def _check_spec(spec: CommandSpec) -> None:
     for opt in spec.options:
         if not opt.flag.startswith("--"):
             raise ValueError(f"{spec.name}: option {opt.flag!r} must start with --")
+    missing_evidence = [f for f in EVIDENCE_FIELDS if f not in spec.result_model.model_fields]
+    if spec.sends_file and missing_evidence:
+        raise ValueError(f"{spec.name}: sends a file, but its result model lacks "
+                         f"{missing_evidence} (the orchestrator adds where the file went)")
     if not spec.args_model.model_config.get("frozen") or spec.args_model.model_config.get(
         "extra"
     ) != "forbid":
@@ -200,11 +228,15 @@ def build_registry() -> Registry:
                 positionals=("path",),
             ),
             CommandSpec(
-                "findfile", "Find files whose name matches a glob, bounded",
+                "findfile", "Find files by name glob, sha256, mtime, size or content, bounded",
                 fs.FindFileArgs, fs.FindFileResult, PERM_READ, allowed_while_isolated=True,
-                positionals=("name",),
+                positionals=("name",), optional_positionals=frozenset({"name"}),
                 options=(Option("--path", "path", "directory to search from"),
-                         Option("--max", "max", "stop after this many matches")),
+                         Option("--max", "max", "stop after this many matches"),
+                         Option("--sha256", "sha256", "only files with this sha256"),
+                         Option("--newer", "newer", "modified after 2h, 7d, an ISO time, @EPOCH"),
+                         Option("--size", "size", "+10M, -4k, 1k..1M or an exact size"),
+                         Option("--grep", "grep", "regular expression in the first 8 MiB")),
             ),
             CommandSpec(
                 "getfilehash", "Hash a file (streamed)",
@@ -237,6 +269,58 @@ def build_registry() -> Registry:
             CommandSpec(
                 "services", "List services with their state (systemd, else unit files)",
                 pers.ServicesArgs, pers.ServicesResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
+                "cat", "Show a file's bytes (capped, binary-safe, sha256 of what is shown)",
+                ct.CatArgs, ct.CatResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
+                options=(Option("--max-bytes", "max_bytes", "bytes to show (at most 1 MiB)"),),
+            ),
+            CommandSpec(
+                "head", "Show a file's first lines (--lines N, default 10)",
+                ct.HeadArgs, ct.HeadResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
+                options=(Option("--lines", "lines", "lines to show"),),
+            ),
+            CommandSpec(
+                "tail", "Show a file's last lines (--lines N, default 10)",
+                ct.TailArgs, ct.TailResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
+                options=(Option("--lines", "lines", "lines to show"),),
+            ),
+            CommandSpec(
+                "strings", "List the printable runs of a file, with their offsets",
+                ct.StringsArgs, ct.StringsResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
+                options=(Option("--min", "min", "shortest run reported (default 4)"),),
+            ),
+            CommandSpec(
+                "hexdump", "Show a range of a file's bytes as a hex dump",
+                ct.HexdumpArgs, ct.HexdumpResult, PERM_READ, allowed_while_isolated=True,
+                positionals=("path",),
+                options=(Option("--offset", "offset", "first byte shown"),
+                         Option("--length", "length", "bytes shown (at most 1 MiB)")),
+            ),
+            CommandSpec(
+                "logs", "Read the journal, auth or system log, or the login records decoded",
+                lg.LogsArgs, lg.LogsResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+                options=(Option("--source", "source",
+                                "journal, auth, syslog, wtmp, btmp or lastlog"),
+                         Option("--since", "since", "30m, 2h, 7d, a local time, or @EPOCH"),
+                         Option("--grep", "grep", "only entries matching this regex"),
+                         Option("--max", "max", "the newest this many entries")),
+            ),
+            CommandSpec(
+                "users", "List accounts: password status (never the hash), groups, sudo, "
+                "last login",
+                acct.UsersArgs, acct.UsersResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
+                "sessions", "List the users logged in now (utmp)",
+                acct.SessionsArgs, acct.SessionsResult, PERM_READ,
                 allowed_while_isolated=True, platforms=LINUX_ONLY,
             ),
             CommandSpec(
@@ -273,6 +357,48 @@ def build_registry() -> Registry:
                 lib.RunScriptArgs, lib.RunScriptResult, PERM_EXECUTE,
                 destructive=True, allowed_while_isolated=True,
                 positionals=("name",), rest="args",
+            ),
+            CommandSpec(
+                "modules", "List loaded kernel modules (/proc/modules, as lsmod)",
+                sysinfo.ModulesArgs, sysinfo.ModulesResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
+                "mounts", "List mounted filesystems (/proc/self/mounts)",
+                sysinfo.MountsArgs, sysinfo.MountsResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
+                "interfaces", "List network interfaces, their addresses, and the routes",
+                sysinfo.InterfacesArgs, sysinfo.InterfacesResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+            ),
+            CommandSpec(
+                "env", "Show a process's environment (secret-looking values redacted)",
+                traces.EnvArgs, traces.EnvResult, PERM_COLLECT,
+                allowed_while_isolated=True, platforms=LINUX_ONLY, positionals=("pid",),
+            ),
+            CommandSpec(
+                "history", "Shell histories of each account: path, owner, sha256, last lines",
+                traces.HistoryArgs, traces.HistoryResult, PERM_READ,
+                allowed_while_isolated=True, platforms=LINUX_ONLY,
+                options=(Option("--user", "user", "only this account's histories"),
+                         Option("--max", "max", "last lines of each file (default 50)")),
+            ),
+            CommandSpec(
+                "memdump", "Dump a process's readable memory into the evidence store",
+                mem.MemdumpArgs, mem.MemdumpResult, PERM_COLLECT,
+                also_requires=(PERM_EXECUTE,), protects_agent=True, allowed_while_isolated=True,
+                sends_file=True, time_limit_s=COLLECT_TIME_LIMIT_S, platforms=LINUX_ONLY,
+                positionals=("pid",),
+            ),
+            CommandSpec(
+                "collect", "Archive a directory or glob (tar) into the evidence store",
+                col.CollectArgs, col.CollectResult, PERM_COLLECT, allowed_while_isolated=True,
+                sends_file=True, time_limit_s=COLLECT_TIME_LIMIT_S, platforms=LINUX_ONLY,
+                positionals=("path",),
+                options=(Option("--max-bytes", "max_bytes",
+                                "largest archive to keep (e.g. 50M); nothing kept past it"),),
             ),
             CommandSpec(
                 "isolate", "Cut the device off the network but for the broker (nftables)",

@@ -1,7 +1,9 @@
 """The file-transfer stream both sides speak: one Redis stream per transfer, entries by kind.
 
 The agent appends `begin` (size), then `chunk` entries (offset, bytes) and finally `end`
-(size, sha256, chunk count) or `error` (code, message). The orchestrator reads them in order,
+(size, sha256, chunk count) or `error` (code, message). A `begin` marked *streamed* (an archive
+or a memory dump, whose length is known only at its end) announces the most bytes that may
+follow instead of the exact size; its `end` says how many did. The orchestrator reads them in order,
 deletes what it consumed (the agent waits while too many are unread) and deletes the stream
 when the transfer is over. After `begin`, the agent appends only to a stream that still
 exists, so a receiver that gives up stops the sender by deleting the stream.
@@ -32,6 +34,7 @@ F_SHA256 = "sha256"
 F_CHUNKS = "chunks"
 F_CODE = "code"
 F_MESSAGE = "message"
+F_STREAMED = "streamed"
 
 #: Longest error message an `error` entry carries.
 MAX_MESSAGE_CHARS = 500
@@ -53,14 +56,20 @@ class TransferEntry:
     chunks: int = 0
     code: str = ""
     message: str = ""
+    #: `begin` only: `size_bytes` is an upper bound, the `end` entry gives the real size.
+    streamed: bool = False
 
 
 def begin_fields(size_bytes: int, chunk_bytes: int, path: str, resolved_path: str | None,
-                 mtime: float) -> dict[str, str | int | float]:
+                 mtime: float, *, streamed: bool = False) -> dict[str, str | int | float]:
     """The first entry: which file (path, the file a symlink led to, mtime), how many bytes
-    will follow, in chunks of what size."""
-    return {F_KIND: KIND_BEGIN, F_SIZE: size_bytes, F_CHUNK_BYTES: chunk_bytes, F_PATH: path,
-            F_RESOLVED: resolved_path or "", F_MTIME: repr(mtime)}
+    will follow (at most, when `streamed`), in chunks of what size."""
+    fields: dict[str, str | int | float] = {
+        F_KIND: KIND_BEGIN, F_SIZE: size_bytes, F_CHUNK_BYTES: chunk_bytes, F_PATH: path,
+        F_RESOLVED: resolved_path or "", F_MTIME: repr(mtime)}
+    if streamed:
+        fields[F_STREAMED] = 1
+    return fields
 
 
 def chunk_fields(offset: int, data: bytes | memoryview) -> dict[str, object]:
@@ -90,7 +99,8 @@ def parse_entry(raw: Mapping[bytes, bytes]) -> TransferEntry:
                                  chunk_bytes=_count(fields, F_CHUNK_BYTES),
                                  path=fields[F_PATH].decode(),
                                  resolved_path=fields[F_RESOLVED].decode(),
-                                 mtime=float(fields[F_MTIME]))
+                                 mtime=float(fields[F_MTIME]),
+                                 streamed=fields.get(F_STREAMED, b"0") == b"1")
         if kind == KIND_CHUNK:
             return TransferEntry(kind, offset=_count(fields, F_OFFSET), data=fields[F_DATA])
         if kind == KIND_END:

@@ -137,6 +137,29 @@ def veth_netns() -> Iterator[Netns]:
 
 
 @contextmanager
+def loopback_netns() -> Iterator[list[str]]:
+    """A fresh namespace with only loopback, up: yields the argv prefix that runs a program in
+    it (its ports are its own, so a server may take a fixed one). Where no namespace can be
+    made (no `ip`, no privilege), yields [] and programs share this machine's network."""
+    name = f"lrt-{uuid.uuid4().hex[:6]}"
+    try:
+        ip = _tool("ip")
+    except FileNotFoundError:
+        yield []
+        return
+    if _run([ip, "netns", "add", name]).returncode != 0:
+        yield []
+        return
+    try:
+        done = _run([ip, "-n", name, "link", "set", "lo", "up"])
+        if done.returncode != 0:
+            raise RuntimeError(f"cannot bring up lo in {name}: {done.stderr.strip()}")
+        yield [ip, "netns", "exec", name]
+    finally:
+        _run([ip, "netns", "delete", name])
+
+
+@contextmanager
 def redis_on(address: str, data_dir: Path) -> Iterator[str]:
     """A private Redis listening on `address` only; yields its URL and stops it on exit."""
     port = free_port(address)

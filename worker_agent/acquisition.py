@@ -20,23 +20,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from celery.exceptions import SoftTimeLimitExceeded
-
 from tasks.commands.acquisition import GetFileArgs, GetFileResult
 from tasks.errors import (
     FileChangedError,
     FileLockedError,
     FileTooLargeError,
-    LiveResponseError,
     NotAFileError,
     PathNotFoundError,
-    TransferStalledError,
 )
 from tasks.transfer import begin_fields, chunk_fields, end_fields
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import entry_type, map_oserror, oserrors_mapped, read_link
 from worker_agent.hashing import open_nonblocking
 from worker_agent.stream_sender import StreamSender
+from worker_agent.stream_writer import failures_told, transfer_sender
 
 #: read() errors that mean "not now": a mandatory lock, or a file that waits for data.
 _BUSY_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY, errno.EDEADLK})
@@ -60,26 +57,12 @@ def run_getfile(args: GetFileArgs, ctx: CommandContext) -> GetFileResult:
         limit = min(limit, args.max_bytes)
     chunk_bytes = ctx.settings.transfer_chunk_bytes
     with open_source(path, limit) as source:
-        sender = StreamSender(ctx.client, ctx.keys.xfer(ctx.command_id),
-                              window_chunks=ctx.settings.transfer_window_chunks,
-                              stall_timeout_s=ctx.settings.transfer_stall_timeout_s)
-        try:
+        sender = transfer_sender(ctx)
+        with failures_told(sender, "getfile"):
             sender.begin(begin_fields(source.st.st_size, chunk_bytes, str(path),
                                       str(source.resolved) if source.resolved else None,
                                       source.st.st_mtime))
             sha256, chunks = send_content(source, sender, chunk_bytes)
-        except TransferStalledError:
-            sender.abandon()
-            raise
-        except LiveResponseError as exc:
-            sender.fail(exc.code, exc.message)
-            raise
-        except SoftTimeLimitExceeded:
-            sender.fail("timeout", "getfile ran past its time limit and was stopped")
-            raise
-        except Exception:
-            sender.fail("agent_error", "getfile failed on the agent with an internal error")
-            raise
     return GetFileResult(
         path=str(path), resolved_path=str(source.resolved) if source.resolved else None,
         size_bytes=source.st.st_size, mtime=source.st.st_mtime, sha256=sha256,

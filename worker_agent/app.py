@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from celery import Celery, bootsteps
+from celery.exceptions import Ignore
 
 from config import Settings
 from tasks.app import make_celery_app
@@ -18,7 +19,7 @@ from tasks.registry import REGISTRY, CommandSpec, Registry
 from tasks.signing import Verifier
 from worker_agent.discards import UndecodableAuditStep, connect_discard_audit
 from worker_agent.events import use_content_free_events
-from worker_agent.executor import Executor
+from worker_agent.executor import Executor, is_replay_refusal
 from worker_agent.handlers import HANDLERS, check_handlers
 from worker_agent.isolation import broker_endpoints, isolation_table_state
 from worker_agent.ledger import Ledger
@@ -107,7 +108,12 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
 
 def _register_task(app: Celery, spec: CommandSpec, executor: Executor, limit_s: float) -> None:
     def run(task: Any, envelope: dict[str, Any]) -> dict[str, Any]:
-        return executor.execute(spec, envelope, task_id=task.request.id)
+        outcome = executor.execute(spec, envelope, task_id=task.request.id)
+        if is_replay_refusal(outcome):
+            # The command's result belongs to its first run (under way, cut short or ended):
+            # a second delivery is refused and audited, and must not answer in its place.
+            raise Ignore()
+        return outcome
 
     run.__name__ = f"command_{spec.name}"
     app.task(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,19 @@ Handler = Callable[[CommandArgs, CommandContext], CommandResult]
 
 #: Why a task must not run: the status it ends in, a stable reason code, a message.
 Refusal = tuple[CommandStatus, str, str]
+#: How long the agent keeps trying to record a command's end in Redis while Redis is away
+#: (a restart, a failover). The outcome itself is retried by Celery (result_backend_always_retry).
+END_RETRY_S = 60.0
+#: Longest pause between two of those tries.
+END_RETRY_PAUSE_MAX_S = 2.0
+#: The refusal of a command id that already started once (a second delivery, a replay).
+REPLAYED = "replayed"
+
+
+def is_replay_refusal(outcome: dict[str, object]) -> bool:
+    """True when `outcome` refuses a second delivery of a command that already started."""
+    error = outcome.get("error")
+    return isinstance(error, dict) and error.get("code") == REPLAYED
 
 
 @dataclass
@@ -155,7 +169,7 @@ class Executor:
         except LedgerError as exc:
             return (CommandStatus.REJECTED, exc.code, exc.message)
         if not claimed:
-            return (CommandStatus.REJECTED, "replayed",
+            return (CommandStatus.REJECTED, REPLAYED,
                     f"command {env.command_id} was already started once; never run twice")
         moved, before = self.states.transition(env.command_id, CommandStatus.RUNNING,
                                                [CommandStatus.QUEUED],
@@ -168,7 +182,7 @@ class Executor:
         if before in (CommandStatus.CANCELLED, CommandStatus.EXPIRED):
             return (before, before.value,
                     f"the command was {before.value} before it could start; dropped")
-        return (CommandStatus.REJECTED, "replayed",
+        return (CommandStatus.REJECTED, REPLAYED,
                 f"command {env.command_id} is {before.value}: it already started once; "
                 "never run twice")
 
@@ -180,7 +194,8 @@ class Executor:
 
     def _context(self, spec: CommandSpec, env: CommandEnvelope) -> CommandContext:
         # Walking the process table costs milliseconds: only commands that act need it.
-        protected = self._protected_pids() if spec.destructive else {1, os.getpid()}
+        protected = (self._protected_pids() if spec.destructive or spec.protects_agent
+                     else {1, os.getpid()})
         return CommandContext(
             device_id=self.device_id,
             cwd=env.cwd,
@@ -215,11 +230,30 @@ class Executor:
         error: LiveResponseError | None = None,
     ) -> dict[str, object]:
         finished = clock.now()
-        self.states.transition(env.command_id, status, [CommandStatus.RUNNING],
-                               {"finished_at": repr(finished)})
+        self._record_end(env.command_id, status, finished)
         info = ErrorInfo(**error.to_dict()) if error else None
         return self._outcome(env, status, result=result, error=info, truncated=truncated,
                              started_at=started, finished_at=finished)
+
+    def _record_end(self, command_id: str, status: CommandStatus, finished: float) -> None:
+        """Move the command from running to `status` in Redis, waiting out a Redis restart:
+        a command that ended while Redis was away still answers with what it did."""
+        deadline = time.monotonic() + END_RETRY_S
+        pause = 0.1
+        while True:
+            try:
+                self.states.transition(command_id, status, [CommandStatus.RUNNING],
+                                       {"finished_at": repr(finished)})
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() + pause > deadline:
+                    # The outcome still goes to the result backend; the orchestrator records it.
+                    log.error("could not record the end of %s in Redis: %s", command_id, exc)
+                    return
+                log.warning("Redis unreachable recording the end of %s; retrying: %s",
+                            command_id, exc)
+                time.sleep(pause)
+                pause = min(pause * 2, END_RETRY_PAUSE_MAX_S)
 
     def _outcome(self, env: CommandEnvelope, status: CommandStatus, **fields: object) -> dict:
         return CommandOutcome(command_id=env.command_id, device_id=self.device_id,

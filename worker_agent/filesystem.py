@@ -22,6 +22,7 @@ from tasks.errors import (
     PathNotFoundError,
 )
 from worker_agent.context import CommandContext
+from worker_agent.find_filters import FileFilter
 from worker_agent.hashing import ALGOS, hash_file
 
 _PERMISSION_HINT = "the agent's OS account may not read it; run the agent with more privilege"
@@ -189,7 +190,8 @@ def run_fileinfo(args: fs.FileInfoArgs, ctx: CommandContext) -> fs.FileInfoResul
 
 
 def run_findfile(args: fs.FindFileArgs, ctx: CommandContext) -> fs.FindFileResult:
-    """Walk from a directory (symlinked dirs not entered) collecting names matching a glob."""
+    """Walk from a directory (symlinked dirs not entered) collecting names matching a glob
+    that pass the other filters asked for (worker_agent/find_filters.py)."""
     root = ctx.resolve(args.path)
     require_directory(root)
     matches: list[fs.FoundFile] = []
@@ -198,8 +200,9 @@ def run_findfile(args: fs.FindFileArgs, ctx: CommandContext) -> fs.FindFileResul
     candidates = itertools.chain(
         _root_if_matching(root, args.name), _matching_entries(walk, args.name)
     )
+    only = FileFilter.from_args(args)
     for found in candidates:
-        if found is None:
+        if found is None or not only.accepts(found):
             continue
         if len(matches) == args.max:
             truncated = True
@@ -211,6 +214,8 @@ def run_findfile(args: fs.FindFileArgs, ctx: CommandContext) -> fs.FindFileResul
         matches=matches,
         truncated=truncated,
         unreadable=walk.unreadable,
+        unread_files=only.unreadable,
+        partly_searched=only.partly_searched,
     )
 
 

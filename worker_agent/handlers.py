@@ -8,17 +8,25 @@ from typing import Any
 
 from tasks.commands.base import CommandResult
 from tasks.registry import CommandSpec
+from worker_agent.accounts import run_sessions, run_users
 from worker_agent.acquisition import run_getfile
+from worker_agent.collect import run_collect
+from worker_agent.content import run_cat, run_head, run_hexdump, run_strings, run_tail
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import run_cd, run_dir, run_fileinfo, run_findfile, run_getfilehash
+from worker_agent.interfaces import run_interfaces
 from worker_agent.isolation import run_isolate, run_release
 from worker_agent.library_files import run_put
+from worker_agent.logs import run_logs
+from worker_agent.memdump import run_memdump
 from worker_agent.network import run_netstat
 from worker_agent.persistence import run_persistence
 from worker_agent.processes import run_kill, run_processes
 from worker_agent.remediation import run_remediate, run_undo
 from worker_agent.scripts import run_runscript
 from worker_agent.services import run_services
+from worker_agent.system_state import run_modules, run_mounts
+from worker_agent.user_traces import run_env, run_history
 
 # Each handler takes its own argument model (DirArgs, KillArgs, ...), which a
 # Callable[[CommandArgs, ...]] cannot express; check_handlers compares the annotations with
@@ -37,11 +45,26 @@ HANDLERS: dict[str, Handler] = {
     "netstat": run_netstat,
     "persistence": run_persistence,
     "services": run_services,
+    "cat": run_cat,
+    "head": run_head,
+    "tail": run_tail,
+    "strings": run_strings,
+    "hexdump": run_hexdump,
+    "logs": run_logs,
+    "users": run_users,
+    "sessions": run_sessions,
     "kill": run_kill,
     "remediate": run_remediate,
     "undo": run_undo,
     "put": run_put,
     "runscript": run_runscript,
+    "modules": run_modules,
+    "mounts": run_mounts,
+    "interfaces": run_interfaces,
+    "env": run_env,
+    "history": run_history,
+    "memdump": run_memdump,
+    "collect": run_collect,
     "isolate": run_isolate,
     "release": run_release,
 }

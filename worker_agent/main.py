@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from config import get_settings
+from config.embedded import running_embedded_url
+from config.settings import redact_url
 from tasks.errors import LiveResponseError
 from tasks.queues import queue_for
 from worker_agent.app import build_agent_app
@@ -31,7 +33,9 @@ def worker_argv(device_id: str, concurrency: int, loglevel: str) -> list[str]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--device-id", required=True,
               help="This endpoint's device id ([A-Za-z0-9._-]{1,64}).")
-@click.option("--redis-url", envvar="LR_REDIS_URL", help="Broker and state (default LR_REDIS_URL).")
+@click.option("--redis-url", envvar="LR_REDIS_URL",
+              help="Broker and state (default LR_REDIS_URL, else the embedded Redis a running "
+                   "`lr orchestrator serve` started in this machine's data dir).")
 @click.option("--orchestrator-key", "orchestrator_key", envvar="LR_ORCHESTRATOR_PUBLIC_KEY_FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="The orchestrator's public key; only tasks it signed run "
@@ -43,11 +47,19 @@ def main(device_id: str, redis_url: str | None, orchestrator_key: Path | None,
          concurrency: int | None, loglevel: str) -> None:
     """Run the liveresponse agent for DEVICE_ID."""
     overrides: dict[str, object] = {}
-    if redis_url:
-        overrides["redis_url"] = redis_url
     if orchestrator_key:
         overrides["orchestrator_public_key_file"] = orchestrator_key
     settings = get_settings(**overrides)
+    redis_url = redis_url or running_embedded_url(settings.data_dir)
+    if not redis_url:
+        click.echo(
+            "lr-agent: no Redis: set LR_REDIS_URL (or --redis-url) to the orchestrator's Redis, "
+            f"or start 'lr orchestrator serve' on this machine first (its embedded Redis in "
+            f"{settings.data_dir})",
+            err=True,
+        )
+        sys.exit(2)
+    settings = settings.model_copy(update={"redis_url": redis_url})
     try:
         app = build_agent_app(device_id, settings)
     except LiveResponseError as exc:
@@ -57,6 +69,11 @@ def main(device_id: str, redis_url: str | None, orchestrator_key: Path | None,
     except ValueError as exc:
         click.echo(f"lr-agent: {exc}", err=True)
         sys.exit(2)
+    click.echo(
+        f"lr-agent: device {device_id} on Redis {redact_url(redis_url)}, commands checked with "
+        f"{settings.orchestrator_public_key_path()}; Ctrl-C (or SIGTERM) stops it",
+        err=True,
+    )
     app.worker_main(worker_argv(device_id, concurrency or settings.agent_concurrency, loglevel))
 
 

@@ -24,7 +24,7 @@ _OWNERLESS_STATES = frozenset({psutil.CONN_TIME_WAIT, psutil.CONN_CLOSE})
 
 
 @dataclass(frozen=True)
-class _Socket:
+class OwnedSocket:
     """One psutil connection with the pid that owns it (per-process listings lack it)."""
 
     conn: Any  # psutil's sconn or pconn namedtuple
@@ -34,7 +34,7 @@ class _Socket:
 def run_netstat(args: NetstatArgs, ctx: CommandContext) -> NetstatResult:
     """Every TCP/UDP socket with its owning process, sorted by protocol and local port."""
     try:
-        sockets = [_Socket(c, c.pid) for c in psutil.net_connections(kind="inet")]
+        sockets = [OwnedSocket(c, c.pid) for c in psutil.net_connections(kind="inet")]
         partial = _owners_hidden(sockets)
     except psutil.AccessDenied:
         # macOS and some hardened kernels refuse the system-wide listing to non-root.
@@ -54,13 +54,13 @@ def run_netstat(args: NetstatArgs, ctx: CommandContext) -> NetstatResult:
     return NetstatResult(connections=connections, partial=partial)
 
 
-def list_sockets_per_process() -> tuple[list[_Socket], bool]:
+def list_sockets_per_process() -> tuple[list[OwnedSocket], bool]:
     """Sockets of every process we may read, and whether some processes were unreadable."""
-    sockets: list[_Socket] = []
+    sockets: list[OwnedSocket] = []
     partial = False
     for proc in psutil.process_iter():
         try:
-            sockets.extend(_Socket(c, proc.pid) for c in proc.net_connections(kind="inet"))
+            sockets.extend(OwnedSocket(c, proc.pid) for c in proc.net_connections(kind="inet"))
         except psutil.AccessDenied:
             partial = True
         except psutil.NoSuchProcess:
@@ -68,7 +68,7 @@ def list_sockets_per_process() -> tuple[list[_Socket], bool]:
     return sockets, partial
 
 
-def to_connection(sock: _Socket, names: dict[int, str | None]) -> Connection | None:
+def to_connection(sock: OwnedSocket, names: dict[int, str | None]) -> Connection | None:
     """One socket in the result's shape; None for socket kinds netstat does not report."""
     conn = sock.conn
     proto = _PROTOS.get((conn.family, conn.type))
@@ -98,7 +98,7 @@ def process_name(pid: int | None, names: dict[int, str | None]) -> str | None:
     return names[pid]
 
 
-def _owners_hidden(sockets: Iterable[_Socket]) -> bool:
+def _owners_hidden(sockets: Iterable[OwnedSocket]) -> bool:
     # Linux lists every socket to anyone but only shows owners of processes we may inspect;
     # without root, a live socket with no owner most likely belongs to someone else.
     if not hasattr(os, "geteuid") or os.geteuid() == 0:

@@ -26,6 +26,7 @@ from worker_agent import systemd_units as su
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import IdNames, entry_type
 from worker_agent.hashing import hash_file
+from worker_agent.home_dirs import PASSWD_MAX_BYTES, passwd_homes
 from worker_agent.limits import json_size
 
 #: Lines of a file's content kept in an item's detail, each cut to DETAIL_LINE_CHARS.
@@ -91,14 +92,11 @@ def home_dirs(root: Path) -> list[Path]:
     """Home directories under `root`: from its etc/passwd, else home/* and root."""
     homes: list[Path] = []
     try:
-        text = su.read_text(root / "etc/passwd", 4 * 1024 * 1024)
+        text = su.read_text(root / "etc/passwd", PASSWD_MAX_BYTES)
     except OSError:
         homes = [*_children(root / "home", None), root / "root"]
     else:
-        for line in text.splitlines():
-            parts = line.split(":")
-            if len(parts) >= 7 and parts[5].startswith("/") and parts[5] != "/":
-                homes.append(root / parts[5].lstrip("/"))
+        homes = [home for _, home in passwd_homes(text, root)]
     unique: dict[str, Path] = {}
     for home in homes:
         if home.is_dir():

@@ -8,14 +8,16 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psutil
 
+from tasks.commands.network import Connection
 from tasks.commands.processes import (
     KillArgs,
     KilledProcess,
     KillResult,
+    OpenFile,
     ProcessesArgs,
     ProcessesResult,
     ProcessInfo,
@@ -27,6 +29,7 @@ from tasks.errors import (
     ProtectedProcessError,
 )
 from worker_agent.context import CommandContext
+from worker_agent.network import OwnedSocket, to_connection
 
 #: Seconds a process gets to end after SIGTERM before it is sent SIGKILL.
 TERM_GRACE_S = 3.0
@@ -67,8 +70,9 @@ class _FieldReader:
         # NoSuchProcess propagates: the whole process is gone, not just this field.
 
 
-def read_process(proc: psutil.Process) -> ProcessInfo:
-    """Describe one process; unreadable fields are None and named in `denied`.
+def read_process(proc: psutil.Process, detailed: bool = False) -> ProcessInfo:
+    """Describe one process; unreadable fields are None and named in `denied`. `detailed`:
+    list its open files and sockets themselves, not only their counts.
 
     Raises psutil.NoSuchProcess if the process ended meanwhile.
     """
@@ -94,7 +98,26 @@ def read_process(proc: psutil.Process) -> ProcessInfo:
             status=reader.read("status", proc.status),
             denied=reader.denied,
         )
+    if detailed:
+        info = info.model_copy(update={"files": _files(open_files),
+                                       "sockets": _sockets(proc.pid, name, connections)})
     return info
+
+
+def _files(open_files: list[Any] | None) -> list[OpenFile] | None:
+    if open_files is None:
+        return None
+    found = [OpenFile(fd=f.fd, path=f.path, mode=getattr(f, "mode", None)) for f in open_files]
+    return sorted(found, key=lambda f: f.fd)
+
+
+def _sockets(pid: int, name: str | None, connections: list[Any] | None
+             ) -> list[Connection] | None:
+    if connections is None:
+        return None
+    names: dict[int, str | None] = {pid: name}
+    found = [to_connection(OwnedSocket(c, pid), names) for c in connections]
+    return [c for c in found if c is not None]
 
 
 def collect_processes(
@@ -107,7 +130,7 @@ def collect_processes(
     tally = tally if tally is not None else ListingTally()
     if args.pid is not None:
         try:
-            yield read_process(psutil.Process(args.pid))
+            yield read_process(psutil.Process(args.pid), detailed=True)
         except psutil.NoSuchProcess:
             raise ProcessNotFoundError(
                 f"no process with pid {args.pid}", hint="list them with 'processes'"

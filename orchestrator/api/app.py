@@ -20,6 +20,7 @@ from orchestrator.api.admin import add_admin_routes
 from orchestrator.api.approvals import add_approval_routes
 from orchestrator.api.audit import add_audit_routes
 from orchestrator.api.batches import add_batch_routes
+from orchestrator.api.docs import add_docs_routes
 from orchestrator.api.evidence import add_evidence_routes
 from orchestrator.api.guard import Guards, Scope, at_device, at_session
 from orchestrator.api.jobs import add_job_routes
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 class OpenSessionBody(BaseModel):
     device_id: str = Field(min_length=1, max_length=200)
+    #: Where the session starts on the device (absolute); default the device's root.
+    cwd: str | None = Field(default=None, min_length=1)
 
 
 class RunBody(BaseModel):
@@ -75,7 +78,9 @@ def create_app(plane: ControlPlane) -> FastAPI:
         finally:
             reaper.stop()
 
-    app = FastAPI(title="liveresponse orchestrator", version="0.1.0", lifespan=lifespan)
+    # /docs is served from this server's own files (`api.docs`), never from a CDN.
+    app = FastAPI(title="liveresponse orchestrator", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     dispatcher = Dispatcher(plane)
     jobs = Jobs(dispatcher)
     app.state.jobs = jobs
@@ -166,9 +171,10 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
         def open_it(checked: Request) -> Session:
             assert checked.device is not None
-            session = plane.sessions.open(checked.need_user().name, checked.device.id)
+            session = plane.sessions.open(checked.need_user().name, checked.device.id,
+                                          body.cwd)
             plane.audit.append(checked.actor, "session.opened", session.device_id, "allowed",
-                               session=session.id, device=session.device_id)
+                               session=session.id, device=session.device_id, cwd=session.cwd)
             return session
 
         opened = OPEN_SESSION.run(req, open_it).model_dump(mode="json")
@@ -248,5 +254,6 @@ def create_app(plane: ControlPlane) -> FastAPI:
     add_library_routes(app, plane, guards)
     add_evidence_routes(app, plane, guards)
     add_playbook_routes(app, plane, guards)
+    add_docs_routes(app, guards)
 
     return app

@@ -10,10 +10,12 @@ a test walks the route table with it.
 # No `from __future__ import annotations`: FastAPI must see the dependency's real types.
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Request as HttpRequest
+from fastapi import Security
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.routing import Route
 
 from orchestrator.audit.log import AuditEntry
@@ -29,10 +31,15 @@ from tasks.errors import UnknownDeviceError
 CHECK_ATTR = "lr_route_check"
 
 
-def bearer_token(request: HttpRequest) -> str | None:
-    """The token of an `Authorization: Bearer …` header, if it has one."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+#: The API's one authentication scheme, `Authorization: Bearer <token>`: declared in the
+#: OpenAPI document (so /docs has "Authorize") by every route that requires it; a missing or
+#: other header reads as no token, and the pipeline's `authenticate` check denies.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="An API token: `lr admin init` prints the first admin's, "
+    "`lr admin token create USER` makes more.",
+    auto_error=False,
+)
 
 
 def located_device(req: Request) -> None:
@@ -90,9 +97,13 @@ class Guards:
         pipeline = route_pipeline(permission, locate, audited=audited)
         plane = self.plane
 
-        def check_route(request: HttpRequest) -> Request:
+        def check_route(
+            request: HttpRequest,
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+        ) -> Request:
             ids = request.path_params
-            req = Request(plane, target=request.url.path, token=bearer_token(request),
+            token = credentials.credentials if credentials is not None else None
+            req = Request(plane, target=request.url.path, token=token,
                           session_id=ids.get("session_id"), device_id=ids.get("device_id"),
                           command_id=ids.get("command_id"))
             return pipeline.check(req)

@@ -13,11 +13,19 @@ from typing import Any
 
 from fastapi import Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from orchestrator.api.guard import CHECK_ATTR, bearer_token
+from orchestrator.api.guard import CHECK_ATTR
+
+
+def bearer_token(request: HttpRequest) -> str | None:
+    """The token of an `Authorization: Bearer …` header, read as the guards' `HTTPBearer`
+    reads it: a missing or other header is no token (the pipeline's `authenticate` denies)."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def bad_request(errors: Sequence[Any]) -> JSONResponse:

@@ -22,11 +22,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(plane: ControlPlane, host: str, port: int) -> None:
-    """Serve the API until interrupted."""
+def serve(plane: ControlPlane, listener: socket.socket) -> None:
+    """Serve the API on the listening socket `listener` until interrupted."""
     app = create_app(plane)
+    host, port = listener.getsockname()[:2]
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.Server(config).run(sockets=[listener])
     finally:
         app.state.jobs.shutdown()
 

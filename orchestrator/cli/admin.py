@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import redis
 
 from orchestrator.cli.context import CliContext, pass_cli, to_json
-from orchestrator.cli.local_redis import find_redis_url
+from orchestrator.cli.local_redis import bootstrap_redis, find_redis_url
 from tasks.errors import ConfigurationError, UsageError
+
+if TYPE_CHECKING:
+    from tasks.signing import KeyPair
 
 #: Actor of the audit entry: nobody is authenticated before the first user exists.
 BOOTSTRAP_ACTOR = "bootstrap"
@@ -119,13 +123,41 @@ def keys_init(cli: CliContext, directory: Path | None, force: bool) -> None:
     The private key stays with the orchestrator (mode 0600); each agent is started with the
     public key (`lr-agent --orchestrator-key FILE`) and runs nothing else's commands.
     """
+    # Keys nobody audited must not appear: the entry is written to the Redis in use (the
+    # embedded one is started for it when nothing runs yet), or the new keys are taken back.
+    with bootstrap_redis(cli.settings) as url:
+        pair = _create_audited_keys(cli, redis.Redis.from_url(url), directory, force)
+    if cli.json_output:
+        click.echo(
+            to_json(
+                {
+                    "private_key": str(pair.private_path),
+                    "public_key": str(pair.public_path),
+                    "key_id": pair.key_id,
+                }
+            )
+        )
+        return
+    click.echo(f"created signing key pair {pair.key_id}")
+    click.echo(f"  private key  {pair.private_path}  (orchestrator only, mode 0600)")
+    found_here = pair.public_path == cli.settings.orchestrator_public_key_path()
+    click.echo(f"  public key   {pair.public_path}  (agents: lr-agent --orchestrator-key FILE"
+               + ("; one on this machine finds it here)" if found_here else ")"))
+    if cli.settings.signing_key_path() != pair.private_path:
+        click.echo(
+            f"set LR_SIGNING_KEY_FILE={pair.private_path} for the orchestrator to use it",
+            err=True,
+        )
+
+
+def _create_audited_keys(cli: CliContext, client: redis.Redis, directory: Path | None,
+                         force: bool) -> KeyPair:
+    """Write the pair and its `keys.created` audit entry (closes `client`)."""
     from orchestrator.audit.keys import public_key_beside, retire_public_key
     from orchestrator.audit.setup import orchestrator_audit_log
     from tasks.keys import Keys
     from tasks.signing import PUBLIC_KEY_NAME, Signer, generate_keypair
 
-    # Redis first: keys nobody audited must not appear, so no Redis means no keys.
-    client = redis.Redis.from_url(find_redis_url(cli.settings))
     target = directory or cli.settings.keys_dir()
     in_force_path = cli.settings.signing_key_path()
     try:
@@ -160,22 +192,4 @@ def keys_init(cli: CliContext, directory: Path | None, force: bool) -> None:
         raise ConfigurationError(f"Redis failed during keys init: {exc}") from None
     finally:
         client.close()
-    if cli.json_output:
-        click.echo(
-            to_json(
-                {
-                    "private_key": str(pair.private_path),
-                    "public_key": str(pair.public_path),
-                    "key_id": pair.key_id,
-                }
-            )
-        )
-        return
-    click.echo(f"created signing key pair {pair.key_id}")
-    click.echo(f"  private key  {pair.private_path}  (orchestrator only, mode 0600)")
-    click.echo(f"  public key   {pair.public_path}  (every agent: lr-agent --orchestrator-key)")
-    if cli.settings.signing_key_path() != pair.private_path:
-        click.echo(
-            f"set LR_SIGNING_KEY_FILE={pair.private_path} for the orchestrator to use it",
-            err=True,
-        )
+    return pair

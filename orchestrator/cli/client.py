@@ -95,9 +95,10 @@ class ApiClient:
         """Cancel the batch's unfinished commands; the batch, with who was cancelled."""
         return self._call("POST", f"/batches/{_segment(batch_id)}/cancel")
 
-    def open_session(self, device: str) -> dict[str, Any]:
-        """Open a session on `device`; the session object (with its `id`)."""
-        return self._call("POST", "/sessions", json={"device_id": device})
+    def open_session(self, device: str, cwd: str | None = None) -> dict[str, Any]:
+        """Open a session on `device` in directory `cwd` (default: the device's root); the
+        session object (with its `id` and `cwd`)."""
+        return self._call("POST", "/sessions", json={"device_id": device, "cwd": cwd})
 
     def get_session(self, session_id: str) -> dict[str, Any]:
         """One session as it stands now."""
@@ -112,15 +113,17 @@ class ApiClient:
         return self._call("DELETE", f"/sessions/{_segment(session_id)}")
 
     def run(self, session_id: str, line: str, background: bool = False,
-            expires_s: float | None = None) -> dict[str, Any]:
+            expires_s: float | None = None, *, timeout_s: float | None = None
+            ) -> dict[str, Any]:
         """Run a command line in a session and wait for its record (any final status); in the
         background (or with a trailing `&`), get the record at once, with its job number.
-        `expires_s`: how long it may wait for an offline device."""
+        `expires_s`: how long it may wait for an offline device; `timeout_s`: how long to
+        wait for the answer (default: long enough for any command)."""
         return self._call(
             "POST",
             f"/sessions/{_segment(session_id)}/commands",
             json={"line": line, "background": background, "expires_s": expires_s},
-            timeout=self.run_timeout_s,
+            timeout=timeout_s or self.run_timeout_s,
         )
 
     def jobs(self, session_id: str) -> list[dict[str, Any]]:

@@ -72,7 +72,8 @@ def record_error(record: dict[str, Any]) -> LiveResponseError | None:
         command_id = record.get("command_id")
         return AwaitingApprovalError(
             f"{command} waits for approval by a second person (command {command_id})",
-            hint=f"another user with the right role runs: lr approve {command_id}")
+            hint=f"another user with the right role runs `lr approve {command_id}`; "
+                 f"`lr command show {command_id} --wait` then shows its result")
     raw_error = record.get("error")
     error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
     cls = STATUS_ERRORS.get(status, LiveResponseError)

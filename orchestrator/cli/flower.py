@@ -7,8 +7,9 @@ import logging
 
 import click
 
+from config.settings import redact_url
 from orchestrator.cli.context import CliContext, pass_cli
-from orchestrator.cli.local_redis import find_redis_url, redact_url
+from orchestrator.cli.local_redis import find_redis_url
 from orchestrator.cli.serve import check_port_free
 from tasks.errors import ConfigurationError
 

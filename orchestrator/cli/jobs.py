@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.context import CliContext, pass_cli
+from orchestrator.cli.job_forms import JobForms
 from orchestrator.cli.progress import UNFINISHED, follow_record
 from orchestrator.cli.run import show_record
 from orchestrator.cli.table import clean, format_table, format_time
@@ -27,13 +28,15 @@ def render_jobs(records: list[dict[str, Any]]) -> str:
 
 
 def wait_for_job(cli: CliContext, session_id: str, job: int,
-                 timeout_s: float | None = None) -> dict[str, Any]:
+                 timeout_s: float | None = None, forms: JobForms | None = None
+                 ) -> dict[str, Any]:
     """Poll job `job` until it ends; show transfer progress on stderr when it is a terminal."""
     record = follow_record(lambda: cli.client.job(session_id, job), label=f"[{job}]",
                            json_output=cli.json_output, timeout_s=timeout_s)
     if record.get("status") in UNFINISHED:
+        forms = forms or JobForms(session_id)
         raise UsageError(f"job {job} is still {record.get('status')}",
-                         hint=f"wait again with `lr fg {session_id} {job}`")
+                         hint=f"wait again with `{forms.fg(job)}`")
     return record
 
 
@@ -70,16 +73,22 @@ def cancel(cli: CliContext, session_id: str, job: int) -> None:
 
 
 def run_job_builtin(cli: CliContext, session_id: str, words: list[str]) -> None:
-    """The shell's `jobs`, `fg N` and `cancel N`."""
+    """The shell's `jobs`, `cancel N` (and `fg N`'s argument check: the shell follows it)."""
     if words[0] == "jobs":
         cli.emit(cli.client.jobs(session_id), render_jobs)
         return
-    if len(words) != 2 or not words[1].isdigit():
-        raise UsageError(f"{words[0]}: which job?", hint=f"usage: {words[0]} JOB (see 'jobs')")
-    job = int(words[1])
+    job = job_number(words)
     if words[0] == "fg":
-        show_record(cli, wait_for_job(cli, session_id, job))
+        show_record(cli, wait_for_job(cli, session_id, job, forms=JobForms(session_id, True)),
+                    JobForms(session_id, True))
     else:
         record = cli.client.cancel_job(session_id, job)
         click.echo(f"[{job}] {clean(record['command'])} cancelled")
+
+
+def job_number(words: list[str]) -> int:
+    """N of the shell's `fg N` / `cancel N`; UsageError when it is missing or not a number."""
+    if len(words) != 2 or not words[1].isdigit():
+        raise UsageError(f"{words[0]}: which job?", hint=f"usage: {words[0]} JOB (see 'jobs')")
+    return int(words[1])
 

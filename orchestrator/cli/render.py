@@ -10,7 +10,7 @@ from orchestrator.cli.errors import describe_error, record_error
 from orchestrator.cli.table import clean
 from orchestrator.commands.table import COMMAND_TABLE, check_command_table
 from tasks.commands.base import CommandResult
-from tasks.errors import InvalidResultError
+from tasks.errors import InvalidResultError, LiveResponseError
 from tasks.registry import REGISTRY
 
 #: Last line of a result the agent cut to fit the output limit.
@@ -25,6 +25,19 @@ def parse_result(record: dict[str, Any]) -> CommandResult | None:
     if spec is None or raw is None:
         return None
     return spec.parse_result(raw)
+
+
+def verdict_of(record: dict[str, Any]) -> LiveResponseError | None:
+    """What a completed command failed at by its command's verdict (a script that exited
+    non-zero), or None; None too for a result that does not fit (its error is the record's)."""
+    side = COMMAND_TABLE.get(str(record.get("command")))
+    if record.get("status") != "completed" or side is None or side.verdict is None:
+        return None
+    try:
+        result = parse_result(record)
+    except InvalidResultError:
+        return None
+    return side.verdict(result) if result is not None else None
 
 
 def render_record(record: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from tasks.commands.isolation import IsolateResult, ReleaseResult
 from tasks.commands.library import PutResult, RunScriptResult
 from tasks.commands.network import NetstatResult
 from tasks.commands.persistence import DetailValue, PersistenceResult, ServicesResult
-from tasks.commands.processes import KilledProcess, KillResult, ProcessesResult
+from tasks.commands.processes import KilledProcess, KillResult, ProcessesResult, ProcessInfo
 from tasks.commands.remediation import RemediateResult, UndoResult
 
 #: Widest command line shown in a process listing.
@@ -106,7 +106,10 @@ def render_findfile(r: FindFileResult) -> list[str]:
         lines = [f"no match for {clean(r.pattern)} under {clean(r.root)}"]
     if r.truncated:
         lines.append(f"(stopped after {len(r.matches)} matches: raise --max to see more)")
-    return lines + _unreadable(r.unreadable, "directories")
+    if r.partly_searched:
+        lines.append(f"({r.partly_searched} files were searched in their first 8 MiB only)")
+    return (lines + _unreadable(r.unreadable, "directories")
+            + _unreadable(r.unread_files, "files"))
 
 
 def render_processes(r: ProcessesResult) -> list[str]:
@@ -133,6 +136,31 @@ def render_processes(r: ProcessesResult) -> list[str]:
     ]
     if r.vanished:
         lines.append(f"({r.vanished} processes ended while being listed)")
+    for p in r.processes:
+        lines += _process_details(p)
+    return lines
+
+
+def _process_details(p: ProcessInfo) -> list[str]:
+    # Only `processes --pid N` carries them: the files and sockets, not just how many.
+    lines = []
+    if p.files is not None:
+        lines += ["", f"open files of {p.pid} ({len(p.files)}):"]
+        if p.files:
+            lines.append(format_table(["FD", "MODE", "PATH"],
+                                      [[f.fd, f.mode, clean(f.path)] for f in p.files],
+                                      right=[0]))
+    elif "open_files" in p.denied:
+        lines += ["", f"open files of {p.pid}: not readable by the agent"]
+    if p.sockets is not None:
+        lines += ["", f"sockets of {p.pid} ({len(p.sockets)}):"]
+        if p.sockets:
+            lines.append(format_table(
+                ["PROTO", "LOCAL", "REMOTE", "STATE"],
+                [[c.proto, _address(c.local_address, c.local_port),
+                  _address(c.remote_address, c.remote_port), c.state] for c in p.sockets]))
+    elif "connections" in p.denied:
+        lines += ["", f"sockets of {p.pid}: not readable by the agent"]
     return lines
 
 

@@ -10,8 +10,9 @@ import click
 from orchestrator.cli.batch import run_batch
 from orchestrator.cli.context import CliContext, pass_cli, to_json
 from orchestrator.cli.errors import format_error, record_error
+from orchestrator.cli.job_forms import JobForms
 from orchestrator.cli.progress import follow_record
-from orchestrator.cli.render import render_record
+from orchestrator.cli.render import render_record, verdict_of
 from orchestrator.cli.table import clean
 from tasks.durations import parse_duration
 from tasks.errors import LiveResponseError, UsageError
@@ -19,25 +20,37 @@ from tasks.parsing import split_line
 from tasks.registry import REGISTRY
 
 
-def show_record(cli: CliContext, record: dict[str, Any]) -> LiveResponseError | None:
+def show_record(cli: CliContext, record: dict[str, Any], forms: JobForms | None = None
+                ) -> LiveResponseError | None:
     """Print a command record; a command that did not complete also gets one stderr line.
+    `forms`: how hints name the job commands (default: the CLI's, `lr fg S… N`).
 
-    Returns the error matching the record's status, or None when it completed.
+    Returns the error matching the record's status (for a completed one, its command's
+    verdict: a script that exited non-zero), or None when it completed and succeeded.
     """
+    forms = forms or JobForms(str(record.get("session_id")))
     if record.get("job") is not None and record.get("status") in ("queued", "running"):
-        cli.emit(record, lambda r: (
-            f"[{r['job']}] {clean(r['command'])} runs in the background (command "
-            f"{r['command_id']}); 'fg {r['job']}' waits for it, 'cancel {r['job']}' stops it"))
+        cli.emit(record, lambda r: background_line(r, forms))
         return None
     error = record_error(record)
     if cli.json_output:
         click.echo(to_json(record))
     elif error is None:
         click.echo(render_record(record))
+    if error is None:
+        error = verdict_of(record)
     if error is not None:
         # The human rendering of a failed record is this very line: print it once.
-        click.echo(format_error(error), err=True)
+        click.echo(forms.rewrite(format_error(error)), err=True)
     return error
+
+
+def background_line(record: dict[str, Any], forms: JobForms) -> str:
+    """`[N] CMD runs in the background …`, naming how to wait for it and stop it."""
+    job = record["job"]
+    return (f"[{job}] {clean(record['command'])} runs in the background (command "
+            f"{record['command_id']}); '{forms.fg(job)}' waits for it, "
+            f"'{forms.cancel(job)}' stops it")
 
 
 def run_line(cli: CliContext, session_id: str, line: str,
@@ -89,7 +102,8 @@ def run(ctx: click.Context, cli: CliContext, background: bool, selector: str | N
     --devices, on every device SELECTOR names (a batch: a table of each device's outcome).
 
     Exits 0 when the command completed (or started in the background), else with the exit
-    code of what went wrong; a batch exits 0 only if it completed on every device.
+    code of what went wrong (18: a script that exited non-zero or overran its time limit); a
+    batch exits 0 only if it completed on every device.
     """
     expires_s = parse_duration(expires) if expires is not None else None
     if selector is not None:

@@ -17,12 +17,19 @@ def session() -> None:
     """Open, list and close live-response sessions."""
 
 
+#: `--cwd`, shared by `lr session open` and `lr shell`.
+cwd_option = click.option(
+    "--cwd", metavar="PATH",
+    help="Start the session in this absolute directory on the device [default: /].")
+
+
 @session.command("open")
 @click.argument("device")
+@cwd_option
 @pass_cli
-def open_session(cli: CliContext, device: str) -> None:
+def open_session(cli: CliContext, device: str, cwd: str | None) -> None:
     """Open a session on DEVICE and print its id (and a warning if DEVICE is offline)."""
-    session = cli.client.open_session(device)
+    session = cli.client.open_session(device, cwd)
     warn_if_offline(session)
     cli.emit(session, lambda s: clean(s["id"]))
 

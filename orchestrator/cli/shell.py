@@ -1,197 +1,146 @@
-"""`lr shell DEVICE`: an interactive session on one device, with history and completion."""
+"""`lr shell DEVICE`: an interactive session on one device, with history and completion.
+
+Only the session ending (closed elsewhere, expired, gone) ends the shell: every other error
+is one line, and the next prompt follows.
+"""
 
 from __future__ import annotations
 
-import os
+import shlex
 import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from orchestrator.cli.context import CliContext, pass_cli
 from orchestrator.cli.errors import format_error
-from orchestrator.cli.jobs import JOB_BUILTINS, run_job_builtin
+from orchestrator.cli.foreground import follow_job, run_in_foreground
+from orchestrator.cli.job_forms import JobForms
+from orchestrator.cli.jobs import job_number, run_job_builtin
 from orchestrator.cli.render import parse_result
-from orchestrator.cli.run import run_line, show_record
-from orchestrator.cli.session import warn_if_offline
+from orchestrator.cli.run import show_record
+from orchestrator.cli.session import cwd_option, warn_if_offline
+from orchestrator.cli.shell_input import Completer, RemotePaths, enable_readline, read_line
+from orchestrator.cli.shell_words import expand_alias, render_help, shell_word
 from orchestrator.cli.table import clean
-from tasks.commands.filesystem import CdResult
-from tasks.errors import LiveResponseError, NotFoundError, SessionStateError, UsageError
-from tasks.registry import REGISTRY
+from tasks.commands.filesystem import CdResult, DirEntry, DirResult
+from tasks.errors import LiveResponseError, SessionNotFoundError, SessionStateError
 
-#: Words the shell handles itself; everything else goes to the device.
-BUILTINS = ("help", "exit", "quit", "jobs", "fg", "cancel")
-#: Lines of history kept between shells.
-HISTORY_LENGTH = 1000
+#: Seconds a completion may wait for the device to list a directory.
+COMPLETION_TIMEOUT_S = 5.0
+#: Errors that mean the session itself is over: the only ones that end the shell.
+SESSION_ENDED = (SessionStateError, SessionNotFoundError)
+
+
+class Shell:
+    """One `lr shell`: its session, the prompt's directory, and what each line does."""
+
+    def __init__(self, cli: CliContext, device: str, session: dict[str, Any]) -> None:
+        self.cli = cli
+        self.device = device
+        self.session_id = str(session["id"])
+        self.cwd = str(session.get("cwd") or "/")
+        self.forms = JobForms(self.session_id, in_shell=True)
+
+    @property
+    def prompt(self) -> str:
+        return f"lr {clean(self.device)}:{clean(self.cwd)}> "
+
+    def run(self, interactive: bool) -> LiveResponseError | None:
+        """Read and run lines until `exit` or the end of input (None), or until the session
+        ends (the error saying why)."""
+        while True:
+            line = read_line(self.prompt, interactive)
+            if line is None:
+                return None
+            try:
+                if self.run_line(line) is False:
+                    return None
+            except SESSION_ENDED as exc:
+                self.report(exc)
+                return exc
+            except LiveResponseError as exc:
+                self.report(exc)
+
+    def run_line(self, line: str) -> bool:
+        """Run one line; False when it was `exit`."""
+        words = line.split()
+        if not words:
+            return True
+        word = shell_word(words[0])
+        if word == "exit":
+            return False
+        if word == "help":
+            click.echo(render_help(words[1] if len(words) > 1 else None))
+        elif word == "cls":
+            click.clear()
+        elif word == "fg":
+            self.show(follow_job(self.cli, self.session_id, job_number(words), self.forms))
+        elif word is not None:
+            run_job_builtin(self.cli, self.session_id, words)
+        else:
+            self.show(run_in_foreground(self.cli, self.session_id, expand_alias(line),
+                                        self.forms))
+        return True
+
+    def show(self, record: dict[str, Any] | None) -> None:
+        """Print a finished command's record and follow a `cd` in the prompt."""
+        if record is None:
+            return
+        if show_record(self.cli, record, self.forms) is None and record.get("command") == "cd":
+            result = parse_result(record)
+            if isinstance(result, CdResult):
+                self.cwd = result.cwd
+
+    def report(self, exc: LiveResponseError) -> None:
+        click.echo(self.forms.rewrite(format_error(exc)), err=True)
+
+    def list_dir(self, path: str) -> list[DirEntry]:
+        """A directory of the device, for completion (a plain, audited `dir`)."""
+        # It expires with the wait: a listing nobody waits for any more never runs later.
+        record = self.cli.client.run(self.session_id, f"dir {shlex.quote(path)}",
+                                     expires_s=COMPLETION_TIMEOUT_S,
+                                     timeout_s=COMPLETION_TIMEOUT_S + 5)
+        result = parse_result(record) if record.get("status") == "completed" else None
+        return result.entries if isinstance(result, DirResult) else []
+
+    def close(self) -> None:
+        try:
+            closed = self.cli.client.close_session(self.session_id)
+            click.echo(f"session {clean(closed.get('id'))} {clean(closed.get('state'))}")
+        except LiveResponseError as exc:
+            self.report(exc)
 
 
 @click.command("shell")
 @click.argument("device")
+@cwd_option
 @pass_cli
 @click.pass_context
-def shell(ctx: click.Context, cli: CliContext, device: str) -> None:
+def shell(ctx: click.Context, cli: CliContext, device: str, cwd: str | None) -> None:
     """Open a session on DEVICE and type commands at a prompt ('help' lists them).
 
-    Reads lines from standard input when it is not a terminal, so a shell can be scripted.
+    Ctrl-C cancels the running command, Ctrl-Z (or '&' at the end of a line) leaves it
+    running as a job. Reads lines from standard input when it is not a terminal, so a shell
+    can be scripted; it ends with an error only when its session does (exit 6).
     """
-    session = cli.client.open_session(device)
+    session = cli.client.open_session(device, cwd)
     warn_if_offline(session)
-    session_id = str(session["id"])
-    cwd = str(session.get("cwd") or ".")
+    sh = Shell(cli, device, session)
     interactive = sys.stdin.isatty()
-    save_history = enable_readline(cli.settings.data_dir / "history") if interactive else None
-    click.echo(
-        f"session {clean(session_id)} on {clean(device)}: "
-        "'help' lists commands, 'exit' closes the session"
-    )
+    save_history = None
+    if interactive:
+        completer = Completer(RemotePaths(sh.list_dir), lambda: sh.cwd)
+        save_history = enable_readline(cli.settings.data_dir / "history", completer)
+    click.echo(f"session {clean(sh.session_id)} on {clean(device)}: "
+               "'help' lists commands, 'exit' closes the session")
     ended: LiveResponseError | None = None
     try:
-        while True:
-            line = read_line(f"lr {clean(device)}:{clean(cwd)}> ", interactive)
-            if line is None:
-                break
-            words = line.split()
-            if not words:
-                continue
-            if words[0] in ("exit", "quit"):
-                break
-            if words[0] == "help":
-                _print_help(words[1] if len(words) > 1 else None)
-                continue
-            try:
-                if words[0] in JOB_BUILTINS:
-                    run_job_builtin(cli, session_id, words)
-                    continue
-                record = run_line(cli, session_id, line)
-                if show_record(cli, record) is None:
-                    cwd = cwd_after(record, cwd)
-            except (SessionStateError, NotFoundError) as exc:
-                # The session is gone (closed elsewhere, expired): nothing more can run in it.
-                click.echo(format_error(exc), err=True)
-                ended = exc
-                break
-            except LiveResponseError as exc:
-                click.echo(format_error(exc), err=True)
-                continue
-            except KeyboardInterrupt:
-                click.echo(
-                    "\nlr: interrupted; the command may still finish on the device", err=True
-                )
-                continue
+        ended = sh.run(interactive)
     finally:
         if save_history is not None:
             save_history()
         if ended is None:
-            _close(cli, session_id)
+            sh.close()
     if ended is not None:
         ctx.exit(ended.exit_code)
-
-
-def cwd_after(record: dict[str, Any], cwd: str) -> str:
-    """The prompt's directory after a completed command: a `cd`'s new one, else `cwd`."""
-    if record.get("command") != "cd":
-        return cwd
-    result = parse_result(record)
-    return result.cwd if isinstance(result, CdResult) else cwd
-
-
-def read_line(prompt: str, interactive: bool) -> str | None:
-    """The next line typed (None at end of input); without a terminal, echo it as a transcript."""
-    if interactive:
-        try:
-            return input(prompt)
-        except EOFError:
-            click.echo()
-            return None
-        except KeyboardInterrupt:
-            # As in any shell, Ctrl-C abandons the line being typed, not the session.
-            click.echo()
-            return ""
-    click.echo(prompt, nl=False)
-    raw = sys.stdin.readline()
-    if not raw:
-        click.echo()
-        return None
-    line = raw.rstrip("\r\n")
-    click.echo(line)
-    return line
-
-
-def render_help(name: str | None = None) -> str:
-    """The command list, or one command's usage and options."""
-    if name is None:
-        width = max(len(spec.usage) for spec in REGISTRY.values())
-        lines = ["commands (run on the device):"]
-        lines += [f"  {spec.usage.ljust(width)}  {spec.summary}" for spec in REGISTRY.values()]
-        lines += [
-            "shell:",
-            f"  {'help [COMMAND]'.ljust(width)}  show this list, or one command",
-            f"  {'LINE &'.ljust(width)}  run LINE in the background (a job)",
-            f"  {'jobs | fg N | cancel N'.ljust(width)}  list, wait for, or stop jobs",
-            f"  {'exit | quit'.ljust(width)}  close the session and leave",
-        ]
-        return "\n".join(lines)
-    spec = REGISTRY.get(name)
-    if spec is None:
-        raise UsageError(f"no command {name!r}", hint="type 'help' for the list")
-    lines = [f"usage: {spec.usage}", f"  {spec.summary}"]
-    for opt in spec.options:
-        lines.append(f"  {opt.flag:<10} {opt.help}")
-    return "\n".join(lines)
-
-
-def _print_help(name: str | None) -> None:
-    try:
-        click.echo(render_help(name))
-    except LiveResponseError as exc:
-        click.echo(format_error(exc), err=True)
-
-
-def _close(cli: CliContext, session_id: str) -> None:
-    try:
-        closed = cli.client.close_session(session_id)
-        click.echo(f"session {clean(closed.get('id'))} {clean(closed.get('state'))}")
-    except LiveResponseError as exc:
-        click.echo(format_error(exc), err=True)
-
-
-def enable_readline(history_path: Path) -> Callable[[], None] | None:
-    """Turn on line editing, history and command completion; returns the history saver."""
-    try:
-        import readline
-    except ImportError:  # not on every platform (Windows)
-        return None
-    names = sorted({*REGISTRY, *BUILTINS})
-
-    def complete(text: str, state: int) -> str | None:
-        before = readline.get_line_buffer()[: readline.get_begidx()].split()
-        # Command names go first on the line, or after `help`; paths are the device's.
-        if before and before != ["help"]:
-            return None
-        matches = [n + " " for n in names if n.startswith(text)]
-        return matches[state] if state < len(matches) else None
-
-    readline.set_completer(complete)
-    readline.set_completer_delims(" \t")
-    if "libedit" in (readline.__doc__ or ""):
-        readline.parse_and_bind("bind ^I rl_complete")
-    else:
-        readline.parse_and_bind("tab: complete")
-    readline.set_history_length(HISTORY_LENGTH)
-    try:
-        readline.read_history_file(history_path)
-    except OSError:
-        pass  # first shell, or an unreadable file: start with no history
-
-    def save() -> None:
-        try:
-            history_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Command lines name paths on endpoints under investigation: owner-only.
-            os.close(os.open(history_path, os.O_WRONLY | os.O_CREAT, 0o600))
-            readline.write_history_file(history_path)
-        except OSError as exc:
-            click.echo(f"lr: could not save history to {history_path}: {exc.strerror}", err=True)
-
-    return save

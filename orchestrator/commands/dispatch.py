@@ -192,10 +192,18 @@ class Dispatcher:
             fields = p.states.get(record.command_id)
             state = CommandStatus(fields["state"]) if fields.get("state") else None
             if state is CommandStatus.RUNNING:
+                # Once it started, its expiry (how long it could wait for its agent, days
+                # for an offline device) no longer counts: its time limit does.
                 started = float(fields.get("started_at") or clock.now())
                 limit = REGISTRY[record.command].time_limit(p.settings.command_time_limit_s)
-                deadline = max(deadline, started + limit + 2 * WAIT_GRACE_S)
+                deadline = started + limit + 2 * WAIT_GRACE_S
             elif state is not None and state.final:
+                # The agent records the end in Redis a moment before its outcome reaches the
+                # result backend: give its own answer that moment, as the reaper does.
+                late = None if state is CommandStatus.CANCELLED else self._get(result,
+                                                                               WAIT_GRACE_S)
+                if late is not None:
+                    return self.finish(record, merge_receipt(late, receipt))
                 return self.finish(record, error_outcome(
                     record, state, state.value,
                     f"the command was {state.value} before the agent finished it"))

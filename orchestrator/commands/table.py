@@ -15,11 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.cli import render_evidence as evidence
 from orchestrator.cli import render_results as show
+from orchestrator.cli import render_system as show_system
 from orchestrator.commands.effects import record_isolation, record_release, set_session_cwd
+from orchestrator.commands.verdicts import script_verdict
 from orchestrator.files.library import prepare_library_args
+from orchestrator.files.size_limits import prepare_collect, prepare_memdump
 from orchestrator.files.transfer import prepare_getfile
 from tasks.commands.base import CommandArgs
+from tasks.errors import LiveResponseError
 from tasks.registry import CommandSpec
 
 if TYPE_CHECKING:
@@ -37,6 +42,9 @@ Renderer = Callable[[Any], list[str]]
 Preparer = Callable[["ControlPlane", Any], CommandArgs]
 #: Records what a completed command changed, from its result model.
 AfterEffect = Callable[["ControlPlane", "CommandRecord", Any], None]
+#: Judges a completed command's result model: the error it still counts as for the exit code
+#: (a script that exited non-zero), or None.
+Verdict = Callable[[Any], LiveResponseError | None]
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class CommandSide:
     prepare: Preparer | None = None
     #: Run once the command completed with a result that fits its model; None: nothing to do.
     after: AfterEffect | None = None
+    #: Whether a completed result still failed at its purpose; None: completed is success.
+    verdict: Verdict | None = None
 
 
 #: Command name → its side. Add a line here when a command is added to the registry.
@@ -63,11 +73,27 @@ COMMAND_TABLE: dict[str, CommandSide] = {
     "netstat": CommandSide(render=show.render_netstat),
     "persistence": CommandSide(render=show.render_persistence),
     "services": CommandSide(render=show.render_services),
+    "cat": CommandSide(render=evidence.render_cat),
+    "head": CommandSide(render=evidence.render_head),
+    "tail": CommandSide(render=evidence.render_tail),
+    "strings": CommandSide(render=evidence.render_strings),
+    "hexdump": CommandSide(render=evidence.render_hexdump),
+    "logs": CommandSide(render=evidence.render_logs),
+    "users": CommandSide(render=evidence.render_users),
+    "sessions": CommandSide(render=evidence.render_sessions),
     "kill": CommandSide(render=show.render_kill),
     "remediate": CommandSide(render=show.render_remediate),
     "undo": CommandSide(render=show.render_undo),
     "put": CommandSide(render=show.render_put, prepare=prepare_library_args),
-    "runscript": CommandSide(render=show.render_runscript, prepare=prepare_library_args),
+    "runscript": CommandSide(render=show.render_runscript, prepare=prepare_library_args,
+                             verdict=script_verdict),
+    "modules": CommandSide(render=show_system.render_modules),
+    "mounts": CommandSide(render=show_system.render_mounts),
+    "interfaces": CommandSide(render=show_system.render_interfaces),
+    "env": CommandSide(render=show_system.render_env),
+    "history": CommandSide(render=show_system.render_history),
+    "memdump": CommandSide(render=show_system.render_memdump, prepare=prepare_memdump),
+    "collect": CommandSide(render=show_system.render_collect, prepare=prepare_collect),
     "isolate": CommandSide(render=show.render_isolate, after=record_isolation),
     "release": CommandSide(render=show.render_release, after=record_release),
 }
@@ -90,12 +116,15 @@ def check_command_table(registry: Mapping[str, CommandSpec],
 
 def check_side(spec: CommandSpec, side: CommandSide) -> None:
     """Raise ValueError unless each function of `side` takes the model the registry gives it:
-    the renderer and the after-effect the result model, the preparer the argument model."""
+    the renderer, the after-effect and the verdict the result model, the preparer the
+    argument model."""
     problems = []
     if _takes(side.render, 0) is not spec.result_model:
         problems.append(f"its renderer takes {_takes(side.render, 0)!r}")
     if side.after is not None and _takes(side.after, 2) is not spec.result_model:
         problems.append(f"its after-effect takes {_takes(side.after, 2)!r}")
+    if side.verdict is not None and _takes(side.verdict, 0) is not spec.result_model:
+        problems.append(f"its verdict takes {_takes(side.verdict, 0)!r}")
     if problems:
         raise ValueError(f"{spec.name!r}: {' and '.join(problems)}, the registry's result "
                          f"model is {spec.result_model!r}")

@@ -1,4 +1,5 @@
-"""The receiving end of `getfile`: a command's transfer stream into the evidence store.
+"""The receiving end of `getfile` (and of every command that sends a file: `collect`,
+`memdump`): a command's transfer stream into the evidence store.
 
 The dispatcher runs the receiver while the agent sends (`receive_file`, from `Dispatcher.wait`;
 background jobs wait in a thread, so `getfile &` is received the same way). Chunks go to a temp
@@ -7,10 +8,13 @@ On the agent's end marker the two sha256 must agree: then the object is linked i
 and the acquisition is recorded and audited (`evidence.stored`). Anything else (a mismatch, the
 agent's error marker, a stall, a cancel, a malformed stream) deletes the temp file and is audited
 (`evidence.failed`). The stream is deleted in every case. File content never enters the audit.
+A *streamed* transfer (an archive or dump made while sent) announces at most how many bytes
+follow; its end marker gives the real size, which must equal what arrived.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -29,7 +33,13 @@ from orchestrator.files.evidence import EvidenceRecord, EvidenceStore
 from tasks import clock
 from tasks.commands.acquisition import GetFileArgs
 from tasks.envelope import CommandOutcome, CommandStatus, ErrorInfo
-from tasks.errors import FileTooLargeError, HashMismatchError, TransferError, TransferStalledError
+from tasks.errors import (
+    EvidenceDiskFullError,
+    FileTooLargeError,
+    HashMismatchError,
+    TransferError,
+    TransferStalledError,
+)
 from tasks.keys import Keys
 from tasks.registry import REGISTRY
 from tasks.state import CommandStateStore
@@ -48,6 +58,8 @@ READ_COUNT = 4
 STATE_CHECK_S = 1.0
 #: Seconds past a queued command's expiry before the receiver leaves its expiry to `wait`.
 QUEUED_GRACE_S = 2.0
+#: The errors that say the evidence store's disk is full (or the orchestrator's quota spent).
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -89,9 +101,18 @@ def receive_file(plane: ControlPlane, record: CommandRecord) -> Receipt | None:
 
 def merge_receipt(outcome: CommandOutcome, receipt: Receipt | None) -> CommandOutcome:
     """The command's outcome with the transfer's verdict: evidence added to a completed result,
-    or the command failed when the agent finished but the orchestrator kept nothing."""
-    if receipt is None or outcome.status is not CommandStatus.COMPLETED:
+    or the command failed when the agent finished but the orchestrator kept nothing.
+
+    A failed transfer's reason is the command's: when the receiver gave up (its disk full, a
+    hash mismatch), the agent only saw the stream abandoned, which says nothing of why.
+    """
+    if receipt is None or outcome.status not in (CommandStatus.COMPLETED,
+                                                 CommandStatus.FAILED):
         return outcome
+    if outcome.status is CommandStatus.FAILED:
+        if receipt.error is None:
+            return outcome
+        return outcome.model_copy(update={"error": receipt.error})
     if receipt.error is not None or receipt.stored is None:
         error = receipt.error or ErrorInfo(code=TransferError.code,
                                            message="the file did not arrive")
@@ -116,7 +137,7 @@ class _Incoming:
     sha256_arrival: str | None = None
 
     def progress(self) -> str:
-        size = self.begin.size_bytes if self.begin else None
+        size = self.begin.size_bytes if self.begin and not self.begin.streamed else None
         return json.dumps({"bytes": self.received, "size": size})
 
     def discard(self) -> None:
@@ -150,9 +171,12 @@ class TransferReceiver:
         except _Failed as failed:
             error = failed.error
         except OSError as exc:
-            error = ErrorInfo(code=TransferError.code,
-                              message=f"the evidence store could not write the file: {exc}",
-                              hint="check the orchestrator's evidence directory and its disk")
+            if exc.errno in DISK_FULL_ERRNOS:
+                error = self._disk_full(incoming)
+            else:
+                error = ErrorInfo(code=TransferError.code,
+                                  message=f"the evidence store could not write the file: {exc}",
+                                  hint="check the orchestrator's evidence directory and its disk")
         except Exception:  # a bug here must still end the command, never leave it running
             log.exception("receiving the file of %s failed", record.command_id)
             error = ErrorInfo(code=TransferError.code,
@@ -166,6 +190,22 @@ class TransferReceiver:
                 log.warning("could not delete transfer stream of %s: %s", record.command_id, exc)
         self._audit_failed(record, incoming, error)
         return Receipt(error=error)
+
+    def _disk_full(self, incoming: _Incoming) -> ErrorInfo:
+        """Why a transfer failed with ENOSPC: the orchestrator's disk, not the endpoint's."""
+        begin = incoming.begin
+        if begin is None:
+            written = "no byte had arrived"
+        elif begin.streamed:  # its size is known only at the end
+            written = f"{incoming.received} bytes had arrived"
+        else:
+            written = f"{incoming.received} of {begin.size_bytes} bytes had arrived"
+        return ErrorInfo(
+            code=EvidenceDiskFullError.code,
+            message=f"the orchestrator's evidence disk is full ({self.store.root}): {written}; "
+                    "nothing was kept",
+            hint="free space on that disk, or set LR_EVIDENCE_DIR to a larger one; then run "
+                 "getfile again")
 
     def _consume(self, record: CommandRecord, incoming: _Incoming,
                  started_at: float) -> Receipt | None:
@@ -267,7 +307,8 @@ class TransferReceiver:
             raise _malformed(f"a chunk at offset {entry.offset}, expected {incoming.received} "
                              "(a chunk lost or repeated)")
         if incoming.received + len(entry.data) > incoming.begin.size_bytes:
-            raise _malformed(f"more bytes than the {incoming.begin.size_bytes} announced")
+            what = "at most " if incoming.begin.streamed else ""
+            raise _malformed(f"more bytes than the {what}{incoming.begin.size_bytes} announced")
         incoming.out.write(entry.data)
         incoming.hasher.update(entry.data)
         incoming.received += len(entry.data)
@@ -278,12 +319,16 @@ class TransferReceiver:
         assert incoming.begin is not None and incoming.out is not None and incoming.temp
         incoming.sha256_agent = entry.sha256
         incoming.sha256_arrival = incoming.hasher.hexdigest()
-        if entry.size_bytes != incoming.received or entry.size_bytes != incoming.begin.size_bytes:
+        announced = incoming.begin.size_bytes
+        streamed = incoming.begin.streamed
+        if entry.size_bytes != incoming.received or (
+                entry.size_bytes > announced if streamed else entry.size_bytes != announced):
+            of_what = (f"(at most {announced} announced)" if streamed
+                       else f"of a {announced}-byte file")
             raise _Failed(ErrorInfo(
                 code=HashMismatchError.code,
-                message=f"the agent sent {entry.size_bytes} bytes of a "
-                        f"{incoming.begin.size_bytes}-byte file but {incoming.received} "
-                        "arrived; nothing was kept"))
+                message=f"the agent sent {entry.size_bytes} bytes {of_what} but "
+                        f"{incoming.received} arrived; nothing was kept"))
         if incoming.sha256_arrival != entry.sha256:
             raise _Failed(ErrorInfo(
                 code=HashMismatchError.code,

@@ -36,8 +36,9 @@ def playbook_permissions(req: Request) -> None:
     user, device = req.need_user(), req.device
     assert device is not None
     for name in req.details.get("commands", []):
-        authorize(req.plane.policies.policy, user.name, user.grants, REGISTRY[name].permission,
-                  device.id, device.tags)
+        for permission in REGISTRY[name].permissions:
+            authorize(req.plane.policies.policy, user.name, user.grants, permission,
+                      device.id, device.tags)
 
 
 #: Start a playbook run on a device (each step is checked again as a command when it runs).

@@ -37,6 +37,19 @@ _BY_COMMAND: dict[str, Callable[[dict[str, Any]], str]] = {
     "findfile": _count("matches", "matches"),
     "dir": _count("entries", "entries"),
 }
+_BY_COMMAND.update({
+    "modules": _count("modules", "kernel modules"),
+    "mounts": _count("mounts", "mounts"),
+    "interfaces": _count("interfaces", "interfaces"),
+    "env": _count("variables", "variables"),
+    "history": _count("files", "history files"),
+    "memdump": lambda r: (f"dumped {len(r.get('regions') or [])} regions, "
+                          f"{r.get('size_bytes')} bytes, sha256 "
+                          f"{r.get('evidence_sha256') or r.get('sha256')}"),
+    "collect": lambda r: (f"archived {len(r.get('members') or [])} entries, "
+                          f"{r.get('size_bytes')} bytes, sha256 "
+                          f"{r.get('evidence_sha256') or r.get('sha256')}"),
+})
 
 
 def summarize(record: CommandRecord) -> str:

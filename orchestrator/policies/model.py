@@ -29,7 +29,7 @@ PERMISSIONS: dict[str, str] = {
     PERM_VIEW: "list devices, sessions and commands; read the audit stream",
     PERM_SESSION: "open live-response sessions",
     PERM_READ: "read-only commands (dir, fileinfo, processes, ...)",
-    PERM_COLLECT: "copy data off the endpoint (getfile)",
+    PERM_COLLECT: "copy data off the endpoint (getfile, collect, env; memdump with live.execute)",
     PERM_EXECUTE: "write to the endpoint or run code there (put, runscript)",
     PERM_REMEDIATE: "end processes, quarantine files (kill, remediate)",
     PERM_ISOLATE: "network containment (isolate, release)",
@@ -130,7 +130,8 @@ def default_policy() -> Policy:
                                  description="open sessions; read-only commands"),
             "advanced": RoleDef(inherits=["responder"],
                                 permissions=[PERM_COLLECT, PERM_EXECUTE, PERM_REMEDIATE],
-                                description="responder + getfile, put, runscript, kill, remediate"),
+                                description="responder + getfile, collect, memdump, put, "
+                                            "runscript, kill, remediate"),
             "admin": RoleDef(inherits=["advanced"], permissions=[PERM_ISOLATE, PERM_ADMIN],
                              description="advanced + isolate, release, users, tokens, policy"),
             "automation": RoleDef(

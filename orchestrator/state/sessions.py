@@ -21,6 +21,7 @@ from tasks.errors import (
     SessionClosedError,
     SessionExpiredError,
     SessionNotFoundError,
+    UsageError,
 )
 from tasks.keys import Keys
 from tasks.queues import validate_device_id
@@ -35,6 +36,13 @@ SESSION_KEY_GRACE_S = 24 * 60 * 60
 REASON_IDLE = "idle-timeout"
 #: close_reason of a session that passed its maximum length.
 REASON_MAX_LENGTH = "max-length"
+#: Where a session starts on the device when its opener names no directory: the root, never
+#: wherever the agent process happens to run.
+DEFAULT_CWD = "/"
+#: Longest start directory a session takes.
+MAX_CWD_CHARS = 4096
+#: An absolute path on the endpoint: POSIX `/...`, or Windows `C:\...` / `C:/...`.
+ABSOLUTE_PATH_RE = re.compile(r"/|[A-Za-z]:[\\/]")
 
 # KEYS[1] = new session hash; ARGV[1] = TTL seconds; ARGV[2..] = field/value pairs.
 # Creates only if the id is free, so a (very unlikely) id collision never merges two sessions.
@@ -82,6 +90,15 @@ class Session(BaseModel):
     close_reason: str | None = None
 
 
+def check_start_dir(path: str) -> str:
+    """`path` if it can be a session's start directory (absolute, one line), else UsageError."""
+    if (not ABSOLUTE_PATH_RE.match(path) or len(path) > MAX_CWD_CHARS
+            or any(ch in path for ch in "\x00\r\n")):
+        raise UsageError(f"the start directory {path[:200]!r} is not an absolute path",
+                         hint="give a full path on the device, e.g. --cwd /var/log")
+    return path
+
+
 class SessionStore:
     """Sessions under one key prefix, with the limits from `settings`."""
 
@@ -93,9 +110,11 @@ class SessionStore:
         self._create = client.register_script(_CREATE_LUA)
         self._update = client.register_script(_UPDATE_LUA)
 
-    def open(self, user: str, device_id: str) -> Session:
-        """Open a new session for `user` on `device_id`."""
+    def open(self, user: str, device_id: str, cwd: str | None = None) -> Session:
+        """Open a new session for `user` on `device_id`, in directory `cwd` (an absolute path
+        on the device; default DEFAULT_CWD)."""
         validate_device_id(device_id)
+        cwd = check_start_dir(cwd) if cwd is not None else DEFAULT_CWD
         now = float(clock.now())
         # Old ids in the index whose hashes have expired away: drop them as we go.
         self.client.zremrangebyscore(self.keys.sessions, "-inf", now - self.key_ttl_s)
@@ -107,6 +126,7 @@ class SessionStore:
                 state=SessionState.OPEN,
                 created_at=now,
                 last_active=now,
+                cwd=cwd,
             )
             argv: list[str | int] = [self.key_ttl_s]
             for name, value in _to_fields(session).items():

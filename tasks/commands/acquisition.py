@@ -22,21 +22,27 @@ class GetFileArgs(CommandArgs):
     max_bytes: int | None = Field(default=None, ge=0)
 
 
-class GetFileResult(CommandResult):
+class StoredFileResult(CommandResult):
+    """What every command that sends a file back carries: the agent fills in the size, sha256
+    and chunks it sent; the orchestrator adds where the verified bytes went in its evidence
+    store (`evidence_sha256`, equal to `sha256`, its path, and when), once they arrived whole
+    and their sha256 matched."""
+
+    size_bytes: int = Field(ge=0)
+    #: Computed on the agent while reading; the orchestrator checks it against its own.
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    chunks: int = Field(ge=0)
+    chunk_bytes: int = Field(ge=1)
+    evidence_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    evidence_path: str | None = None
+    stored_at: float | None = None
+
+
+class GetFileResult(StoredFileResult):
     #: The path asked for, made absolute against the session's cwd.
     path: str
     #: The file actually read when `path` is a symlink (symlinks are followed, as analysts
     #: expect of a copy); None when `path` itself is the file.
     resolved_path: str | None = None
-    size_bytes: int = Field(ge=0)
     #: The file's modification time when the copy started (it may not change during it).
     mtime: float
-    #: Computed on the agent while reading; the orchestrator checks it against its own.
-    sha256: str = Field(pattern=SHA256_PATTERN)
-    chunks: int = Field(ge=0)
-    chunk_bytes: int = Field(ge=1)
-    #: Set by the orchestrator once the bytes arrived whole and their sha256 matched:
-    #: the evidence object's sha256 (equal to `sha256`), its path in the store, and when.
-    evidence_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
-    evidence_path: str | None = None
-    stored_at: float | None = None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from tasks import clock
 from tasks.commands.base import CommandArgs, CommandResult
+from tasks.sizes import parse_size_range
+from tasks.times import parse_point_in_time
 
 #: Kinds of filesystem entry we report.
 EntryType = Literal["file", "dir", "symlink", "fifo", "socket", "char", "block", "other"]
@@ -70,9 +74,49 @@ class FileInfoResult(CommandResult):
 
 
 class FindFileArgs(CommandArgs):
-    name: str = Field(min_length=1)
+    #: A glob on the entry's name; every name when not given.
+    name: str = Field(default="*", min_length=1)
     path: str = "."
     max: int = Field(default=100, ge=1, le=10_000)
+    #: Only regular files with this sha256.
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    #: Only entries modified after this time: a duration back from now (`2h`, `7d`), an ISO
+    #: time (the endpoint's local time unless it names its offset) or `@EPOCH`; the agent
+    #: reads it with its own clock and time zone, as `find -newermt` would there.
+    newer: str | None = None
+    #: Only regular files whose size is in this range (`+10M`, `-4k`, `1k..1M`, `512`).
+    size: str | None = None
+    #: Only regular files whose first bytes (a bounded read) match this regular expression.
+    grep: str | None = Field(default=None, min_length=1)
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _lowercase_sha256(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("newer")
+    @classmethod
+    def _point_in_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_point_in_time(value, clock.now())
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _size_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_size_range(value)
+        return value
+
+    @field_validator("grep")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value.encode())
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        return value
 
 
 class FoundFile(CommandResult):
@@ -90,6 +134,10 @@ class FindFileResult(CommandResult):
     truncated: bool = False
     #: Directories that could not be read during the walk.
     unreadable: int = 0
+    #: Files whose content --sha256 or --grep needed but could not read.
+    unread_files: int = 0
+    #: Files longer than --grep reads (8 MiB): only their beginning was searched.
+    partly_searched: int = 0
 
 
 class GetFileHashArgs(CommandArgs):

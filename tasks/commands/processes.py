@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from tasks.commands.base import CommandArgs, CommandResult
+from tasks.commands.network import Connection
 
 
 class ProcessesArgs(CommandArgs):
@@ -12,6 +13,15 @@ class ProcessesArgs(CommandArgs):
     tree: bool = False
     #: Only processes that hold this file open (an absolute path; compared once resolved).
     open_path: str | None = Field(default=None, min_length=1)
+
+
+class OpenFile(CommandResult):
+    """A regular file a process holds open."""
+
+    fd: int
+    path: str
+    #: How it was opened ("r", "w", "a", "r+", ...) where the platform says.
+    mode: str | None = None
 
 
 class ProcessInfo(CommandResult):
@@ -31,6 +41,10 @@ class ProcessInfo(CommandResult):
     depth: int = 0
     #: Fields the agent could not read for this process (access denied).
     denied: list[str] = Field(default_factory=list)
+    #: With `--pid`: the files themselves (None in a listing, or when unreadable).
+    files: list[OpenFile] | None = None
+    #: With `--pid`: its TCP and UDP sockets, as netstat shows them (None as for `files`).
+    sockets: list[Connection] | None = None
 
 
 class ProcessesResult(CommandResult):

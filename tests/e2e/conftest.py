@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 from orchestrator.cli.main import main
 from tests.e2e.cli import Lr, cli_env
-from tests.stack import Stack, new_device_id
+from tests.stack import Stack, new_device_id, own_prefix_stack
 
 
 @pytest.fixture
@@ -50,3 +50,19 @@ def env(redis_url: str, key_prefix: str, tmp_path: Path) -> dict[str, str | None
         "LR_API_URL": None,
         "LR_TOKEN": None,
     }
+
+
+@pytest.fixture(scope="module")
+def shared_device_id() -> str:
+    return new_device_id("cli")
+
+
+@pytest.fixture(scope="module")
+def shared_stack(redis_url: str, shared_device_id: str,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """API + one agent for all the tests of a module (on a key prefix of its own, deleted
+    afterwards): for tests that each open sessions of their own and leave the device as they
+    found it. A module uses it by defining `stack` and `device_id` as these two."""
+    with own_prefix_stack(redis_url, [shared_device_id],
+                          tmp_path_factory.mktemp("shared-stack")) as st:
+        yield st

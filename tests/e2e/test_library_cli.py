@@ -84,7 +84,9 @@ def test_put_and_runscript_from_lr_run(lr: Lr, device_id: str, tmp_path: Path) -
     script.write_text('printf "hello\\t%s\\n" "$1"; echo warn >&2; exit 4\n')
     _ok(lr("library", "add", str(script)))
     session = _session(lr, device_id)
-    out = _ok(lr("run", session, "runscript hello.sh -- world")).stdout
+    ran = lr("run", session, "runscript hello.sh -- world")
+    assert ran.exit_code == 18, ran.output  # the script's non-zero exit is lr run's failure
+    out = ran.stdout
     assert out.splitlines() == ["hello\tworld", "--- stderr ---", "warn",
                                 out.splitlines()[-1]]
     assert out.splitlines()[-1].startswith("hello.sh: exit code 4 (")

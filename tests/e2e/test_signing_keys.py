@@ -19,7 +19,8 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from config import Settings
+from config import EmbeddedRedis, Settings
+from config.embedded import owner_alive
 from orchestrator.api.server import free_port
 from orchestrator.audit.log import AuditLog
 from orchestrator.cli.main import main
@@ -77,12 +78,34 @@ def test_keys_init_refuses_to_replace_keys_without_force(
     assert "LR_SIGNING_KEY_FILE=" in forced.stderr  # not the default place: say how to use it
 
 
-def test_keys_init_without_redis_creates_nothing(tmp_path: Path) -> None:
-    env = {"LR_REDIS_URL": None, "LR_DATA_DIR": str(tmp_path / "empty")}
+def test_keys_init_with_an_unreachable_redis_creates_nothing(tmp_path: Path) -> None:
+    env = {"LR_REDIS_URL": "redis://127.0.0.1:1/0", "LR_DATA_DIR": str(tmp_path / "empty")}
     result = CliRunner().invoke(main, ["admin", "keys", "init"], env=env)
     assert result.exit_code == 10, result.output
-    assert result.stderr.startswith("lr: no Redis")
+    assert result.stderr.startswith("lr: cannot reach Redis at redis://127.0.0.1:1/0")
     assert not (tmp_path / "empty" / "keys").exists()
+
+
+def test_keys_init_before_any_serve_audits_in_the_embedded_redis_it_starts(
+    short_home: Path,
+) -> None:
+    env = {"LR_REDIS_URL": None, "LR_DATA_DIR": str(short_home), "LR_KEY_PREFIX": "lr",
+           "LR_SIGNING_KEY_FILE": None, "LR_ORCHESTRATOR_PUBLIC_KEY_FILE": None}
+    result = CliRunner().invoke(main, ["--json", "admin", "keys", "init"], env=env)
+    assert result.exit_code == 0, result.output
+    key_id = json.loads(result.stdout)["key_id"]
+    # Started for the entry and stopped after it: nothing is left running.
+    assert not owner_alive(short_home) and not (short_home / "redis.sock").exists()
+    with EmbeddedRedis(short_home, persist=True) as server:  # as serve starts it later
+        client = redis.Redis(unix_socket_path=str(server.socket_path))
+        try:
+            log = AuditLog(client, Keys("lr"))
+            (entry,) = [e for e in log.read() if e.action == "keys.created"]
+            assert entry.target == key_id
+            public = Verifier.from_file(short_home / "keys" / "orchestrator-signing.pub")
+            assert public.key_id == key_id and log.verify(public).ok
+        finally:
+            client.close()
 
 
 def test_the_control_plane_without_a_key_says_to_run_keys_init(

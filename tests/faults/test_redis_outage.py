@@ -3,70 +3,16 @@ password), the CLI exits 17, and everything works again once Redis is back, unto
 
 from __future__ import annotations
 
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import redis
 from click.testing import CliRunner
 
-from config import find_redis_server
-from config.embedded import stop_process
-from orchestrator.api.server import free_port
 from orchestrator.cli.main import main
 from tasks.errors import RedisUnavailableError
 from tasks.signing import KeyPair
 from tests.stack import live_stack, new_device_id
-
-PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]
-
-
-class ThrowawayRedis:
-    """A redis-server of this test's own on a TCP port, with a password and an append-only
-    file, that the test stops and starts again on the same port."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(exist_ok=True)
-        self.proc = subprocess.Popen(
-            [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--requirepass", PASSWORD, "--dir", str(self.data_dir), "--save", "",
-             "--appendonly", "yes", "--appendfilename", "outage.aof"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("the throwaway redis did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)  # SIGTERM: it flushes its file
-            self.proc = None
-
-
-@pytest.fixture
-def throwaway_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
-    server = ThrowawayRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.throwaway_redis import PASSWORD, ThrowawayRedis
 
 
 def test_requests_answer_503_while_redis_is_down_and_work_once_it_is_back(

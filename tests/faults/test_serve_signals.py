@@ -4,11 +4,8 @@ it (also when serve is SIGKILLed), and the next start finds every user and token
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,67 +16,11 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.api.server import free_port
 from orchestrator.cli.main import main
+from tests.serve_process import Serve
 
-REPO = Path(__file__).resolve().parents[2]
-#: How long serve has to answer /health after it was started.
-START_TIMEOUT_S = 20.0
 #: How long serve and its Redis have to be gone after a stop signal.
 STOP_TIMEOUT_S = 10.0
-
-
-class Serve:
-    """`lr orchestrator serve` in a subprocess of its own, on an isolated data directory."""
-
-    def __init__(self, data_dir: Path, log: Path) -> None:
-        self.data_dir = data_dir
-        self.log = log
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LR_")}
-        env.update(LR_DATA_DIR=str(self.data_dir), PYTHONPATH=str(REPO))
-        return env
-
-    def start(self) -> Serve:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from orchestrator.cli.main import main; main()",
-                 "orchestrator", "serve", "--port", str(self.port)],
-                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"serve did not answer: {self.log.read_text()}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def redis_child(self) -> psutil.Process:
-        assert self.proc is not None
-        (child,) = [c for c in psutil.Process(self.proc.pid).children()
-                    if "redis-server" in c.name()]
-        return child
-
-    def kill_all(self) -> None:
-        """Whatever is left (a failed test): serve, and any redis-server on our data dir."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for proc in psutil.process_iter(["name", "cmdline"]):
-            if "redis-server" in (proc.info["name"] or "") and \
-                    str(self.data_dir) in " ".join(proc.info["cmdline"] or []):
-                proc.kill()
 
 
 @pytest.fixture

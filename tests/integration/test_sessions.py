@@ -14,6 +14,7 @@ from tasks.errors import (
     SessionClosedError,
     SessionExpiredError,
     SessionNotFoundError,
+    UsageError,
 )
 from tasks.keys import Keys
 
@@ -57,7 +58,7 @@ def test_open_creates_an_open_session_with_a_ttl(
     assert SESSION_ID_RE.fullmatch(session.id)
     assert (session.user, session.device_id, session.state) == ("alice", "dev1", "open")
     assert session.created_at == session.last_active == T0
-    assert session.cwd is None and session.closed_at is None
+    assert session.cwd == "/" and session.closed_at is None  # the root, not the agent's cwd
     assert store.get(session.id) == session
     ttl = redis_client.ttl(keys.session(session.id))
     assert MAX_S < ttl <= MAX_S + 24 * 3600
@@ -172,3 +173,15 @@ def test_list_filters_by_user_and_state(store: SessionStore, fake_clock: FakeClo
     assert store.list() == []
     states = {s.id: s.state for s in store.list(include_closed=True)}
     assert states == {a1.id: "expired", b1.id: "expired", a2.id: "closed"}
+
+
+def test_a_session_starts_in_the_directory_given_at_open(store: SessionStore) -> None:
+    assert store.open("alice", "dev1", "/var/log").cwd == "/var/log"
+    assert store.open("alice", "dev1", "C:\\Users").cwd == "C:\\Users"
+
+
+@pytest.mark.parametrize("cwd", ["var/log", "", "/tmp\nx", "~/x"])
+def test_a_start_directory_that_is_not_absolute_is_refused(store: SessionStore,
+                                                            cwd: str) -> None:
+    with pytest.raises(UsageError, match="not an absolute path"):
+        store.open("alice", "dev1", cwd)

@@ -296,8 +296,16 @@ def test_merge_fails_a_completed_command_whose_file_was_not_kept() -> None:
                            Receipt(error=error))
     assert merged.status is CommandStatus.FAILED and merged.error == error
     failed = _outcome(CommandStatus.FAILED, None)
-    assert merge_receipt(failed, Receipt(error=error)) == failed
     assert merge_receipt(failed, None) == failed
+
+
+def test_merge_gives_a_failed_command_the_reason_the_receiver_gave_up() -> None:
+    # The agent only saw the stream abandoned; the receiver knows why.
+    abandoned = _outcome(CommandStatus.FAILED, None).model_copy(update={
+        "error": ErrorInfo(code="transfer_failed", message="transfer abandoned")})
+    full = ErrorInfo(code="evidence_disk_full", message="the orchestrator's disk is full")
+    merged = merge_receipt(abandoned, Receipt(error=full))
+    assert merged.status is CommandStatus.FAILED and merged.error == full
 
 
 def test_an_evidence_store_that_cannot_write_fails_the_transfer_and_deletes_the_stream(
@@ -316,3 +324,32 @@ def test_an_evidence_store_that_cannot_write_fails_the_transfer_and_deletes_the_
     assert r.store.acquisitions() == []
     (entry,) = r.audit_entries("evidence.failed")
     assert entry.details["reason"] == "transfer_failed"
+
+
+def test_a_streamed_transfer_is_stored_with_the_size_its_end_gives(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    record = r.command()
+    data = os.urandom(3 * CHUNK + 5)
+    r.send(record, begin_fields(10 * CHUNK, CHUNK, "/srv/app", None, 1.0, streamed=True),
+           *(chunk_fields(o, data[o:o + CHUNK]) for o in range(0, len(data), CHUNK)),
+           end_fields(len(data), hashlib.sha256(data).hexdigest(), 4))
+    receipt = r.receiver.receive(record)
+    assert receipt is not None and receipt.error is None and receipt.stored is not None
+    assert receipt.stored.size_bytes == len(data)
+    assert r.store.object_path(receipt.stored.sha256).read_bytes() == data
+    assert r.states.get(record.command_id)["progress"] == f'{{"bytes": {len(data)}, "size": null}}'
+
+
+def test_a_streamed_transfer_past_its_announced_bound_keeps_nothing(
+    rig: Callable[..., Rig],
+) -> None:
+    r = rig()
+    record = r.command()
+    r.send(record, begin_fields(10, CHUNK, "/srv/app", None, 1.0, streamed=True),
+           chunk_fields(0, b"x" * 11), end_fields(11, hashlib.sha256(b"x" * 11).hexdigest(), 1))
+    receipt = r.receiver.receive(record)
+    assert receipt is not None and receipt.error is not None
+    assert "more bytes than the at most 10 announced" in receipt.error.message
+    r.assert_nothing_kept(record)

@@ -36,6 +36,27 @@ def send_raw(st: Stack, envelope: CommandEnvelope, queue_device: str,
     return dict(result.get(timeout=RESULT_TIMEOUT_S))
 
 
+def send_duplicate(st: Stack, envelope: CommandEnvelope, queue_device: str) -> AuditEntry:
+    """Deliver again a command that already started once; the agent's audited refusal.
+
+    A duplicate never answers in its first run's place: nothing is stored under its id.
+    """
+    def refusals() -> list[AuditEntry]:
+        return [e for e in agent_entries(st, queue_device, "replayed")
+                if e.details.get("command_id") == envelope.command_id]
+
+    seen = len(refusals())
+    result = st.plane.celery.AsyncResult(envelope.command_id)
+    result.forget()  # what the first run stored: the duplicate must not store anything
+    st.plane.celery.send_task(
+        REGISTRY[envelope.command].task_name, args=[envelope.model_dump(mode="json")],
+        queue=queue_for(queue_device), task_id=envelope.command_id)
+    entry = wait_for(lambda: refusals()[seen:], "the agent's refusal", RESULT_TIMEOUT_S)[0]
+    time.sleep(0.3)  # a result would be stored right after the refusal is audited
+    assert result.state == "PENDING", result.state
+    return entry
+
+
 def queued_envelope(st: Stack, device: str, command: str, args: dict[str, Any],
                     *, ttl_s: float = 600.0) -> CommandEnvelope:
     """An unsigned envelope whose command the orchestrator's state knows as queued.

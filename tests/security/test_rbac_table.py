@@ -37,11 +37,20 @@ LINES = {
     "dir": ["dir /tmp"], "cd": ["cd /tmp"], "fileinfo": ["fileinfo /etc/hostname"],
     "findfile": ["findfile hosts --path /etc"], "getfilehash": ["getfilehash /etc/hostname"],
     "getfile": ["getfile /etc/hostname"], "processes": ["processes"], "netstat": ["netstat"],
-    "persistence": ["persistence"], "services": ["services"], "kill": ["kill 4194000"],
+    "persistence": ["persistence"], "services": ["services"],
+    "cat": ["cat /etc/hostname"], "head": ["head /etc/hostname"], "tail": ["tail /etc/hostname"],
+    "strings": ["strings /etc/hostname"], "hexdump": ["hexdump /etc/hostname"],
+    "logs": ["logs --source auth"], "users": ["users"], "sessions": ["sessions"],
+    "kill": ["kill 4194000"],
     "remediate": ["remediate /tmp/x", "remediate /tmp/x --force"],
     "undo": ["undo Q0123456789ab"], "put": [f"put {LIB}"], "runscript": [f"runscript {LIB}"],
     "isolate": ["isolate"], "release": ["release"],
 }
+LINES.update({
+    "modules": ["modules"], "mounts": ["mounts"], "interfaces": ["interfaces"],
+    "env": ["env 4194000"], "history": ["history --user root"], "memdump": ["memdump 4194000"],
+    "collect": ["collect /etc/hostname"],
+})
 IN_SCOPE, OUT_OF_SCOPE = "group:web", "group:finance"
 #: (grant scope, device tag) pairs: unscoped, scoped and matching, scoped elsewhere.
 SCOPES = [(None, OUT_OF_SCOPE), (IN_SCOPE, IN_SCOPE), (IN_SCOPE, OUT_OF_SCOPE)]

@@ -114,7 +114,7 @@ def test_celery_control_commands_are_refused_audited_and_the_agent_runs_on(
                                                for a in args], node)
              for name, args in CHANGING.items()}
     try:
-        outputs = {name: proc.communicate(timeout=25) for name, proc in procs.items()}
+        outputs = {name: proc.communicate(timeout=60) for name, proc in procs.items()}
     finally:
         for proc in procs.values():
             if proc.poll() is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasks.envelope import CommandEnvelope
-from tests.security.by_hand import send_raw
+from tests.security.by_hand import send_duplicate, send_raw
 from tests.stack import Stack, new_device_id
 
 
@@ -25,9 +25,8 @@ def completed_dir(st: Stack, device: str) -> CommandEnvelope:
 def test_a_replayed_envelope_is_refused(stack_factory) -> None:
     device = new_device_id("replay")
     with stack_factory([device]) as st:
-        outcome = send_raw(st, completed_dir(st, device), device)
-        assert outcome["status"] == "rejected"
-        assert outcome["error"]["code"] == "replayed"
+        refusal = send_duplicate(st, completed_dir(st, device), device)
+        assert refusal.decision == "rejected" and refusal.details["reason"] == "replayed"
 
 
 def test_an_envelope_for_another_device_is_refused(stack_factory) -> None:
@@ -48,7 +47,6 @@ def test_the_ledger_refuses_a_second_start_even_if_the_state_is_reset(stack_fact
         envelope = completed_dir(st, device)
         # Someone (or a bug) puts the command back to queued: the ledger still says it started.
         st.plane.client.hset(st.plane.keys.command(envelope.command_id), "state", "queued")
-        outcome = send_raw(st, envelope, device)
-        assert outcome["status"] == "rejected"
-        assert outcome["error"]["code"] == "replayed"
+        refusal = send_duplicate(st, envelope, device)
+        assert refusal.decision == "rejected" and refusal.details["reason"] == "replayed"
         assert st.plane.states.state(envelope.command_id) == "queued"  # nothing ran it again

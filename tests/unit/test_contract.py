@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.commands.filesystem import DirArgs, DirResult, FindFileArgs
+from tasks.commands.filesystem import DirArgs, DirResult, FileInfoArgs
 from tasks.errors import InvalidDeviceIdError, UnknownCommandError, UsageError
 from tasks.parsing import parse_line
 from tasks.queues import queue_for
-from tasks.registry import REGISTRY, CommandSpec, Option, Registry
+from tasks.registry import REGISTRY, CommandSpec, Registry
 from worker_agent.limits import json_size, truncate_result
 
 
@@ -41,9 +41,14 @@ def test_registry_refuses_a_command_declared_twice() -> None:
         Registry([spec, spec])
 
 
+def test_registry_refuses_a_file_sender_whose_result_lacks_the_evidence_fields() -> None:
+    bad = CommandSpec("dir", "x", DirArgs, DirResult, "live.read", sends_file=True)
+    with pytest.raises(ValueError, match="lacks .'evidence_sha256'"):
+        Registry([bad])
+
+
 def test_registry_refuses_a_required_field_missing_from_the_line() -> None:
-    bad = CommandSpec("findfile", "x", FindFileArgs, DirResult, "live.read",
-                      options=(Option("--path", "path"),))
+    bad = CommandSpec("fileinfo", "x", FileInfoArgs, DirResult, "live.read")
     with pytest.raises(ValueError, match="required fields"):
         Registry([bad])
 
@@ -51,7 +56,8 @@ def test_registry_refuses_a_required_field_missing_from_the_line() -> None:
 def test_parse_line_fills_positionals_options_and_flags() -> None:
     spec, args = parse_line("findfile '*.exe' --path '/home/alice/My Downloads' --max=5")
     assert spec.name == "findfile"
-    assert args.model_dump() == {"name": "*.exe", "path": "/home/alice/My Downloads", "max": 5}
+    assert args.model_dump(exclude_none=True) == {
+        "name": "*.exe", "path": "/home/alice/My Downloads", "max": 5}
     _, procs = parse_line("processes --tree")
     assert procs.model_dump() == {"pid": None, "tree": True, "open_path": None}
     _, holding = parse_line("processes --open /tmp/x")

@@ -96,3 +96,14 @@ def test_a_record_has_an_outcome_once_final_with_a_result_or_error() -> None:
     assert not has_outcome({"status": "failed", "error": None})
     assert has_outcome({"status": "failed", "error": {"code": "x"}})
     assert has_outcome({"status": "completed", "result": {}})
+
+
+def test_a_streamed_transfer_is_counted_once_big_enough() -> None:
+    feed = _records(
+        {"status": "running", "progress": {"bytes": MIB, "size": None}},
+        {"status": "running", "progress": {"bytes": 6 * MIB, "size": None}},
+        {"status": "completed", "result": {"sha256": "ab"}, "error": None},
+    )
+    out = Terminal()
+    follow_record(lambda: next(feed), label="collect", json_output=False, stream=out)
+    assert out.getvalue() == "\rcollect  6.0 MiB so far\n"

@@ -8,16 +8,20 @@ import pytest
 
 from orchestrator.cli.render import TRUNCATED_MARKER, render_record
 from orchestrator.cli.table import format_time
+from tasks.commands import accounts as acct
 from tasks.commands import acquisition as acq
+from tasks.commands import content as ct
 from tasks.commands import filesystem as fs
 from tasks.commands import isolation as iso
 from tasks.commands import library as lib
+from tasks.commands import logs as lg
 from tasks.commands import network as net
 from tasks.commands import persistence as pers
 from tasks.commands import processes as proc
 from tasks.commands import remediation as rem
 from tasks.commands.base import CommandResult
 from tasks.registry import REGISTRY
+from tests.unit.system_samples import SYSTEM_SAMPLES
 
 SHA = "ab" * 32
 QID = "Q0123456789ab"
@@ -80,6 +84,37 @@ SAMPLES: dict[str, tuple[CommandResult, list[str]]] = {
         pers.ServiceInfo(name="a.service", load="enabled", active="unknown", sub="unknown")]), [
         "(systemd is not running)", "UNIT       LOAD     ACTIVE   SUB      DESCRIPTION",
         "a.service  enabled  unknown  unknown"]),
+    "cat": (ct.CatResult(path="/x", size_bytes=9, offset=0, encoding="base64", data="YVx4/wpi",
+                         returned_bytes=6, sha256=SHA, cut=True), [
+        "a\\x\\xff", "b",
+        f"-- bytes 0-6 of 9 (6 returned, sha256 {SHA}) (cut: raise --max-bytes)"]),
+    "head": (ct.HeadResult(path="/x", size_bytes=4, offset=0, encoding="utf-8", data="a\tb\x1b\n",
+                           returned_bytes=4, sha256=SHA, file_sha256=SHA, lines=1), [
+        "a\tb\\x1b", f"-- bytes 0-4 of 4 (4 returned, sha256 {SHA}; file sha256 {SHA})"]),
+    "tail": (ct.TailResult(path="/x", size_bytes=9, offset=7, encoding="utf-8", data="z\n",
+                           returned_bytes=2, sha256=SHA, lines=1), [
+        "z", f"-- bytes 7-9 of 9 (2 returned, sha256 {SHA})"]),
+    "strings": (ct.StringsResult(path="/x", size_bytes=99, min=4, scanned_bytes=99, sha256=SHA,
+                                 strings=[ct.FoundString(offset=12, text="hello")]), [
+        "     12 hello", f"-- 1 strings of at least 4 characters in 99 of 99 bytes, sha256 {SHA}"]),
+    "hexdump": (ct.HexdumpResult(path="/x", size_bytes=99, offset=16, encoding="utf-8",
+                                 data="ELF\x00abc", returned_bytes=7, sha256=SHA), [
+        "00000010  45 4c 46 00 61 62 63                              |ELF.abc|", "00000017",
+        f"-- bytes 16-23 of 99 (7 returned, sha256 {SHA})"]),
+    "logs": (lg.LogsResult(source="auth", paths=["/var/log/auth.log"], matched=5, entries=[
+        lg.LogEntry(time=T, host="web1", program="sshd", pid=42, message="Accepted \x1b")]), [
+        "(auth: /var/log/auth.log)", f"{format_time(T)} web1 sshd[42]: Accepted \\x1b",
+        "(the newest 1 of 5 matching entries: raise --max)"]),
+    "users": (acct.UsersResult(unreadable=["/etc/shadow"], users=[acct.UserAccount(
+        name="eve", uid=1001, gid=1001, home="/home/eve", shell="/bin/bash", password="unknown",
+        groups=["eve", "sudo"], sudo=True, sudo_via=["group sudo"])]), [
+        "USER   UID   GID  SHELL      PASSWORD  SUDO  LAST LOGIN  GROUPS",
+        "eve   1001  1001  /bin/bash  unknown   yes   -           eve,sudo",
+        "sudo: eve via group sudo", "(could not read: /etc/shadow)"]),
+    "sessions": (acct.SessionsResult(path="/run/utmp", sessions=[acct.LoginSession(
+        user="eve", line="pts/0", host="10.1.2.3", login_time=T, pid=77, alive=True)]), [
+        "USER  LINE   HOST      LOGIN                PID  ALIVE",
+        f"eve   pts/0  10.1.2.3  {format_time(T)}   77  yes"]),
     "kill": (proc.KillResult(pid=5, name="x", signal="SIGKILL", ended=False, killed=[
         proc.KilledProcess(pid=6, name="c", signal="none", ended=True, depth=1),
         proc.KilledProcess(pid=5, name="x", signal="SIGKILL", ended=False)]), [
@@ -107,6 +142,7 @@ SAMPLES: dict[str, tuple[CommandResult, list[str]]] = {
     "release": (iso.ReleaseResult(removed=False, table="inet liveresponse_isolation"), [
         "was not isolated: no table inet liveresponse_isolation to remove"]),
 }
+SAMPLES.update(SYSTEM_SAMPLES)
 
 
 def test_every_command_has_a_rendering_sample() -> None:
