@@ -32,6 +32,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/roundtrip.py
+	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/getfile.py
 	$(BIN)/python bench/fanout.py
 

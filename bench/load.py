@@ -34,14 +34,13 @@ from orchestrator.api.server import ServerThread  # noqa: E402
 from orchestrator.commands.dispatch import Dispatcher  # noqa: E402
 from orchestrator.local.agents import LocalAgent  # noqa: E402
 from orchestrator.local.cleanup import (  # noqa: E402
-    delete_device_queue,
+    delete_device_queues,
     delete_matching,
     delete_results,
 )
 from orchestrator.plane import ControlPlane  # noqa: E402
 from orchestrator.state.identity import create_user, issue_token  # noqa: E402
 from tasks.envelope import CommandStatus  # noqa: E402
-from tasks.queues import queue_for  # noqa: E402
 from tasks.signing import generate_keypair  # noqa: E402
 
 #: The read commands a session cycles through (what a triage looks at).
@@ -198,8 +197,7 @@ def _cleanup(redis_url: str, prefix: str, devices: list[str], tally: Tally) -> N
     """Delete the run's keys: its prefix, its device queues and its commands' results."""
     client = redis.Redis.from_url(redis_url)
     delete_matching(client, f"{prefix}:*")
-    for device in devices:
-        delete_device_queue(client, queue_for(device))
+    delete_device_queues(client, devices)
     delete_results(client, tally.command_ids)
 
 

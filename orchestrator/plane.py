@@ -12,6 +12,7 @@ from orchestrator.audit.log import AuditLog
 from orchestrator.audit.setup import orchestrator_audit_log
 from orchestrator.policies.store import PolicyStore
 from orchestrator.state.devices import DeviceRegistry
+from orchestrator.state.reads import ReadHints
 from orchestrator.state.sessions import SessionStore
 from tasks.app import make_celery_app
 from tasks.errors import ConfigurationError
@@ -34,6 +35,8 @@ class ControlPlane:
     states: CommandStateStore
     signer: Signer
     policies: PolicyStore
+    #: Which user a token names and which device a session is on, once seen (state.reads).
+    hints: ReadHints
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ControlPlane:
@@ -54,6 +57,7 @@ class ControlPlane:
             states=CommandStateStore(client, keys),
             signer=signer,
             policies=PolicyStore(client, keys),
+            hints=ReadHints(client, keys),
         )
 
     def close(self) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+
 from tasks.errors import InvalidDeviceIdError
 
 #: What a device id may look like: it becomes part of queue and key names.
@@ -27,3 +29,11 @@ def validate_device_id(device_id: str) -> str:
 def queue_for(device_id: str) -> str:
     """The name of the queue that only `device_id`'s agent consumes."""
     return DEVICE_QUEUE_PREFIX + validate_device_id(device_id)
+
+
+def queue_keys(queue: str) -> list[str]:
+    """Every Redis key kombu keeps for a queue sent to with Celery's default routing: the
+    list of each priority level and the two binding sets of its exchange (named like the
+    queue). The binding sets never expire by themselves: whoever retires a queue deletes them."""
+    return [*(f"{queue}{Channel.sep}{p}" if p else queue for p in PRIORITY_STEPS),
+            Channel.keyprefix_queue % queue, Channel.keyprefix_binding_permanent % queue]

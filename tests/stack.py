@@ -16,11 +16,11 @@ import redis
 from config import Settings
 from orchestrator.api.server import ServerThread
 from orchestrator.local.agents import LocalAgent
-from orchestrator.local.cleanup import delete_device_queue, delete_matching, delete_results
+from orchestrator.local.cleanup import delete_device_queues, delete_matching, delete_results
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.model import Grant
 from orchestrator.state.identity import create_user, issue_token
-from tasks.queues import queue_for
+from tasks import clock
 from tasks.signing import KeyPair, generate_keypair
 from worker_agent.ledger import Ledger
 
@@ -149,7 +149,19 @@ def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:
             else settings[n] for n in names if n in settings}
 
 
+def register_offline(stack: Stack, *tags: str) -> str:
+    """A device whose agent registered once and has not been seen for a while."""
+    device = new_device_id("off")
+    now = clock.now()
+    plane = stack.plane
+    plane.client.hset(plane.keys.device(device), mapping={
+        "platform": "linux", "hostname": "nowhere", "agent_version": "0.1.0",
+        "registered_at": repr(now - 3600), "last_seen": repr(now - 3600),
+        "tags": ",".join(tags)})
+    plane.client.sadd(plane.keys.devices, device)
+    return device
+
+
 def purge_device_queue(plane: ControlPlane, device_id: str) -> None:
-    """Delete a test device's queue keys (and kombu's bindings of the queue) so nothing is left
-    in the shared Redis."""
-    delete_device_queue(plane.client, queue_for(device_id))
+    """Delete a test device's queue keys and bindings so nothing is left in the shared Redis."""
+    delete_device_queues(plane.client, [device_id])

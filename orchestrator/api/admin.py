@@ -162,6 +162,17 @@ def add_admin_routes(app: FastAPI, plane: ControlPlane, guards: Guards) -> None:
                            tags=device.tags, previous_tags=before)
         return device.model_dump(mode="json")
 
+    @app.delete("/devices/{device_id}")
+    def remove_device(device_id: str,
+                      req: Annotated[Request, Depends(admin)]) -> dict[str, Any]:
+        """Admin. Forget a decommissioned (offline) device: record, queue, bindings."""
+        user = req.need_user()
+        with audited(user, "device.remove", device_id, device=device_id):
+            waiting = plane.devices.remove(device_id)
+        plane.audit.append(user.name, "device.removed", device_id, "allowed", device=device_id,
+                           waiting_commands_dropped=waiting)
+        return {"id": device_id, "removed": True, "waiting_commands_dropped": waiting}
+
     @app.get("/policy")
     def get_policy(req: Annotated[Request, Depends(guards.requires(None))]) -> dict[str, Any]:
         """Authenticated: every user may read the rules applied to them."""

@@ -16,6 +16,7 @@ from fastapi import Request as HttpRequest
 from fastapi import Security
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.routing import Route
 
 from orchestrator.audit.log import AuditEntry
 from orchestrator.plane import ControlPlane
@@ -146,8 +147,12 @@ class Scope:
         return [item for item in items if self.covers(device_of(item))]
 
 
-def route_check(route: APIRoute) -> str | None:
-    """The check a route declared (through a guard dependency), or None if it declared none."""
+def route_check(route: Route) -> str | None:
+    """The check a route declared (through a guard dependency, or on a plain route's
+    endpoint), or None if it declared none."""
+    if not isinstance(route, APIRoute):
+        declared = getattr(route.endpoint, CHECK_ATTR, None)
+        return None if declared is None else str(declared)
     for dependant in route.dependant.dependencies:
         declared = getattr(dependant.call, CHECK_ATTR, None)
         if declared is not None:

@@ -224,6 +224,10 @@ class ApiClient:
         """Revoke a token given as itself or by its id (admin, or the token's owner)."""
         return self._call("POST", "/tokens/revoke", json={"token": token_or_id})
 
+    def remove_device(self, device_id: str) -> dict[str, Any]:
+        """Forget a decommissioned device (admin)."""
+        return self._call("DELETE", f"/devices/{_segment(device_id)}")
+
     def set_tags(self, device_id: str, tags: list[str]) -> dict[str, Any]:
         """Replace a device's tags (its groups) (admin)."""
         return self._call("PUT", f"/devices/{_segment(device_id)}/tags", json={"tags": tags})

@@ -152,7 +152,17 @@ def policy_set(cli: CliContext, file: Path) -> None:
 
 @click.group("device")
 def device_group() -> None:
-    """Device groups (tags) that scopes and approval rules name (admin)."""
+    """Device groups (tags) that scopes and approval rules name; removing a device (admin)."""
+
+
+@device_group.command("remove")
+@click.argument("device_id", metavar="DEVICE")
+@pass_cli
+def device_remove(cli: CliContext, device_id: str) -> None:
+    """Forget decommissioned DEVICE: its record, queue and bindings (its agent stopped)."""
+    done = cli.client.remove_device(device_id)
+    cli.emit(done, lambda d: f"{d['id']}: removed ({d['waiting_commands_dropped']} waiting "
+                             "commands dropped)")
 
 
 @device_group.command("tag")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
-from collections import OrderedDict
+from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
@@ -22,6 +21,7 @@ from orchestrator.commands.records import (
 )
 from orchestrator.commands.table import COMMAND_TABLE
 from orchestrator.files.transfer import merge_receipt, receive_file
+from orchestrator.fleet.publish import TaskMessages, stage_publish
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.checks import COMMAND, DEVICE_COMMAND
 from orchestrator.policies.pipeline import Request
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 WAIT_GRACE_S = 5.0
 #: How long one wait for a result lasts before the command's state is looked at again.
 WAIT_SLICE_S = 0.5
-#: Result handles of sent commands kept for their waiter (each holds one subscription).
-MAX_HANDLES = 4096
 
 
 def new_command_id() -> str:
@@ -56,7 +54,6 @@ class Dispatcher:
 
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
-        self._handles = ResultHandles()
 
     def submit(self, user: User, session_id: str, line: str, *,
                expires_s: float | None = None, command_id: str | None = None) -> CommandRecord:
@@ -70,6 +67,14 @@ class Dispatcher:
         req = Request(self.plane, target=session_id, user=user, session_id=session_id,
                       line=line, command_id=command_id or new_command_id(),
                       expires_s=expires_s, caller_command_id=command_id is not None)
+        return COMMAND.run(req, self._admit)
+
+    def submit_token(self, token: str | None, session_id: str, line: str, *,
+                     expires_s: float | None = None) -> CommandRecord:
+        """The same for an HTTP request: the pipeline's first check authenticates `token`
+        (its token, user, session and device then read in one round trip, state.reads)."""
+        req = Request(self.plane, target=session_id, token=token, session_id=session_id,
+                      line=line, command_id=new_command_id(), expires_s=expires_s)
         return COMMAND.run(req, self._admit)
 
     def submit_device(self, user: User, device_id: str, line: str, *,
@@ -111,18 +116,21 @@ class Dispatcher:
             session=session_id or None, device=device.id, command_id=command_id,
             command=spec.name, line=line,
             approval_expires_at=record.approval_expires_at)
+        audit_at = len(pipe) - 1
+        if not pending:  # after the record and its entry: the agent finds both
+            self.stage_send(pipe, record, spec, args, session.cwd if session else None)
         replies = pipe.execute()
-        finish_audit(replies[-1])
+        finish_audit(replies[audit_at])
         if finish_active is not None:
             try:
-                finish_active(replies[-2])
+                finish_active(replies[audit_at - 1])
             except LiveResponseError:  # the session closed between check and write
+                # Denied before any agent could start it: an agent drops a command that is
+                # no longer queued, so the message already sent never runs.
                 p.states.transition(command_id, CommandStatus.DENIED,
                                     [CommandStatus.QUEUED, CommandStatus.PENDING_APPROVAL])
                 p.client.zrem(p.keys.approvals, command_id)
                 raise
-        if not pending:
-            self.send(record, spec, args, session.cwd if session else None)
         return record
 
     def envelope(self, record: CommandRecord, spec: CommandSpec, args: CommandArgs,
@@ -139,17 +147,28 @@ class Dispatcher:
     def send(self, record: CommandRecord, spec: CommandSpec, args: CommandArgs,
              cwd: str | None) -> None:
         """Sign the command's envelope and send it by name to its device's own queue."""
-        p = self.plane
+        pipe = self.plane.client.pipeline(transaction=False)
+        self.stage_send(pipe, record, spec, args, cwd)
+        pipe.execute()
+
+    def stage_send(self, pipe: Any, record: CommandRecord, spec: CommandSpec, args: CommandArgs,
+                   cwd: str | None) -> None:
+        """Queue the signed task message on `pipe`, as `send_task` would publish it.
+
+        Built with Celery's own task-message builder and pushed where kombu's Redis transport
+        puts it (`fleet.publish`), so it travels with the record and its audit entry: one
+        round trip, and no queue or binding declared by the orchestrator (the agent's worker
+        declares its own). Whoever waits subscribes to the result then (`wait`).
+        """
         assert record.expires_at is not None
         envelope = self.envelope(record, spec, args, cwd)
-        handle = p.celery.send_task(
-            spec.task_name, args=[envelope.model_dump(mode="json")],
-            task_id=record.command_id, queue=queue_for(record.device_id),
-            expires=max(record.expires_at - clock.now(), 1.0),
-            # Flower shows argsrepr: name the command, never its arguments.
-            argsrepr=f"<{spec.name} {record.command_id}>", kwargsrepr="{}",
-        )
-        self._handles.keep(handle)
+        queue = queue_for(record.device_id)
+        messages = TaskMessages(self.plane.celery, spec.task_name,
+                                max(record.expires_at - clock.now(), 1.0))
+        # Flower shows argsrepr: name the command, never its arguments.
+        stage_publish(pipe, queue, messages.message(
+            record.command_id, [envelope.model_dump(mode="json")], queue,
+            argsrepr=f"<{spec.name} {record.command_id}>"))
 
     def wait(self, record: CommandRecord) -> CommandRecord:
         """Block until the command ends (completed, failed, expired...) and record the outcome.
@@ -159,8 +178,7 @@ class Dispatcher:
         """
         p = self.plane
         receipt = receive_file(p, record)  # a file the command sends is received first
-        result = (self._handles.take(record.command_id)
-                  or AsyncResult(record.command_id, app=p.celery))
+        result = AsyncResult(record.command_id, app=p.celery)
         deadline = (record.expires_at or clock.now()) + 1.0
         while True:
             outcome = self._get(result, max(min(WAIT_SLICE_S, deadline - clock.now()), 0.05))
@@ -309,30 +327,6 @@ class Dispatcher:
             return
         if result is not None:
             after(self.plane, done, result)
-
-
-class ResultHandles:
-    """The result handles `send_task` returned, kept until `wait` takes them.
-
-    `send_task` subscribes to the command's result channel; dropping its handle unsubscribes,
-    and a new handle subscribes again: two round trips on every command's path. A handle
-    nobody took (a command waited on elsewhere) is dropped once `MAX_HANDLES` newer ones are
-    kept, which only costs that re-subscription.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._kept: OrderedDict[str, AsyncResult] = OrderedDict()
-
-    def keep(self, handle: AsyncResult) -> None:
-        with self._lock:
-            self._kept[handle.id] = handle
-            while len(self._kept) > MAX_HANDLES:
-                self._kept.popitem(last=False)
-
-    def take(self, command_id: str) -> AsyncResult | None:
-        with self._lock:
-            return self._kept.pop(command_id, None)
 
 
 def outcome_of(command_id: str, value: object) -> CommandOutcome:

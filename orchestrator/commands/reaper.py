@@ -8,7 +8,8 @@ trips per pass and records what can be known now:
 - `expired`: no agent started the command by its expiry (the agent drops it if it sees it);
 - `failed` (`agent_silent`): it started and never answered within its time limit.
 A command someone is waiting for gets `REAP_GRACE_S` more before the reaper steps in (its
-waiter records it sooner); one nobody waits for (a batch's) is recorded at once. A `getfile`
+waiter records it sooner); one nobody waits for (a batch's, a background job's) is recorded
+at once. A `getfile`
 whose receiver died is failed (`transfer_lost`), audited as `evidence.failed`, and its temp
 file and stream are removed.
 """
@@ -37,6 +38,14 @@ REAP_GRACE_S = 10.0
 SWEEP_INTERVAL_S = 2.0
 #: Commands looked at per round trip of a pass.
 SWEEP_CHUNK = 500
+
+
+def watched(record: CommandRecord) -> bool:
+    """Whether someone waits for the command's outcome in a thread: a request (`lr run`), or
+    the receiver of a file it sends back. Nobody does for a job or a batch's command."""
+    if record.batch_id:
+        return False
+    return record.job is None or REGISTRY[record.command].sends_file
 
 
 def collect(plane: ControlPlane, dispatcher: Dispatcher, records: Iterable[CommandRecord],
@@ -159,7 +168,7 @@ class Reaper:
             if gone or done:  # records expired, or recorded by a process that died after
                 p.client.srem(p.keys.open_commands, *gone, *done)
             for record in records:
-                grace = 0.0 if record.batch_id else REAP_GRACE_S
+                grace = REAP_GRACE_S if watched(record) else 0.0
                 total += collect(p, self.dispatcher, [record], grace)
         return total
 

@@ -14,7 +14,10 @@ from orchestrator.policies.isolation import check_isolation
 from orchestrator.policies.model import PERM_ADMIN, PERM_SESSION
 from orchestrator.policies.pipeline import Check, Pipeline, Request
 from orchestrator.policies.rbac import authorize, is_allowed
+from orchestrator.state.identity import TOKEN_RE, hash_token
 from orchestrator.state.identity import authenticate as authenticate_token
+from orchestrator.state.reads import Reads
+from orchestrator.state.sessions import SESSION_ID_RE
 from tasks import clock
 from tasks.envelope import CommandStatus
 from tasks.errors import (
@@ -30,6 +33,19 @@ from tasks.registry import REGISTRY
 # --- who is asking -------------------------------------------------------------------------
 
 
+def reads_of(req: Request) -> Reads:
+    """The request's reads: at the first, its token, user, session and device are fetched in
+    one round trip where the plane's hints name them (state.reads); each value is still read
+    for this request."""
+    if req.reads is None:
+        token = req.token.strip() if req.user is None and req.token else None
+        session_id = req.session_id if req.session_id and SESSION_ID_RE.fullmatch(
+            req.session_id) else None
+        req.reads = req.plane.hints.prefetch(
+            hash_token(token) if token and TOKEN_RE.fullmatch(token) else None, session_id)
+    return req.reads
+
+
 def authenticate(req: Request) -> None:
     """The bearer token names a user (in-process callers hand the user in directly)."""
     if req.user is not None:
@@ -37,7 +53,8 @@ def authenticate(req: Request) -> None:
     if not req.token:
         raise AuthenticationError("missing bearer token",
                                   hint="pass a token with LR_TOKEN or --token")
-    req.user = authenticate_token(req.plane.client, req.plane.keys, req.token)
+    req.user = authenticate_token(reads_of(req), req.plane.keys, req.token)
+    req.plane.hints.learn_user(hash_token(req.token.strip()), req.user.name)
 
 
 def requires(permission: str) -> Check:
@@ -92,7 +109,7 @@ def load_device(req: Request) -> None:
     """The device the request names (or its session's, or its command's) is registered."""
     if req.device_id is None:
         raise UsageError("no device given", hint="name a device id")
-    req.device = req.plane.devices.get(req.device_id)
+    req.device = req.plane.devices.get(req.device_id, req.reads)
 
 
 def load_session(req: Request) -> None:
@@ -105,8 +122,10 @@ def load_session(req: Request) -> None:
 def session_usable(req: Request) -> None:
     """The session is the user's, open, not idle too long and not past its maximum length."""
     assert req.session_id is not None
-    req.session = req.plane.sessions.check_usable(req.session_id, req.need_user().name)
+    req.session = req.plane.sessions.check_usable(req.session_id, req.need_user().name,
+                                                  reads_of(req))
     req.device_id = req.session.device_id
+    req.plane.hints.learn_device(req.session_id, req.device_id)
 
 
 def load_command(req: Request) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from orchestrator.policies.model import ApprovalRule
     from orchestrator.state.devices import Device
     from orchestrator.state.identity import User
+    from orchestrator.state.reads import Reads
     from orchestrator.state.sessions import Session
     from tasks.commands.base import CommandArgs
     from tasks.registry import CommandSpec
@@ -67,6 +68,8 @@ class Request:
     caller_command_id: bool = False
     #: More to say in the audit entry of this request (plain JSON values).
     details: dict[str, Any] = field(default_factory=dict)
+    #: The request's first reads, fetched together (`checks.reads_of`, state.reads).
+    reads: Reads | None = None
 
     @property
     def actor(self) -> str:

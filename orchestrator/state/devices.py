@@ -6,13 +6,15 @@ import builtins
 from collections.abc import Sequence
 
 import redis
+from kombu.transport.redis import PRIORITY_STEPS
 from pydantic import BaseModel
 
 from orchestrator.policies.model import TAG_RE
+from orchestrator.state.reads import Reader
 from tasks import clock
 from tasks.errors import UnknownDeviceError, UsageError
 from tasks.keys import Keys
-from tasks.queues import validate_device_id
+from tasks.queues import queue_for, queue_keys, validate_device_id
 from tasks.replies import as_text
 
 #: Modes a device may be isolated in (see tasks.commands.isolation).
@@ -53,10 +55,11 @@ class DeviceRegistry:
         self.keys = keys
         self.offline_after_s = offline_after_s
 
-    def get(self, device_id: str) -> Device:
-        """The device, or UnknownDeviceError (InvalidDeviceIdError for a malformed id)."""
+    def get(self, device_id: str, reader: Reader | None = None) -> Device:
+        """The device, or UnknownDeviceError (InvalidDeviceIdError for a malformed id);
+        `reader`: a request's prefetched reads (state.reads), else this registry's client."""
         validate_device_id(device_id)
-        raw = self.client.hgetall(self.keys.device(device_id))
+        raw = (reader or self.client).hgetall(self.keys.device(device_id))
         if not raw:
             raise UnknownDeviceError(
                 f"unknown device {device_id!r}",
@@ -111,6 +114,28 @@ class DeviceRegistry:
                                  hint="use 1-64 of [A-Za-z0-9._:/-], e.g. group:finance")
         self.client.hset(self.keys.device(device_id), "tags", ",".join(sorted(set(tags))))
         return self.get(device_id)
+
+    def remove(self, device_id: str) -> int:
+        """Forget a decommissioned device: its record, its queue (and the commands waiting
+        there: the reaper records them expired) and the kombu binding sets that would
+        otherwise stay in Redis for ever. Refused while its agent still reports in (it would
+        register again). How many commands were waiting."""
+        device = self.get(device_id)
+        if device.online:
+            raise UsageError(f"device {device_id!r} is online: its agent would register again",
+                             hint="stop lr-agent on the endpoint first, then remove it")
+        keys = queue_keys(queue_for(device_id))
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys[:len(PRIORITY_STEPS)]:
+            pipe.llen(key)
+        waiting = sum(int(n) for n in pipe.execute())
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.keys.device(device_id))
+        pipe.srem(self.keys.devices, device_id)
+        for key in keys:
+            pipe.delete(key)
+        pipe.execute()
+        return waiting
 
     def _to_device(self, device_id: str, raw: dict[str, str]) -> Device:
         last_seen = float(raw["last_seen"]) if raw.get("last_seen") else None

@@ -12,6 +12,7 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.policies.model import NAME_RE, TAG_RE, Grant
+from orchestrator.state.reads import Reader
 from tasks import clock
 from tasks.errors import AuthenticationError, LiveResponseError, NotFoundError, UsageError
 from tasks.keys import Keys
@@ -111,7 +112,7 @@ def _grants_json(grants: list[Grant]) -> str:
     return json.dumps([g.model_dump() for g in grants])
 
 
-def get_user(client: redis.Redis, keys: Keys, name: str) -> User:
+def get_user(client: Reader, keys: Keys, name: str) -> User:
     """The user called `name`; NotFoundError if there is none."""
     raw = client.hgetall(keys.user(name)) if USER_NAME_RE.fullmatch(name or "") else {}
     if not raw:
@@ -207,8 +208,12 @@ def _shown(text: str) -> str:
     return f"the value given ({len(text)} characters)"
 
 
-def authenticate(client: redis.Redis, keys: Keys, token: str | None) -> User:
-    """The user `token` belongs to; AuthenticationError if missing, malformed, unknown, revoked."""
+def authenticate(client: Reader, keys: Keys, token: str | None) -> User:
+    """The user `token` belongs to; AuthenticationError if missing, malformed, unknown, revoked.
+
+    `client` may be a request's `Reads` (state.reads): the token and user then come from its
+    one prefetching round trip, read for this request all the same.
+    """
     if not token:
         raise AuthenticationError("no API token given", hint=TOKEN_HINT)
     if not isinstance(token, str) or not TOKEN_RE.fullmatch(token.strip()):

@@ -14,6 +14,7 @@ import redis
 from pydantic import BaseModel, ConfigDict
 
 from config.settings import Settings
+from orchestrator.state.reads import Reader
 from tasks import clock
 from tasks.errors import (
     PermissionDeniedError,
@@ -135,13 +136,14 @@ class SessionStore:
         self.client.zadd(self.keys.sessions, {session.id: now})
         return session
 
-    def get(self, session_id: str) -> Session:
-        """The session as it stands now (an open one past its limits is marked expired)."""
-        return self._apply_limits(self._load(session_id))
+    def get(self, session_id: str, reader: Reader | None = None) -> Session:
+        """The session as it stands now (an open one past its limits is marked expired);
+        `reader`: a request's prefetched reads (state.reads), else this store's client."""
+        return self._apply_limits(self._load(session_id, reader))
 
-    def check_usable(self, session_id: str, user: str) -> Session:
+    def check_usable(self, session_id: str, user: str, reader: Reader | None = None) -> Session:
         """The session if `user` may send a command in it now; else the reason, raised."""
-        session = self.get(session_id)
+        session = self.get(session_id, reader)
         # Ownership first, so nobody learns the state of sessions that are not theirs.
         if session.user != user:
             raise PermissionDeniedError(
@@ -219,11 +221,11 @@ class SessionStore:
                 found.append(session)
         return found
 
-    def _load(self, session_id: str) -> Session:
+    def _load(self, session_id: str, reader: Reader | None = None) -> Session:
         """The session exactly as stored; SessionNotFoundError if there is none."""
         if not isinstance(session_id, str) or not SESSION_ID_RE.fullmatch(session_id):
             raise _not_found(session_id)
-        raw = self.client.hgetall(self.keys.session(session_id))
+        raw = (reader or self.client).hgetall(self.keys.session(session_id))
         if not raw:
             raise _not_found(session_id)
         return _from_fields(raw)

@@ -84,3 +84,19 @@ def test_a_token_sent_as_authorize_sends_it_is_accepted(api: ServerThread) -> No
         assert http.get("/whoami").status_code == 401
         me = http.get("/whoami", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200 and me.json()["user"] == "docs-reader"
+
+
+def test_every_route_that_serves_requests_is_in_the_openapi_document(api: ServerThread) -> None:
+    """Routes served without FastAPI (the command route) are documented all the same."""
+    with httpx.Client(base_url=api.url, timeout=30) as http:
+        doc = http.get("/openapi.json").json()
+    served = {(r.path, m.lower()) for r in api.app.routes
+              if not isinstance(r, APIRoute) and getattr(r, "methods", None)
+              and not r.path.startswith(("/docs", "/openapi"))
+              for m in (r.methods or ()) if m != "HEAD"}
+    assert ("/sessions/{session_id}/commands", "post") in served
+    for path, method in served:
+        assert method in doc["paths"].get(path, {}), (method, path)
+    command = doc["paths"]["/sessions/{session_id}/commands"]["post"]
+    assert command["security"] == [{"bearer": []}]
+    assert {"200", "202", "401", "403"} <= set(command["responses"])

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.policies.model import default_policy
 from tests.e2e.cli import Lr, ok
-from tests.stack import Stack
+from tests.stack import Stack, register_offline
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +87,15 @@ def test_a_held_command_waits_and_a_second_person_approves_it(
         victim.wait()
     again = lr("deny", command_id, token=bob)
     assert again.exit_code == 6 and "not waiting for approval" in again.stderr
+
+
+def test_admin_removes_a_decommissioned_device_and_an_online_one_is_refused(
+        lr: Lr, stack: Stack, device_id: str) -> None:
+    gone = register_offline(stack)
+    out = ok(lr("admin", "device", "remove", gone))
+    assert out.stdout.strip() == f"{gone}: removed (0 waiting commands dropped)"
+    assert gone not in ok(lr("devices")).stdout
+    refused = lr("admin", "device", "remove", device_id)
+    assert refused.exit_code == 2
+    assert "is online" in refused.output and "Traceback" not in refused.output
+    assert device_id in ok(lr("devices")).stdout

@@ -13,9 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tasks import clock
 from tasks.signing import KeyPair
-from tests.stack import Stack, new_device_id, own_prefix_stack, purge_device_queue
+from tests.stack import (
+    Stack,
+    new_device_id,
+    own_prefix_stack,
+    purge_device_queue,
+    register_offline,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,19 +33,6 @@ def fleet(redis_url: str, tmp_path_factory: pytest.TempPathFactory, signing_keys
         for device in devices:
             st.tag(device, "group:web")
         yield st
-
-
-def register_offline(stack: Stack, *tags: str) -> str:
-    """A device whose agent registered once and has not been seen for a while."""
-    device = new_device_id("off")
-    now = clock.now()
-    plane = stack.plane
-    plane.client.hset(plane.keys.device(device), mapping={
-        "platform": "linux", "hostname": "nowhere", "agent_version": "0.1.0",
-        "registered_at": repr(now - 3600), "last_seen": repr(now - 3600),
-        "tags": ",".join(tags)})
-    plane.client.sadd(plane.keys.devices, device)
-    return device
 
 
 def follow(http: httpx.Client, batch_id: str, timeout_s: float = 30) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 from celery.result import AsyncResult
 
-from tests.stack import Stack
+from orchestrator.commands.jobs import MAX_RUNNING_JOBS
+from tests.stack import Stack, purge_device_queue, register_offline
 
 #: A sparse file this large takes the agent far longer to hash than any test waits.
 HUGE = 64 * 1024**3
@@ -134,3 +136,23 @@ def test_closing_the_session_cancels_its_jobs(stack: Stack, session_a: str,
     while result.state != "REVOKED" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert result.state == "REVOKED"
+
+
+def test_jobs_for_an_offline_device_hold_no_thread_and_expire_when_read(
+        stack: Stack) -> None:
+    device = register_offline(stack)
+    session = stack.open_session(device)
+    threads_before = threading.active_count()
+    jobs = [_start(stack, session, "dir /tmp &", expires_s=1.0)["job"] for _ in range(40)]
+    # More jobs than the receiver pool has threads, and not one thread more for them.
+    assert len(jobs) > MAX_RUNNING_JOBS
+    assert threading.active_count() <= threads_before + 1
+    time.sleep(2.2)  # past the expiry and the second a waiter would give
+    with stack.client() as http:
+        listed = http.get(f"/sessions/{session}/jobs").json()
+    assert [r["status"] for r in listed] == ["expired"] * 40
+    assert all(r["error"]["code"] == "expired" for r in listed)
+    audited = {e.details.get("command_id") for e in stack.plane.audit.read(session=session)
+               if e.action == "command.expired"}
+    assert {r["command_id"] for r in listed} <= audited
+    purge_device_queue(stack.plane, device)
