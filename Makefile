@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/getfile.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/audit.py
 
 # 50 sessions on 20 real agents for 60 s; shorten with LOAD_ARGS="--seconds 10 --sessions 5".
 load: $(STAMP)

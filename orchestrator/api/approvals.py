@@ -13,6 +13,7 @@ from orchestrator.api.guard import Guards, Scope, at_command
 from orchestrator.api.responses import COMMAND_ANSWERS, COMMAND_RECORD, errors
 from orchestrator.commands.approvals import Approvals
 from orchestrator.commands.dispatch import Dispatcher
+from orchestrator.commands.reaper import collect, watched
 from orchestrator.commands.records import CommandRecord, served_record
 from orchestrator.plane import ControlPlane
 from orchestrator.policies.model import PERM_VIEW
@@ -42,11 +43,14 @@ def add_approval_routes(app: FastAPI, plane: ControlPlane, dispatcher: Dispatche
                     req: Annotated[Request, Depends(guards.requires(PERM_VIEW, at_command))]
                     ) -> Response:
         """View on the command's device. A command whose approval window passed shows as
-        expired."""
-        if approvals.expire_overdue():
-            return answer_json(dispatcher.get(command_id))
-        assert req.record is not None
-        return answer_json(req.record)
+        expired; one nobody waits for (a job's, a batch's) that has ended is recorded here,
+        as the reaper would record it."""
+        record = dispatcher.get(command_id) if approvals.expire_overdue() else req.record
+        assert record is not None
+        if not record.outcome_recorded and not watched(record) and collect(
+                plane, dispatcher, [record], grace_s=0.0):
+            record = dispatcher.get(command_id)
+        return answer_json(record)
 
     @app.post("/commands/{command_id}/approve",
               responses={**COMMAND_ANSWERS, **errors(409, 504)})

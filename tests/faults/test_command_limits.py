@@ -138,7 +138,7 @@ def test_a_handler_past_its_time_limit_and_a_script_that_never_ends_are_stopped_
 
 
 def test_a_100_mb_output_is_cut_with_a_marker_in_constant_memory_and_audited_with_its_digest(
-        stack: Stack) -> None:
+        stack: Stack, tmp_path: Path) -> None:
     session = stack.open_session(_device(stack))
     flood = _script(stack, f"head -c {FLOOD_BYTES} /dev/zero | tr '\\0' x\necho done >&2\n")
     pool = _pool_processes(stack)
@@ -169,8 +169,13 @@ def test_a_100_mb_output_is_cut_with_a_marker_in_constant_memory_and_audited_wit
     assert entry.action == "command.completed"
     assert entry.details["result_digest"] == f"sha256:{expected}"
 
-    # A listing over the limit is cut too, and says so.
-    listed = stack.run(session, "processes")
-    assert listed["status"] == "completed" and listed["truncated"] is True, listed.keys()
+    # A listing over the limit is cut too, and says so: a directory of 2,000 entries lists
+    # to several times the limit, whatever else runs on the machine.
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    for i in range(2000):
+        (crowded / f"entry-{i:05d}-{'x' * 40}").touch()
+    listed = stack.run(session, f"dir {crowded}")
+    assert listed["status"] == "completed" and listed["truncated"] is True, listed["status"]
     assert len(json.dumps(listed["result"], separators=(",", ":"))) <= OUTPUT_MAX_BYTES
-    assert 0 < len(listed["result"]["processes"]) < len(psutil.pids())
+    assert 0 < len(listed["result"]["entries"]) < 2000
