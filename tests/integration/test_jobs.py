@@ -156,3 +156,23 @@ def test_jobs_for_an_offline_device_hold_no_thread_and_expire_when_read(
                if e.action == "command.expired"}
     assert {r["command_id"] for r in listed} <= audited
     purge_device_queue(stack.plane, device)
+
+
+def test_a_finished_jobs_outcome_is_recorded_when_it_is_read_by_its_command_id(
+        stack: Stack, session_a: str, tmp_path: Path) -> None:
+    target = tmp_path / "by-id.txt"
+    target.write_bytes(b"read me by id\n")
+    started = _start(stack, session_a, f"getfilehash {target} &")
+    deadline = time.monotonic() + 30
+    with stack.client() as http:
+        while True:  # no reaper runs in this test's API: the read itself records the outcome
+            body = http.get(f"/commands/{started['command_id']}").json()
+            if body["outcome_recorded"]:
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(0.1)
+    assert body["status"] == "completed"
+    assert body["result"]["sha256"] == hashlib.sha256(target.read_bytes()).hexdigest()
+    outcomes = [e for e in stack.plane.audit.read(command=started["command_id"])
+                if e.action == "command.completed"]
+    assert len(outcomes) == 1
