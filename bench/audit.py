@@ -38,7 +38,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config import EmbeddedRedis, Settings  # noqa: E402
+from bench.target import bench_redis  # noqa: E402
+from config import Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
 from orchestrator.audit.log import AuditLog  # noqa: E402
 from orchestrator.audit.witness import HeadWitness, WitnessMark  # noqa: E402
@@ -233,11 +234,7 @@ def main() -> None:
     opts = parser.parse_args()
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lr-bench-")))
-        url = os.environ.get("LR_REDIS_URL")
-        where = f"Redis server at {url}"
-        if not url:
-            server = stack.enter_context(EmbeddedRedis(tmp / "redis"))
-            url, where = server.url, f"embedded Redis ({server.executable})"
+        url, where = bench_redis(stack, tmp / "redis")
         client = redis.Redis.from_url(url)
         signer = Signer.from_file(generate_keypair(tmp / "keys").private_path)
         prefixes: list[str] = []

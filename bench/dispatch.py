@@ -11,7 +11,6 @@ result keys) is deleted at the end.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -24,7 +23,8 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.roundtrip import describe_machine  # noqa: E402
-from config import EmbeddedRedis, Settings  # noqa: E402
+from bench.target import bench_redis  # noqa: E402
+from config import Settings  # noqa: E402
 from orchestrator.commands.dispatch import Dispatcher  # noqa: E402
 from orchestrator.local.cleanup import (  # noqa: E402
     delete_device_queues,
@@ -120,14 +120,11 @@ def main() -> None:
                         help="fleet sizes of the scaling run (each device addressed once, "
                         "at least 2,000 commands)")
     opts = parser.parse_args()
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lrb-", dir="/tmp") as tmp:
+    with ExitStack() as stack:
+        # Removed last: an embedded Redis's socket lives in it until the clean-up ran.
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lrb-", dir="/tmp"))
         tmpdir = Path(tmp)
-        redis_url = os.environ.get("LR_REDIS_URL")
-        where = f"Redis server at {redis_url}"
-        if not redis_url:
-            embedded = stack.enter_context(EmbeddedRedis(tmpdir / "redis"))
-            redis_url = embedded.url
-            where = f"embedded Redis ({embedded.executable})"
+        redis_url, where = bench_redis(stack, tmpdir / "redis")
         prefix = f"lrbench-{uuid.uuid4().hex[:6]}"
         client = redis.Redis.from_url(redis_url)
         stack.callback(delete_matching, client, f"{prefix}:*")

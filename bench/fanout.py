@@ -32,7 +32,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config import EmbeddedRedis, Settings  # noqa: E402
+from bench.target import bench_redis  # noqa: E402
+from config import Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
 from orchestrator.local.cleanup import delete_matching  # noqa: E402
 from orchestrator.plane import ControlPlane  # noqa: E402
@@ -113,14 +114,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     opts = parser.parse_args()
 
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lrf-", dir="/tmp") as tmp:
+    with ExitStack() as stack:
+        # Removed last: an embedded Redis's socket lives in it until the clean-up ran.
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lrf-", dir="/tmp"))
         tmpdir = Path(tmp)
-        redis_url = os.environ.get("LR_REDIS_URL")
-        where = f"Redis server at {redis_url}"
-        if not redis_url:
-            embedded = stack.enter_context(EmbeddedRedis(tmpdir / "redis"))
-            redis_url = embedded.url
-            where = f"embedded Redis ({embedded.executable})"
+        redis_url, where = bench_redis(stack, tmpdir / "redis")
         prefix = f"lrbench-{uuid.uuid4().hex[:6]}"
         stack.callback(lambda: delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*"))
         signing = generate_keypair(tmpdir / "keys")

@@ -24,7 +24,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.roundtrip import describe_machine  # noqa: E402
-from config import EmbeddedRedis  # noqa: E402
+from bench.target import bench_redis  # noqa: E402
 from orchestrator.local.agents import LocalAgent  # noqa: E402
 from orchestrator.local.cleanup import delete_matching, delete_queues  # noqa: E402
 from tasks.queues import queue_for  # noqa: E402
@@ -79,14 +79,11 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=5.0, help="seconds idle before measuring")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of CPU measured")
     opts = parser.parse_args()
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lrb-", dir="/tmp") as tmp:
+    with ExitStack() as stack:
+        # Removed last: an embedded Redis's socket lives in it until the clean-up ran.
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lrb-", dir="/tmp"))
         tmpdir = Path(tmp)
-        redis_url = os.environ.get("LR_REDIS_URL")
-        where = f"Redis server at {redis_url}"
-        if not redis_url:
-            embedded = stack.enter_context(EmbeddedRedis(tmpdir / "redis"))
-            redis_url = embedded.url
-            where = f"embedded Redis ({embedded.executable})"
+        redis_url, where = bench_redis(stack, tmpdir / "redis")
         client = redis.Redis.from_url(redis_url)
         prefix = f"lrbench-{uuid.uuid4().hex[:6]}"
         device = f"bench-fp-{uuid.uuid4().hex[:6]}"

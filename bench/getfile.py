@@ -27,7 +27,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config import EmbeddedRedis, Settings  # noqa: E402
+from bench.target import bench_redis  # noqa: E402
+from config import Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
 from orchestrator.local.agents import LocalAgent  # noqa: E402
 from orchestrator.local.cleanup import delete_matching  # noqa: E402
@@ -89,11 +90,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mb", type=int, default=200, help="file size in MiB")
     opts = parser.parse_args()
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lrb-", dir="/tmp") as tmp:
+    with ExitStack() as stack:
+        # Removed last: an embedded Redis's socket lives in it until the clean-up ran.
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lrb-", dir="/tmp"))
         tmpdir = Path(tmp)
-        redis_url = os.environ.get("LR_REDIS_URL")
-        if not redis_url:
-            redis_url = stack.enter_context(EmbeddedRedis(tmpdir / "redis")).url
+        redis_url, _ = bench_redis(stack, tmpdir / "redis")
         prefix = f"lrbench-{uuid.uuid4().hex[:6]}"
         stack.callback(lambda: delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*"))
         signing = generate_keypair(tmpdir / "keys")

@@ -29,7 +29,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config import EmbeddedRedis, Settings  # noqa: E402
+from bench.target import bench_redis  # noqa: E402
+from config import Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
 from orchestrator.commands.dispatch import Dispatcher  # noqa: E402
 from orchestrator.local.agents import LocalAgent  # noqa: E402
@@ -138,12 +139,11 @@ def start_agents(stack: ExitStack, redis_url: str, prefix: str, devices: list[st
 
 def run_load(seconds: float, sessions: int, devices: int, redis_url: str | None = None) -> int:
     """Run the load and print its figures; 0 when every check held, else 1."""
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lrload-", dir="/tmp") as tmp:
+    with ExitStack() as stack:
+        # Removed last: an embedded Redis's socket lives in it until the clean-up ran.
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lrload-", dir="/tmp"))
         tmpdir = Path(tmp)
-        where = f"Redis server at {redis_url}"
-        if not redis_url:
-            embedded = stack.enter_context(EmbeddedRedis(tmpdir / "redis"))
-            redis_url, where = embedded.url, f"embedded Redis ({embedded.executable})"
+        redis_url, where = bench_redis(stack, tmpdir / "redis", redis_url or "")
         prefix = f"lrload-{uuid.uuid4().hex[:6]}"
         device_ids = [f"load-{prefix[-6:]}-{i:02d}" for i in range(devices)]
         tally = Tally()

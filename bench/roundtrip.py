@@ -27,7 +27,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config import EmbeddedRedis, Settings  # noqa: E402
+from bench.target import bench_redis  # noqa: E402
+from config import Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
 from orchestrator.local.agents import LocalAgent  # noqa: E402
 from orchestrator.local.cleanup import delete_matching, delete_queues, delete_results  # noqa: E402
@@ -111,14 +112,11 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=500, help="sequential round trips")
     opts = parser.parse_args()
 
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lrb-", dir="/tmp") as tmp:
+    with ExitStack() as stack:
+        # Removed last: an embedded Redis's socket lives in it until the clean-up ran.
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="lrb-", dir="/tmp"))
         tmpdir = Path(tmp)
-        redis_url = os.environ.get("LR_REDIS_URL")
-        where = f"Redis server at {redis_url}"
-        if not redis_url:
-            embedded = stack.enter_context(EmbeddedRedis(tmpdir / "redis"))
-            redis_url = embedded.url
-            where = f"embedded Redis ({embedded.executable})"
+        redis_url, where = bench_redis(stack, tmpdir / "redis")
         prefix = f"lrbench-{uuid.uuid4().hex[:6]}"
         task_ids: list[str] = []
         queues = [queue_for("bench-host")]
