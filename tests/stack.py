@@ -165,3 +165,9 @@ def register_offline(stack: Stack, *tags: str) -> str:
 def purge_device_queue(plane: ControlPlane, device_id: str) -> None:
     """Delete a test device's queue keys and bindings so nothing is left in the shared Redis."""
     delete_device_queues(plane.client, [device_id])
+
+
+def completed(body: dict[str, Any]) -> dict[str, Any]:
+    """The result of a command answer that must have completed (the whole answer otherwise)."""
+    assert body.get("status") == "completed", body
+    return dict(body["result"])

@@ -6,14 +6,13 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from orchestrator.cli.render import render_record
 from tasks.signing import KeyPair
 from tests.login_files import DEAD_PROCESS, USER_PROCESS, Login, write_utmp
-from tests.stack import Stack, new_device_id, own_prefix_stack
+from tests.stack import Stack, completed, new_device_id, own_prefix_stack
 
 HASH = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.tksEoNZ3PV7A"
 LOGINS = [
@@ -54,11 +53,6 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory, signing_keys
 @pytest.fixture
 def session(stack: Stack) -> str:
     return stack.open_session(next(iter(stack.agents)))
-
-
-def completed(body: dict[str, Any]) -> dict[str, Any]:
-    assert body.get("status") == "completed", body
-    return dict(body["result"])
 
 
 def tool(*argv: str) -> bytes:

@@ -11,12 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.stack import Stack
-
-
-def _completed(body: dict) -> dict:
-    assert body.get("status") == "completed", body
-    return body["result"]
+from tests.stack import Stack, completed
 
 
 def test_getfilehash_equals_sha256sum_and_md5sum(stack: Stack, session_a: str,
@@ -27,7 +22,7 @@ def test_getfilehash_equals_sha256sum_and_md5sum(stack: Stack, session_a: str,
                             check=True).stdout.split()[0]
     md5 = subprocess.run(["md5sum", str(subject)], capture_output=True, text=True,
                          check=True).stdout.split()[0]
-    result = _completed(stack.run(session_a, f"getfilehash {subject} --algo all"))
+    result = completed(stack.run(session_a, f"getfilehash {subject} --algo all"))
     assert result["sha256"] == sha256
     assert result["md5"] == md5
     assert result["size_bytes"] == subject.stat().st_size
@@ -37,7 +32,7 @@ def test_dir_lists_exactly_the_test_tree(stack: Stack, session_a: str, tmp_path:
     (tmp_path / "a.txt").write_text("a")
     (tmp_path / "sub").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "a.txt")
-    result = _completed(stack.run(session_a, f"dir {tmp_path}"))
+    result = completed(stack.run(session_a, f"dir {tmp_path}"))
     names = {e["name"]: e for e in result["entries"]}
     assert set(names) == set(os.listdir(tmp_path))
     assert names["sub"]["type"] == "dir"
@@ -48,20 +43,20 @@ def test_dir_lists_exactly_the_test_tree(stack: Stack, session_a: str, tmp_path:
 def test_cd_makes_relative_paths_resolve_in_the_session(stack: Stack, session_a: str,
                                                         tmp_path: Path) -> None:
     (tmp_path / "note.txt").write_text("x")
-    assert _completed(stack.run(session_a, f"cd {tmp_path}"))["cwd"] == str(tmp_path)
-    result = _completed(stack.run(session_a, "fileinfo note.txt"))
+    assert completed(stack.run(session_a, f"cd {tmp_path}"))["cwd"] == str(tmp_path)
+    result = completed(stack.run(session_a, "fileinfo note.txt"))
     assert result["path"] == str(tmp_path / "note.txt")
 
 
 def test_processes_shows_a_sleep_the_test_started(stack: Stack, session_a: str) -> None:
     sleeper = subprocess.Popen(["sleep", "300"])
     try:
-        result = _completed(stack.run(session_a, f"processes --pid {sleeper.pid}"))
+        result = completed(stack.run(session_a, f"processes --pid {sleeper.pid}"))
         (proc,) = result["processes"]
         assert proc["pid"] == sleeper.pid
         assert proc["ppid"] == os.getpid()
         assert proc["cmdline"] == ["sleep", "300"]
-        listing = _completed(stack.run(session_a, "processes"))
+        listing = completed(stack.run(session_a, "processes"))
         assert sleeper.pid in {p["pid"] for p in listing["processes"]}
     finally:
         sleeper.kill()
@@ -73,7 +68,7 @@ def test_netstat_shows_a_listening_socket_like_ss(stack: Stack, session_a: str) 
         srv.bind(("127.0.0.1", 0))
         srv.listen()
         port = srv.getsockname()[1]
-        result = _completed(stack.run(session_a, "netstat"))
+        result = completed(stack.run(session_a, "netstat"))
         ours = [c for c in result["connections"]
                 if c["local_port"] == port and c["proto"] == "tcp"]
         assert ours, f"port {port} missing from netstat"
@@ -88,7 +83,7 @@ def test_netstat_shows_a_listening_socket_like_ss(stack: Stack, session_a: str) 
 def test_kill_really_ends_the_process(stack: Stack, session_a: str) -> None:
     victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     try:
-        result = _completed(stack.run(session_a, f"kill {victim.pid}"))
+        result = completed(stack.run(session_a, f"kill {victim.pid}"))
         assert result["ended"] is True
         assert victim.wait(timeout=10) is not None
     finally:
@@ -111,7 +106,7 @@ def test_findfile_matches_find(stack: Stack, session_a: str, tmp_path: Path) -> 
         (tmp_path / rel).write_text(rel)
     found = subprocess.run(["find", str(tmp_path), "-name", "*.exe"], capture_output=True,
                            text=True, check=True).stdout.split()
-    result = _completed(stack.run(session_a, f"findfile '*.exe' --path {tmp_path}"))
+    result = completed(stack.run(session_a, f"findfile '*.exe' --path {tmp_path}"))
     assert sorted(m["path"] for m in result["matches"]) == sorted(found)
 
 

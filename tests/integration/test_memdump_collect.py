@@ -12,7 +12,6 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -21,7 +20,7 @@ from orchestrator.files.evidence import EvidenceStore
 from tasks.commands.collect import MANIFEST_NAME
 from tasks.commands.memory import read_memdump_manifest
 from tasks.signing import KeyPair
-from tests.stack import Stack, new_device_id, own_prefix_stack
+from tests.stack import Stack, completed, new_device_id, own_prefix_stack
 
 pytestmark = pytest.mark.integration
 
@@ -61,12 +60,6 @@ def marked_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
         child.wait()
 
 
-def _completed(body: dict[str, Any]) -> dict[str, Any]:
-    assert body.get("status") == "completed", body
-    result: dict[str, Any] = body["result"]
-    return result
-
-
 def _sha256sum(path: Path) -> str:
     out = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True)
     return out.stdout.split()[0]
@@ -86,7 +79,7 @@ def test_memdump_stores_the_memory_holding_the_marker_with_a_matching_sha256(
         stack: Stack, session: str,
         marked_process: tuple[subprocess.Popen[str], str]) -> None:
     child, marker = marked_process
-    result = _completed(stack.run(session, f"memdump {child.pid}"))
+    result = completed(stack.run(session, f"memdump {child.pid}"))
     stored = Path(result["evidence_path"])
     assert _sha256sum(stored) == result["sha256"] == result["evidence_sha256"]
     assert stored.stat().st_size == result["size_bytes"]
@@ -149,7 +142,7 @@ def _tree(root: Path) -> Path:
 def test_collect_archives_a_tree_as_sha256sum_stat_and_tar_see_it(
         stack: Stack, session: str, tmp_path: Path) -> None:
     app = _tree(tmp_path / "src")
-    result = _completed(stack.run(session, f"collect {app}"))
+    result = completed(stack.run(session, f"collect {app}"))
     stored = Path(result["evidence_path"])
     assert _sha256sum(stored) == result["sha256"] == result["evidence_sha256"]
     members = {m["path"]: m for m in result["members"]}
@@ -188,7 +181,7 @@ def test_collect_archives_a_tree_as_sha256sum_stat_and_tar_see_it(
 def test_collect_takes_a_glob(stack: Stack, session: str, tmp_path: Path) -> None:
     for name in ("a.log", "b.log", "c.txt"):
         (tmp_path / name).write_text(name)
-    result = _completed(stack.run(session, f"collect '{tmp_path}/*.log'"))
+    result = completed(stack.run(session, f"collect '{tmp_path}/*.log'"))
     assert result["roots"] == [str(tmp_path / "a.log"), str(tmp_path / "b.log")]
     assert [m["name"] for m in result["members"]] == [
         str(tmp_path / n).lstrip("/") for n in ("a.log", "b.log")]

@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.files.library import CHUNK_BYTES, library_of
 from tasks.signing import KeyPair
-from tests.stack import Stack, own_prefix_stack
+from tests.stack import Stack, completed, own_prefix_stack
 
 #: The agent's script time limit in this module.
 SCRIPT_TIMEOUT_S = 5.0
@@ -59,11 +59,6 @@ def _tamper(stack: Stack, sha256: str) -> None:
     stack.plane.client.set(key, bytes([chunk[0] ^ 0xFF]) + chunk[1:])
 
 
-def _completed(body: dict) -> dict:
-    assert body.get("status") == "completed", body
-    return body["result"]
-
-
 def _failed(body: dict, code: str) -> dict:
     assert body.get("status") == "failed", body
     assert body["error"]["code"] == code, body
@@ -80,7 +75,7 @@ def test_put_writes_the_file_with_the_sha256_sha256sum_computes(stack: Stack, se
     content = os.urandom(CHUNK_BYTES + CHUNK_BYTES // 2)
     name, sha256 = _add(stack, content, ".bin")
     dest = tmp_path / "tool.bin"
-    result = _completed(stack.run(session, f"put {name} {dest}"))
+    result = completed(stack.run(session, f"put {name} {dest}"))
     assert _sha256sum(dest) == sha256 == result["sha256"]
     assert result == {"name": name, "path": str(dest), "size_bytes": len(content),
                       "sha256": sha256, "overwritten": False}
@@ -91,11 +86,11 @@ def test_put_writes_the_file_with_the_sha256_sha256sum_computes(stack: Stack, se
 def test_put_defaults_to_the_session_directory_and_into_a_directory(stack: Stack, session: str,
                                                                      tmp_path: Path) -> None:
     name, sha256 = _add(stack, b"#!/bin/sh\necho hi\n")
-    _completed(stack.run(session, f"cd {tmp_path}"))
-    assert _completed(stack.run(session, f"put {name}"))["path"] == str(tmp_path / name)
+    completed(stack.run(session, f"cd {tmp_path}"))
+    assert completed(stack.run(session, f"put {name}"))["path"] == str(tmp_path / name)
     sub = tmp_path / "sub"
     sub.mkdir()
-    assert _completed(stack.run(session, f"put {name} sub"))["path"] == str(sub / name)
+    assert completed(stack.run(session, f"put {name} sub"))["path"] == str(sub / name)
     assert _sha256sum(sub / name) == sha256
 
 
@@ -107,7 +102,7 @@ def test_put_refuses_to_overwrite_unless_told(stack: Stack, session: str,
     error = _failed(stack.run(session, f"put {name} {dest}"), "path_exists")
     assert "already exists" in error["message"] and "--overwrite" in error["hint"]
     assert dest.read_bytes() == b"original\n"
-    result = _completed(stack.run(session, f"put {name} {dest} --overwrite"))
+    result = completed(stack.run(session, f"put {name} {dest} --overwrite"))
     assert result["overwritten"] is True
     assert _sha256sum(dest) == sha256
 
@@ -120,7 +115,7 @@ def test_put_replaces_a_symlink_at_dest_and_never_writes_through_it(stack: Stack
     link = tmp_path / "link"
     link.symlink_to(target)
     _failed(stack.run(session, f"put {name} {link}"), "path_exists")
-    _completed(stack.run(session, f"put {name} {link} --overwrite"))
+    completed(stack.run(session, f"put {name} {link} --overwrite"))
     assert not link.is_symlink()
     assert link.read_bytes() == b"payload\n"
     assert target.read_bytes() == b"keep me\n"
@@ -158,8 +153,8 @@ def test_a_responder_may_not_put_or_run_scripts(stack: Stack) -> None:
 def test_runscript_gives_the_scripts_output_and_exit_code(stack: Stack, session: str,
                                                           tmp_path: Path) -> None:
     name, sha256 = _add(stack, b'echo "args: $1|$2|$#"; pwd; echo oops >&2; exit 3\n')
-    _completed(stack.run(session, f"cd {tmp_path}"))
-    result = _completed(stack.run(session, f"runscript {name} -- one 'two words'"))
+    completed(stack.run(session, f"cd {tmp_path}"))
+    result = completed(stack.run(session, f"runscript {name} -- one 'two words'"))
     assert result["exit_code"] == 3
     assert result["stdout"] == f"args: one|two words|2\n{tmp_path}\n"
     assert result["stderr"] == "oops\n"
@@ -171,7 +166,7 @@ def test_runscript_runs_python_with_a_clean_environment(stack: Stack, session: s
     script = (b"import os, sys\n"
               b"print(sys.argv[1:], sorted(k for k in os.environ if k.startswith('LR_')))\n")
     name, _ = _add(stack, script, ".py")
-    result = _completed(stack.run(session, f"runscript {name} -- --flag x"))
+    result = completed(stack.run(session, f"runscript {name} -- --flag x"))
     assert result["exit_code"] == 0
     assert result["stdout"] == "['--flag', 'x'] []\n"
 
@@ -182,7 +177,7 @@ def test_a_script_past_its_time_limit_is_stopped_with_its_children(stack: Stack,
     body = f"echo $$ > {pids}; sleep 300 & echo $! >> {pids}; echo started; wait\n".encode()
     name, _ = _add(stack, body)
     started = time.monotonic()
-    result = _completed(stack.run(session, f"runscript {name}"))
+    result = completed(stack.run(session, f"runscript {name}"))
     assert time.monotonic() - started < SCRIPT_TIMEOUT_S + 10
     assert result["timed_out"] is True and result["exit_code"] is None
     assert result["timeout_s"] == SCRIPT_TIMEOUT_S
@@ -196,7 +191,7 @@ def test_a_script_past_its_time_limit_is_stopped_with_its_children(stack: Stack,
 
 def test_output_over_the_limit_is_cut_with_a_marker(stack: Stack, session: str) -> None:
     name, _ = _add(stack, b"head -c 1000000 /dev/zero | tr '\\0' y; echo; echo done >&2\n")
-    result = _completed(stack.run(session, f"runscript {name}"))
+    result = completed(stack.run(session, f"runscript {name}"))
     assert result["stdout_truncated"] is True and result["stderr_truncated"] is False
     assert result["stdout_bytes"] == 1_000_001
     kept, marker = result["stdout"].split("\n[output truncated: ")
@@ -228,14 +223,14 @@ def test_persistence_check_reports_planted_and_real_autostart_places(
     cron.write_text("* * * * * root /usr/local/bin/beacon\n")
     unit = root / "etc" / "systemd" / "system" / "beacon.service"
     unit.write_text("[Service]\nExecStart=/usr/local/bin/beacon --quiet\n")
-    planted = _completed(stack.run(session, f"runscript {name} -- {root}"))
+    planted = completed(stack.run(session, f"runscript {name} -- {root}"))
     assert planted["exit_code"] == 0, planted
     rows = {line.split("\t")[1]: line.split("\t") for line in planted["stdout"].splitlines()
             if not line.startswith("#")}
     assert rows[str(cron)][0] == "cron" and rows[str(cron)][4] == _sha256sum(cron)
     assert rows[str(unit)][0] == "systemd" and rows[str(unit)][5] == "/usr/local/bin/beacon --quiet"
     assert rows[str(unit)][2] == psutil.Process().username()
-    real = _completed(stack.run(session, f"runscript {name}"))
+    real = completed(stack.run(session, f"runscript {name}"))
     assert real["exit_code"] == 0
     profile_d = sorted(str(p) for p in Path("/etc/profile.d").iterdir())
     assert profile_d, "this Debian machine has /etc/profile.d entries"
@@ -250,8 +245,8 @@ def test_put_and_runscript_run_while_the_device_is_isolated(stack: Stack, sessio
     name, sha256 = _add(stack, b"echo isolated but reachable\n")
     stack.plane.devices.set_isolation(device, "full", "admin")
     try:
-        assert _completed(stack.run(session, f"put {name} {tmp_path / 'x.sh'}"))["sha256"] == sha256
-        ran = _completed(stack.run(session, f"runscript {name}"))
+        assert completed(stack.run(session, f"put {name} {tmp_path / 'x.sh'}"))["sha256"] == sha256
+        ran = completed(stack.run(session, f"runscript {name}"))
         assert ran["stdout"] == "isolated but reachable\n"
     finally:
         stack.plane.devices.clear_isolation(device)

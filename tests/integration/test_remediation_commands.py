@@ -16,7 +16,7 @@ import pytest
 from config.settings import Settings
 from tasks.signing import KeyPair
 from tests.privilege import NOBODY
-from tests.stack import Stack, new_device_id, own_prefix_stack
+from tests.stack import Stack, completed, new_device_id, own_prefix_stack
 
 EVIL_CRON = "* * * * * root /tmp/.x/beacon\n"
 EVIL_UNIT = "[Service]\nExecStart=/opt/.hidden/implant --daemon\n\n[Install]\n" \
@@ -62,11 +62,6 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory, signing_keys
 @pytest.fixture
 def session(stack: Stack) -> str:
     return stack.open_session(next(iter(stack.agents)))
-
-
-def completed(body: dict[str, Any]) -> dict[str, Any]:
-    assert body.get("status") == "completed", body
-    return dict(body["result"])
 
 
 def failed(body: dict[str, Any], code: str) -> dict[str, Any]:

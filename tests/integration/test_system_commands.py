@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tasks.signing import KeyPair
-from tests.stack import Stack, new_device_id, own_prefix_stack
+from tests.stack import Stack, completed, new_device_id, own_prefix_stack
 
 pytestmark = pytest.mark.integration
 
@@ -60,12 +60,6 @@ def session(stack: Stack) -> str:
     return stack.open_session(next(iter(stack.agents)))
 
 
-def _completed(body: dict[str, Any]) -> dict[str, Any]:
-    assert body.get("status") == "completed", body
-    result: dict[str, Any] = body["result"]
-    return result
-
-
 def _out(*argv: str) -> str:
     return subprocess.run(list(argv), capture_output=True, text=True, check=True).stdout
 
@@ -79,7 +73,7 @@ def test_modules_lists_what_lsmod_lists_or_says_there_are_none(
         assert body["error"]["code"] == "unsupported_on_endpoint"
         assert "/proc/modules does not exist" in body["error"]["message"]
         return
-    result = _completed(body)
+    result = completed(body)
     if shutil.which("lsmod"):
         rows = [line.split() for line in _out("lsmod").splitlines()[1:]]
         expected = {r[0]: (int(r[1]), int(r[2])) for r in rows}
@@ -100,7 +94,7 @@ def test_mounts_equal_findmnt(stack: Stack, session: str) -> None:
     # Other tests on this machine may mount meanwhile (a network namespace): try again then.
     for _ in range(3):
         before = _findmnt()
-        result = _completed(stack.run(session, "mounts"))
+        result = completed(stack.run(session, "mounts"))
         if _findmnt() == before:
             break
     got = sorted((m["target"], m["fstype"], ",".join(m["options"])) for m in result["mounts"])
@@ -123,7 +117,7 @@ def _ip_snapshot() -> tuple[dict[str, Any], dict[str, list[Any]]]:
 def test_interfaces_and_routes_equal_ip(stack: Stack, session: str) -> None:
     # Other tests on this machine may add a veth pair meanwhile: compare what stayed put.
     links_before, routes_before = _ip_snapshot()
-    result = _completed(stack.run(session, "interfaces"))
+    result = completed(stack.run(session, "interfaces"))
     links_after, routes_after = _ip_snapshot()
     stable = {name for name, link in links_before.items() if links_after.get(name) == link}
     assert "lo" in stable
@@ -146,7 +140,7 @@ def test_env_shows_a_process_environment_with_secrets_redacted(
            "DATABASE_URL": "postgres://app:pw-in-url@db:5432/app"}
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
     try:
-        result = _completed(stack.run(session, f"env {child.pid}"))
+        result = completed(stack.run(session, f"env {child.pid}"))
         shown = {v["name"]: v["value"] for v in result["variables"]}
         raw = Path(f"/proc/{child.pid}/environ").read_bytes().split(b"\0")
         assert set(shown) == {e.split(b"=", 1)[0].decode() for e in raw if e} == set(env)
@@ -167,7 +161,7 @@ def test_env_of_a_missing_process_says_so(stack: Stack, session: str) -> None:
 
 def test_history_lists_each_accounts_files_as_tail_and_sha256sum_see_them(
         stack: Stack, session: str, endpoint: Path) -> None:
-    result = _completed(stack.run(session, "history --max 7"))
+    result = completed(stack.run(session, "history --max 7"))
     files = {f["path"]: f for f in result["files"]}
     assert set(files) == {"/home/alice/.bash_history", "/home/alice/.local/share/fish/fish_history",
                           "/home/bob/.zsh_history", "/home/bob/.bash_history"}
@@ -187,7 +181,7 @@ def test_history_lists_each_accounts_files_as_tail_and_sha256sum_see_them(
 
 
 def test_history_of_one_user_and_of_an_unknown_one(stack: Stack, session: str) -> None:
-    result = _completed(stack.run(session, "history --user bob --max 1"))
+    result = completed(stack.run(session, "history --user bob --max 1"))
     assert {f["user"] for f in result["files"]} == {"bob"}
     body = stack.run(session, "history --user mallory")
     assert body["status"] == "failed" and "no account 'mallory'" in body["error"]["message"]
@@ -208,7 +202,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def _found(stack: Stack, session: str, line: str) -> list[str]:
-    result = _completed(stack.run(session, line))
+    result = completed(stack.run(session, line))
     return sorted(m["path"] for m in result["matches"])
 
 
