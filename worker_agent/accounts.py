@@ -16,7 +16,7 @@ from tasks.commands.accounts import (
     UsersResult,
 )
 from tasks.commands.logs import LoginRecord
-from tasks.errors import PathNotFoundError, UnsupportedOnEndpointError
+from tasks.errors import PathNotFoundError
 from worker_agent import account_files as af
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import oserrors_mapped
@@ -30,7 +30,7 @@ LASTLOG_FILE = "var/log/lastlog"
 
 def run_users(args: UsersArgs, ctx: CommandContext) -> UsersResult:
     """Every account of etc/passwd with what an analyst asks of it first."""
-    root = _root(ctx, "users")
+    root = ctx.system_root("users")
     with oserrors_mapped("/etc/passwd"):
         entries = af.read_passwd(root)
     unreadable: list[str] = []
@@ -108,7 +108,7 @@ def last_logins(root: Path, names: dict[int, str], unreadable: list[str]) -> dic
 
 def run_sessions(args: SessionsArgs, ctx: CommandContext) -> SessionsResult:
     """The users logged in now: utmp's USER_PROCESS records, as `who` lists them."""
-    root = _root(ctx, "sessions")
+    root = ctx.system_root("sessions")
     path = next((root / rel for rel in UTMP_FILES if (root / rel).exists()), None)
     if path is None:
         raise PathNotFoundError(
@@ -130,12 +130,3 @@ def session_of(record: LoginRecord, live: bool) -> LoginSession:
                         login_time=record.time, pid=record.pid, address=record.address,
                         alive=alive)
 
-
-def _root(ctx: CommandContext, command: str) -> Path:
-    if sys.platform != "linux":
-        raise UnsupportedOnEndpointError(f"{command} is not supported on {sys.platform} yet")
-    root = Path(ctx.settings.system_root)
-    if not root.is_dir():
-        raise PathNotFoundError(f"the system root {root} is not a directory",
-                                hint="check LR_SYSTEM_ROOT on the agent")
-    return root

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
+from tasks.errors import PathNotFoundError, UnsupportedOnEndpointError
 from tasks.keys import Keys
 
 
@@ -49,3 +51,14 @@ class CommandContext:
         expanded = os.path.expanduser(path)
         base = self.cwd or os.getcwd()
         return Path(os.path.normpath(os.path.join(base, expanded)))
+
+    def system_root(self, command: str) -> Path:
+        """The root `command` reads system files under (`LR_SYSTEM_ROOT`); refused on anything
+        but Linux, or when the root is not a directory."""
+        if sys.platform != "linux":
+            raise UnsupportedOnEndpointError(f"{command} is not supported on {sys.platform} yet")
+        root = Path(self.settings.system_root)
+        if not root.is_dir():
+            raise PathNotFoundError(f"the system root {root} is not a directory",
+                                    hint="check LR_SYSTEM_ROOT on the agent")
+        return root

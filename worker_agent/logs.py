@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -43,12 +42,7 @@ JOURNALCTL_TIMEOUT_S = 60.0
 
 def run_logs(args: LogsArgs, ctx: CommandContext) -> LogsResult:
     """The newest `args.max` entries of one log source that match `--since` and `--grep`."""
-    if sys.platform != "linux":
-        raise UnsupportedOnEndpointError(f"logs is not supported on {sys.platform} yet")
-    root = Path(ctx.settings.system_root)
-    if not root.is_dir():
-        raise PathNotFoundError(f"the system root {root} is not a directory",
-                                hint="check LR_SYSTEM_ROOT on the agent")
+    root = ctx.system_root("logs")
     source: LogSource = args.source or ("journal" if journal_present(root) else "syslog")
     since = parse_point_in_time(args.since, time.time()) if args.since else None
     pattern = re.compile(args.grep) if args.grep else None
