@@ -22,8 +22,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.roundtrip import describe_machine  # noqa: E402
-from bench.target import bench_redis  # noqa: E402
+from bench.target import bench_redis, describe_machine  # noqa: E402
 from config import Settings  # noqa: E402
 from orchestrator.commands.dispatch import Dispatcher  # noqa: E402
 from orchestrator.local.cleanup import (  # noqa: E402

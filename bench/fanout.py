@@ -14,8 +14,6 @@ Each is run `--repeat` times; the best and the median are printed.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,12 +25,11 @@ from pathlib import Path
 
 import celery
 import httpx
-import kombu
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.target import bench_redis  # noqa: E402
+from bench.target import bench_redis, describe_machine  # noqa: E402
 from config import Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
 from orchestrator.local.cleanup import delete_matching  # noqa: E402
@@ -135,12 +132,7 @@ def main() -> None:
         http = stack.enter_context(httpx.Client(
             base_url=server.url, timeout=600, headers={"Authorization": f"Bearer {token}"}))
 
-        info = redis.Redis.from_url(redis_url).info("server")
-        print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.platform()}")
-        print(f"python {platform.python_version()}, celery {celery.__version__}, "
-              f"kombu {kombu.__version__}, redis-py {redis.__version__}, "
-              f"redis-server {info['redis_version']}; {where}")
-        print()
+        describe_machine(redis_url, where)
         # Warm up: queues declared, connections open, code paths imported.
         bare_loop(plane.celery, devices[:50])
         ours(http, opts.devices)

@@ -23,8 +23,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.roundtrip import describe_machine  # noqa: E402
-from bench.target import bench_redis  # noqa: E402
+from bench.target import bench_redis, describe_machine  # noqa: E402
 from orchestrator.local.agents import LocalAgent  # noqa: E402
 from orchestrator.local.cleanup import delete_matching, delete_queues  # noqa: E402
 from tasks.queues import queue_for  # noqa: E402

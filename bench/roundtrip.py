@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -20,14 +19,12 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-import celery
 import httpx
-import kombu
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.target import bench_redis  # noqa: E402
+from bench.target import bench_redis, describe_machine  # noqa: E402
 from config import Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
 from orchestrator.local.agents import LocalAgent  # noqa: E402
@@ -95,16 +92,6 @@ def bench_bare(redis_url: str, subject: Path, n: int, log: Path,
     finally:
         worker.terminate()
         worker.wait(timeout=20)
-
-
-def describe_machine(redis_url: str, where: str) -> None:
-    """Print the machine, the versions and the Redis a run measured."""
-    info = redis.Redis.from_url(redis_url).info("server")
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.platform()}")
-    print(f"python {platform.python_version()}, celery {celery.__version__}, "
-          f"kombu {kombu.__version__}, redis-py {redis.__version__}, "
-          f"redis-server {info['redis_version']}; {where}")
-    print()
 
 
 def main() -> None:
