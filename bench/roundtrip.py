@@ -24,6 +24,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.cpu import CpuSample, per_call_ms  # noqa: E402
 from bench.target import bench_redis, describe_machine  # noqa: E402
 from config import Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
@@ -49,11 +50,20 @@ def timed(n: int, call: Callable[[], object]) -> list[float]:
     return out
 
 
-def bench_ours(plane: ControlPlane, url: str, token: str, device: str, subject: Path,
-               n: int, task_ids: list[str]) -> list[float]:
+def measured(n: int, call: Callable[[], object], worker_pid: int,
+             client: redis.Redis) -> tuple[list[float], dict[str, float]]:
+    """`n` timed calls after 20 to warm up, and the CPU each cost, by process."""
+    timed(20, call)
+    before = CpuSample.take(worker_pid, client)
+    ms = timed(n, call)
+    return ms, per_call_ms(before, CpuSample.take(worker_pid, client), n)
+
+
+def bench_ours(plane: ControlPlane, url: str, token: str, agent: LocalAgent, subject: Path,
+               n: int, task_ids: list[str]) -> tuple[list[float], dict[str, float]]:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
                       timeout=60) as http:
-        session = http.post("/sessions", json={"device_id": device}).json()["id"]
+        session = http.post("/sessions", json={"device_id": agent.device_id}).json()["id"]
         path = f"/sessions/{session}/commands"
         body = {"line": f"getfilehash {subject}"}
 
@@ -62,12 +72,11 @@ def bench_ours(plane: ControlPlane, url: str, token: str, device: str, subject: 
             assert resp["status"] == "completed", resp
             task_ids.append(resp["command_id"])
 
-        timed(20, one)  # warm up
-        return timed(n, one)
+        return measured(n, one, agent.pid, plane.client)
 
 
 def bench_bare(redis_url: str, subject: Path, n: int, log: Path,
-               task_ids: list[str], queues: list[str]) -> list[float]:
+               task_ids: list[str], queues: list[str]) -> tuple[list[float], dict[str, float]]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     env = {**os.environ, "LR_REDIS_URL": redis_url,
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -87,8 +96,7 @@ def bench_bare(redis_url: str, subject: Path, n: int, log: Path,
             task_ids.append(result.id)
             assert result.get(timeout=60)
 
-        timed(20, one)
-        return timed(n, one)
+        return measured(n, one, worker.pid, redis.Redis.from_url(redis_url))
     finally:
         worker.terminate()
         worker.wait(timeout=20)
@@ -118,7 +126,7 @@ def main() -> None:
         user = create_user(plane.client, plane.keys, "bench", ["admin"])
         token = issue_token(plane.client, plane.keys, user)
         device = "bench-host"
-        stack.enter_context(LocalAgent(device, redis_url, key_prefix=prefix,
+        agent = stack.enter_context(LocalAgent(device, redis_url, key_prefix=prefix,
                                        public_key_file=signing.public_path,
                                        log_path=tmpdir / "agent.log",
                                        env={"LR_LEDGER_DIR": str(tmpdir / "ledger")}))
@@ -126,14 +134,21 @@ def main() -> None:
         subject.write_bytes(os.urandom(4096))
 
         describe_machine(redis_url, where)
-        ours = bench_ours(plane, server.url, token, device, subject, opts.n, task_ids)
-        bare = bench_bare(redis_url, subject, opts.n, tmpdir / "bare.log", task_ids, queues)
+        ours, ours_cpu = bench_ours(plane, server.url, token, agent, subject, opts.n, task_ids)
+        bare, bare_cpu = bench_bare(redis_url, subject, opts.n, tmpdir / "bare.log", task_ids,
+                                    queues)
         print(f"round trip, {opts.n} sequential getfilehash of a 4 KiB file (ms):")
         print(f"  {'':28} {'p50':>8} {'p99':>8}")
         for name, vals in (("liveresponse (HTTP API)", ours), ("bare Celery send_task", bare)):
             print(f"  {name:28} {percentile(vals, 50):8.2f} {percentile(vals, 99):8.2f}")
         ratio = statistics.median(ours) / statistics.median(bare)
         print(f"  p50 ratio ours/bare: {ratio:.2f}x (target <= 1.5x)")
+        print("CPU per round trip (ms), by process:")
+        print(f"  {'':28} {'client':>8} {'orch.':>8} {'worker':>8} {'Redis':>8} {'total':>8}")
+        for name, cpu in (("liveresponse (HTTP API)", ours_cpu),
+                          ("bare Celery send_task", bare_cpu)):
+            parts = [cpu["client"], cpu["orchestrator"], cpu["worker"], cpu["redis"]]
+            print(f"  {name:28} " + " ".join(f"{v:8.2f}" for v in parts) + f" {sum(parts):8.2f}")
 
 
 def _cleanup(redis_url: str, prefix: str, task_ids: list[str], queues: list[str]) -> None:
