@@ -28,6 +28,7 @@ from orchestrator.api.jobs import add_job_routes
 from orchestrator.api.library import add_library_routes
 from orchestrator.api.light import bad_request, command_route
 from orchestrator.api.playbooks import add_playbook_routes
+from orchestrator.api.query import refuse_unknown_query
 from orchestrator.api.responses import (
     COMMAND_ANSWERS,
     EVERY_ROUTE,
@@ -90,7 +91,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     # /docs is served from this server's own files (`api.docs`), never from a CDN.
     app = FastAPI(title="liveresponse orchestrator", version="0.1.0", lifespan=lifespan,
-                  docs_url=None, redoc_url=None, responses=EVERY_ROUTE)
+                  docs_url=None, redoc_url=None, responses=EVERY_ROUTE,
+                  dependencies=[Depends(refuse_unknown_query)])
     document_errors(app)
     dispatcher = Dispatcher(plane)
     jobs = Jobs(dispatcher)

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from orchestrator.api.guard import CHECK_ATTR
+from orchestrator.api.query import unknown_query_error
 
 
 def bearer_token(request: HttpRequest) -> str | None:
@@ -43,6 +44,9 @@ def command_route(path: str, body_model: type[BaseModel],
     """POST `path`: `handler(**path_params, token=bearer token, body=model)` in a thread."""
 
     async def endpoint(request: HttpRequest) -> Response:
+        if request.query_params:  # it takes none
+            unknown = sorted(request.query_params)
+            return bad_request(unknown_query_error(unknown, frozenset()).errors())
         try:
             body = body_model.model_validate_json(await request.body())
         except ValidationError as exc:

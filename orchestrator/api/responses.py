@@ -23,8 +23,9 @@ _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 
 #: What each error status means on this API.
 ERROR_MEANINGS: dict[int, str] = {
-    400: "The request does not validate (path, query or body), or its command line, selector "
-         "or text does not parse; the message names what was wrong",
+    400: "The request does not validate (path, query or body), names a query parameter the "
+         "route does not take, or its command line, selector or text does not parse; the "
+         "message names what was wrong",
     401: "No token, or a token that is unknown or revoked",
     403: "The user lacks the permission on the device, or a check of the pipeline failed",
     404: "A named object (device, session, command, job, batch, run, user, evidence, "
@@ -70,7 +71,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 #: Errors any route may answer (declared on the app).
-EVERY_ROUTE = errors(401, 403, 503)
+EVERY_ROUTE = errors(400, 401, 403, 503)
 
 #: A route that answers a command record: 200 with its outcome, 202 while it has none yet.
 COMMAND_ANSWERS: dict[int | str, dict[str, Any]] = {

@@ -136,3 +136,36 @@ def test_cancel_needs_the_commands_own_permissions_not_less(
     refused = [e for e in st.plane.audit.read(actor="resp-everywhere")
                if e.action == "job.cancel_refused"]
     assert refused and refused[-1].details["reason"] == "permission_denied"
+
+
+@pytest.mark.parametrize("path", ["/audit?sesion={session}", "/sessions?al=true",
+                                  "/commands/{command}?verbose=1"])
+def test_a_query_parameter_a_route_does_not_take_is_refused_not_ignored(
+        world: tuple[Stack, str, str], outside: dict[str, str], path: str) -> None:
+    """A misspelt filter must not widen a read: `/audit?sesion=S` would otherwise list every
+    entry instead of one session's."""
+    st, _, _ = world
+    with st.client() as http:
+        resp = http.get(path.format(**outside))
+        assert resp.status_code == 400, resp.text
+        message = resp.json()["error"]["message"]
+        unknown = path.split("?")[1].split("=")[0]
+        assert f"unknown query parameter {unknown!r}" in message
+        assert "takes:" in message
+        if path.startswith("/audit"):
+            assert "session" in message  # what it does take
+            spelt = http.get("/audit", params={"session": outside["session"]})
+            assert spelt.status_code == 200
+            entries = spelt.json()
+            assert entries and all(e["details"].get("session") == outside["session"]
+                                   for e in entries)
+
+
+def test_the_command_route_refuses_query_parameters(
+        world: tuple[Stack, str, str], outside: dict[str, str]) -> None:
+    st, _, _ = world
+    with st.client() as http:
+        resp = http.post(f"/sessions/{outside['session']}/commands?background=true",
+                         json={"line": "dir /"})
+    assert resp.status_code == 400, resp.text
+    assert "unknown query parameter 'background'" in resp.json()["error"]["message"]
