@@ -32,6 +32,8 @@ from worker_agent.runtime import AgentRuntime, runtime_of
 
 log = logging.getLogger(__name__)
 
+#: Characters of a command's result Celery may render for its log line and event: none.
+RESULT_REPR_CHARS = 0
 #: Seconds between the soft time limit (the command is told to stop) and the hard one (killed).
 HARD_LIMIT_GRACE_S = 5.0
 
@@ -122,5 +124,9 @@ def _register_task(app: Celery, spec: CommandSpec, executor: Executor, limit_s: 
         time_limit=limit_s + HARD_LIMIT_GRACE_S,
         acks_late=False,
         ignore_result=False,
+        # Celery renders a repr of every return value for its success log line and event;
+        # the agent drops both (`quiet_log`, `events`), and for a large listing the repr
+        # cost more than the command: render none.
+        resultrepr_maxsize=RESULT_REPR_CHARS,
         bind=True,
     )(run)

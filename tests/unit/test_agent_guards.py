@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from celery.app import trace
+from celery.utils.saferepr import saferepr
 from celery.worker.control import Panel
 
+from config import Settings
 from tasks.cancel import CANCEL_CONTROL, CancelOrder, cancel_order
+from tasks.registry import REGISTRY
+from tasks.signing import generate_keypair
+from worker_agent.app import build_agent_app
 from worker_agent.quiet_log import HideTaskResults
 from worker_agent.remote_control import AGENT_PANEL
 
@@ -43,3 +49,20 @@ def test_celerys_success_line_loses_the_result_and_keeps_the_rest() -> None:
     assert HideTaskResults().filter(record)
     assert record.getMessage() == "Task lr.command.dir[c1] succeeded in 0.01s"
     assert "return_value" not in record.data
+
+
+def test_celery_renders_no_repr_of_a_commands_result(tmp_path: Path) -> None:
+    """Celery builds a repr of each return value for its success line and event, both of
+    which the agent drops; a large listing's repr cost more than the command itself."""
+    keys = generate_keypair(tmp_path / "keys")
+    settings = Settings(redis_url="redis://127.0.0.1:6379/0", key_prefix="lr-repr-test",
+                        orchestrator_public_key_file=keys.public_path,
+                        ledger_dir=tmp_path / "ledger")
+    app = build_agent_app("repr-dev", settings)
+    listing = {"status": "completed", "result": {"entries": [
+        {"name": f"file{i}", "size": i} for i in range(5000)]}}
+    commands = [t for name, t in app.tasks.items() if name.startswith("lr.command.")]
+    assert len(commands) == len(REGISTRY)
+    for task in commands:
+        shown = saferepr(listing, task.resultrepr_maxsize)
+        assert "file" not in shown and len(shown) < 10, (task.name, shown)
