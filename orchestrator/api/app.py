@@ -250,7 +250,8 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     # The busiest route is served without FastAPI's per-request dependency and body
     # machinery (BENCHMARKS.md); its check is the command pipeline, authenticate first.
-    app.router.routes.append(command_route(
+    # It is matched first: Starlette tries routes in order, and no other has its path.
+    app.router.routes.insert(0, command_route(
         "/sessions/{session_id}/commands", RunBody, run_command,
         check="authenticated: the command pipeline authenticates first"))
 
