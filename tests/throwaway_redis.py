@@ -50,3 +50,10 @@ class ThrowawayRedis:
         if self.proc is not None:
             stop_process(self.proc)  # SIGTERM: it flushes its file
             self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown, only what it wrote to its file survives."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
