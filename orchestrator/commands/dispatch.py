@@ -176,9 +176,17 @@ class Dispatcher:
         Waits in short slices so a command cancelled meanwhile (its session closed) answers at
         once; an unstarted command expires at its deadline, a started one gets its time limit.
         """
+        result = AsyncResult(record.command_id, app=self.plane.celery)
+        try:
+            return self._wait(record, result)
+        finally:
+            # Listen for it no longer: a command that ended without the agent's answer
+            # (cancelled, expired, silent) would stay subscribed until garbage collected.
+            self.plane.celery.backend.remove_pending_result(result)
+
+    def _wait(self, record: CommandRecord, result: AsyncResult) -> CommandRecord:
         p = self.plane
         receipt = receive_file(p, record)  # a file the command sends is received first
-        result = AsyncResult(record.command_id, app=p.celery)
         deadline = (record.expires_at or clock.now()) + 1.0
         while True:
             outcome = self._get(result, max(min(WAIT_SLICE_S, deadline - clock.now()), 0.05))

@@ -4,8 +4,10 @@ A job is an ordinary command (same checks, audit, signature and record) whose ou
 waits for in a thread: the reaper of any orchestrator process records it as soon as it can be
 known (no grace: there is no waiter), and reading the session's jobs (`jobs`, `fg` polling)
 records it at once. So a job for an offline device holds nothing but its Redis records until
-it expires. A command that sends a file back (`getfile &`) is the exception: its bytes must be
-received while they flow, so a receiver thread of a bounded pool waits for it. A job's number
+it expires. A command that sends a file back (`getfile &`) needs more: its bytes must be received
+while they flow, by a receiver thread of a bounded pool; it gets one only once its agent started
+it (one watcher thread looks at the states of those not started yet), so transfers queued for
+offline devices never take the threads of those that run. A job's number
 is per session (1, 2, ...), like a shell's. `jobs` lists them, `fg` waits for one, `cancel`
 stops one (on the agent too, when it is running).
 """
@@ -13,7 +15,10 @@ stops one (on the agent too, when it is running).
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import redis
 
 from orchestrator.commands.dispatch import Dispatcher
 from orchestrator.commands.reaper import collect, watched
@@ -26,14 +31,19 @@ from orchestrator.commands.records import (
 from orchestrator.policies.checks import cancel_job
 from orchestrator.policies.pipeline import Request
 from orchestrator.state.identity import User
+from tasks import clock
 from tasks.envelope import CommandStatus
 from tasks.errors import NotFoundError, UsageError
 from tasks.registry import REGISTRY
+from tasks.replies import as_text
 
 log = logging.getLogger(__name__)
 
 #: Background file transfers (`getfile &`) received at once by one orchestrator process.
 MAX_RUNNING_JOBS = 32
+#: Seconds between two looks at the background transfers no agent has started yet (the agent
+#: sends its first chunks meanwhile; they wait in the stream for the receiver).
+TRANSFER_POLL_S = 0.2
 
 
 def check_job_line(line: str) -> None:
@@ -57,6 +67,11 @@ class Jobs:
         self.dispatcher = dispatcher
         self.plane = dispatcher.plane
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lr-job")
+        #: Background transfers not started yet, by command id, and the thread watching them.
+        self._unstarted: dict[str, CommandRecord] = {}
+        self._changed = threading.Condition()
+        self._watcher: threading.Thread | None = None
+        self._stopped = False
 
     def start(self, user: User, session_id: str, line: str, *,
               expires_s: float | None = None) -> CommandRecord:
@@ -71,9 +86,52 @@ class Jobs:
         stage_fields(p.client, p, record.command_id, job=job)
         record = record.model_copy(update={"job": job})
         if record.status is CommandStatus.QUEUED and REGISTRY[record.command].sends_file:
-            self._pool.submit(self._collect, record)
+            self._receive_once_started(record)
         # A command held for approval runs when approved: the approver's request waits for it.
         return record
+
+    def _receive_once_started(self, record: CommandRecord) -> None:
+        """Give the transfer a receiver thread once its agent starts it (or it can no longer
+        start: cancelled, expired); until then the watcher thread looks at its state."""
+        with self._changed:
+            self._unstarted[record.command_id] = record
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch, name="lr-job-transfers",
+                                                 daemon=True)
+                self._watcher.start()
+            self._changed.notify()
+
+    def _watch(self) -> None:
+        while True:
+            with self._changed:
+                while not self._unstarted and not self._stopped:
+                    self._changed.wait()
+                if self._stopped:
+                    return
+                unstarted = list(self._unstarted.values())
+            try:
+                ready = self._started(unstarted)
+            except redis.RedisError as exc:  # looked at again at the next turn
+                log.warning("could not read the state of background transfers: %s", exc)
+                ready = []
+            with self._changed:
+                for record in ready:
+                    del self._unstarted[record.command_id]
+            for record in ready:
+                self._pool.submit(self._collect, record)
+            with self._changed:
+                if not self._stopped:
+                    self._changed.wait(TRANSFER_POLL_S)
+
+    def _started(self, records: list[CommandRecord]) -> list[CommandRecord]:
+        """Those of `records` no longer queued (started, or ended) or past their expiry."""
+        pipe = self.plane.client.pipeline(transaction=False)
+        for record in records:
+            pipe.hget(self.plane.keys.command(record.command_id), "state")
+        now = clock.now()
+        return [record for record, state in zip(records, pipe.execute(), strict=True)
+                if as_text(state) != CommandStatus.QUEUED.value
+                or now >= (record.expires_at or now)]
 
     def _collect(self, record: CommandRecord) -> None:
         try:
@@ -119,4 +177,7 @@ class Jobs:
 
     def shutdown(self) -> None:
         """Stop collecting (the commands themselves go on; their results stay retrievable)."""
+        with self._changed:
+            self._stopped = True
+            self._changed.notify()
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -19,6 +19,9 @@ def test_command_for_offline_device_expires_and_never_runs_later(stack_factory, 
         assert body["status"] == "expired"
         assert "offline" in body["error"]["message"]
         assert waited < 10, "an offline device must not make the analyst wait past the expiry"
+        # Nor does the orchestrator keep listening for an answer that will never come.
+        consumer = st.plane.celery.backend.result_consumer
+        assert consumer._get_key_for_task(body["command_id"]) not in consumer.subscribed_to
 
         # The agent comes back: the old command must be dropped, not run.
         with st.local_agent(device, tmp_path / "back.log"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import threading
 import time
@@ -155,6 +156,42 @@ def test_jobs_for_an_offline_device_hold_no_thread_and_expire_when_read(
     audited = {e.details.get("command_id") for e in stack.plane.audit.read(session=session)
                if e.action == "command.expired"}
     assert {r["command_id"] for r in listed} <= audited
+    purge_device_queue(stack.plane, device)
+
+
+def test_transfers_queued_for_an_offline_device_leave_every_receiver_to_one_that_runs(
+        stack: Stack, session_a: str, tmp_path: Path) -> None:
+    """More `getfile &` for an offline device than there are receiver threads: they take
+    none (one watcher looks at their states), and a getfile on a live device is received."""
+    device = register_offline(stack)
+    offline = stack.open_session(device)
+    threads_before = threading.active_count()
+    started = [_start(stack, offline, "getfile /etc/hostname &", expires_s=600.0)
+               for _ in range(MAX_RUNNING_JOBS + 8)]
+    waiting = [r["job"] for r in started]
+    time.sleep(0.5)  # a few turns of the watcher
+    assert threading.active_count() <= threads_before + 1
+    target = tmp_path / "sent.bin"
+    target.write_bytes(os.urandom(300_000))
+    job = _start(stack, session_a, f"getfile {target} &")["job"]
+    deadline = time.monotonic() + 60
+    while not (record := _job(stack, session_a, job))["outcome_recorded"]:
+        assert time.monotonic() < deadline, record
+        time.sleep(0.1)
+    assert record["status"] == "completed", record
+    assert record["result"]["evidence_sha256"] == hashlib.sha256(target.read_bytes()).hexdigest()
+    with stack.client() as http:  # the waiting ones end now, each handed to a receiver
+        for n in waiting:
+            assert http.post(f"/sessions/{offline}/jobs/{n}/cancel").status_code == 200
+    deadline = time.monotonic() + 30
+    while not all((r := _job(stack, offline, n))["outcome_recorded"] for n in waiting):
+        assert time.monotonic() < deadline, r
+        time.sleep(0.2)
+    assert {_job(stack, offline, n)["status"] for n in waiting} == {"cancelled"}
+    # Nothing keeps listening for the answers that will never come.
+    consumer = stack.plane.celery.backend.result_consumer
+    keys = {consumer._get_key_for_task(r["command_id"]) for r in started}
+    assert not keys & consumer.subscribed_to
     purge_device_queue(stack.plane, device)
 
 
