@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 import redis
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, states
 from celery.exceptions import Ignore
 
 from config import Settings
@@ -29,10 +29,12 @@ from worker_agent.refusals import AgentAudit
 from worker_agent.registration import beat, mark_stopped, register_device
 from worker_agent.remote_control import AgentNode
 from worker_agent.runtime import AgentRuntime, runtime_of
+from worker_agent.watchdog import CommandAbandoned, CommandCancelled, Watchdog
 
 log = logging.getLogger(__name__)
 
-#: Seconds between the soft time limit (the command is told to stop) and the hard one (killed).
+#: Seconds between the soft time limit (the command is told to stop) and the hard one (its
+#: process killed in the prefork pool; its thread abandoned, the outcome recorded, in threads).
 HARD_LIMIT_GRACE_S = 5.0
 
 
@@ -91,29 +93,57 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
         broker_endpoints=broker_endpoints(settings.redis_url),
         settings=settings,
     )
+    # Prefork enforces time limits itself and kills a cancelled command's process; in the
+    # threads pool the watchdog does both.
+    watchdog = Watchdog() if settings.agent_pool == "threads" else None
     for spec in registry.values():
-        _register_task(app, spec, executor, spec.time_limit(settings.command_time_limit_s))
+        _register_task(app, spec, executor, spec.time_limit(settings.command_time_limit_s),
+                       watchdog)
     app.lr_agent = AgentRuntime(  # type: ignore[attr-defined]
         device_id, client, keys, settings.heartbeat_interval_s, verifier=verifier, audit=audit,
-        max_lifetime_s=settings.envelope_max_lifetime_s)
+        max_lifetime_s=settings.envelope_max_lifetime_s, watchdog=watchdog)
     # This app's mailbox only: its worker's pidbox node answers read-only inspection and the
     # signed cancel, and refuses (and audits) every other remote control command.
     app.control.mailbox.node_cls = AgentNode
     connect_discard_audit(app, audit)
-    tie_pool_processes(os.getpid())
+    if watchdog is None:
+        tie_pool_processes(os.getpid())
     app.steps["worker"].update({HeartbeatStep, HideTaskResultsStep})
     app.steps["consumer"].add(UndecodableAuditStep)
     return app
 
 
-def _register_task(app: Celery, spec: CommandSpec, executor: Executor, limit_s: float) -> None:
+def _register_task(app: Celery, spec: CommandSpec, executor: Executor, limit_s: float,
+                   watchdog: Watchdog | None) -> None:
     def run(task: Any, envelope: dict[str, Any]) -> dict[str, Any]:
-        outcome = executor.execute(spec, envelope, task_id=task.request.id)
+        task_id = task.request.id
+        if watchdog is None:
+            outcome = executor.execute(spec, envelope, task_id=task_id)
+        else:
+            outcome = _run_watched(task, task_id, envelope)
         if is_replay_refusal(outcome):
             # The command's result belongs to its first run (under way, cut short or ended):
             # a second delivery is refused and audited, and must not answer in its place.
             raise Ignore()
         return outcome
+
+    def _run_watched(task: Any, task_id: str, envelope: dict[str, Any]) -> dict[str, Any]:
+        backend = task.backend
+
+        def timed_out() -> None:
+            outcome = executor.abandon(spec, envelope)
+            backend.store_result(task_id, outcome, states.SUCCESS)
+
+        try:
+            return watchdog.run(task_id, limit_s, HARD_LIMIT_GRACE_S,  # type: ignore[union-attr]
+                                lambda: executor.execute(spec, envelope, task_id=task_id),
+                                timed_out)
+        except CommandCancelled:
+            # What prefork's terminate leaves: the task revoked in the result backend.
+            backend.mark_as_revoked(task_id, "terminated", request=task.request)
+            raise Ignore() from None
+        except CommandAbandoned:
+            raise Ignore() from None  # its outcome was recorded at the hard limit
 
     run.__name__ = f"command_{spec.name}"
     app.task(

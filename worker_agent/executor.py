@@ -127,6 +127,21 @@ class Executor:
                                      hint="the agent's log has the details")
             return self._finish(envelope, CommandStatus.FAILED, started, error=err)
 
+    def abandon(self, spec: CommandSpec, raw: object) -> dict[str, object]:
+        """The outcome of a command still running at its hard time limit, its end recorded:
+        failed as timed out (the agent's watchdog calls this from its own thread)."""
+        err = CommandTimeoutError(
+            f"{spec.name} ran past its time limit and did not stop; the agent abandoned it",
+            hint="it was stuck in a system call; the agent's log names it (an agent run with "
+                 "LR_AGENT_POOL=prefork kills such a command instead)")
+        try:
+            envelope = CommandEnvelope.model_validate(raw)
+        except ValidationError:
+            command_id = clip(raw.get("command_id", "") if isinstance(raw, dict) else "")
+            return self._outcome_raw(spec, command_id, CommandStatus.FAILED, err.code,
+                                     err.message)
+        return self._finish(envelope, CommandStatus.FAILED, None, error=err)
+
     def _refuse(
         self, spec: CommandSpec, env: CommandEnvelope, task_id: str | None
     ) -> Refusal | None:
@@ -223,7 +238,7 @@ class Executor:
         self,
         env: CommandEnvelope,
         status: CommandStatus,
-        started: float,
+        started: float | None,
         *,
         result: dict[str, object] | None = None,
         truncated: bool = False,
