@@ -20,7 +20,7 @@ from tasks.signing import Verifier
 from worker_agent.discards import UndecodableAuditStep, connect_discard_audit
 from worker_agent.events import use_content_free_events
 from worker_agent.executor import Executor, is_replay_refusal
-from worker_agent.handlers import HANDLERS, check_handlers
+from worker_agent.handlers import HandlerTable
 from worker_agent.isolation import broker_endpoints, isolation_table_state
 from worker_agent.ledger import Ledger
 from worker_agent.lifetime import tie_pool_processes
@@ -74,7 +74,6 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
     validate_device_id(device_id)
     if not settings.redis_url:
         raise ValueError("the agent needs LR_REDIS_URL: the broker its orchestrator uses")
-    check_handlers(registry)
     # Before anything connects: an agent that cannot check signatures must not consume.
     verifier = Verifier.from_file(settings.orchestrator_public_key_path())
     # Nor one whose ledger cannot be written: it could not tell a replay from a first run.
@@ -88,7 +87,7 @@ def build_agent_app(device_id: str, settings: Settings, registry: Registry = REG
     audit = AgentAudit(device_id, AuditChain(client, keys))
     executor = Executor(
         device_id=device_id, client=client, keys=keys, registry=registry,
-        handlers=dict(HANDLERS), output_max_bytes=settings.output_max_bytes,
+        handlers=HandlerTable(registry), output_max_bytes=settings.output_max_bytes,
         agent_pid=os.getpid(), verifier=verifier, ledger=ledger, audit=audit,
         broker_endpoints=broker_endpoints(settings.redis_url),
         settings=settings,

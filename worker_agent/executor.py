@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import psutil
@@ -62,7 +62,8 @@ class Executor:
     client: redis.Redis
     keys: Keys
     registry: Registry
-    handlers: dict[str, Handler]
+    #: Command name → handler (a HandlerTable on a running agent: imported on first use).
+    handlers: Mapping[str, Handler]
     output_max_bytes: int
     #: The agent's main process pid, fixed when the agent starts.
     agent_pid: int
