@@ -119,32 +119,16 @@ def _register_task(app: Celery, spec: CommandSpec, executor: Executor, limit_s: 
         if watchdog is None:
             outcome = executor.execute(spec, envelope, task_id=task_id)
         else:
-            outcome = _run_watched(task, task_id, envelope)
+            outcome = _run_in_thread(watchdog, task, spec, executor, limit_s, envelope)
         if is_replay_refusal(outcome):
             # The command's result belongs to its first run (under way, cut short or ended):
             # a second delivery is refused and audited, and must not answer in its place.
             raise Ignore()
         return outcome
 
-    def _run_watched(task: Any, task_id: str, envelope: dict[str, Any]) -> dict[str, Any]:
-        backend = task.backend
-
-        def timed_out() -> None:
-            outcome = executor.abandon(spec, envelope)
-            backend.store_result(task_id, outcome, states.SUCCESS)
-
-        try:
-            return watchdog.run(task_id, limit_s, HARD_LIMIT_GRACE_S,  # type: ignore[union-attr]
-                                lambda: executor.execute(spec, envelope, task_id=task_id),
-                                timed_out)
-        except CommandCancelled:
-            # What prefork's terminate leaves: the task revoked in the result backend.
-            backend.mark_as_revoked(task_id, "terminated", request=task.request)
-            raise Ignore() from None
-        except CommandAbandoned:
-            raise Ignore() from None  # its outcome was recorded at the hard limit
-
     run.__name__ = f"command_{spec.name}"
+    # The limits are Celery's in the prefork pool; the threads pool ignores them (the
+    # watchdog enforces the same ones).
     app.task(
         name=spec.task_name,
         soft_time_limit=limit_s,
@@ -153,3 +137,26 @@ def _register_task(app: Celery, spec: CommandSpec, executor: Executor, limit_s: 
         ignore_result=False,
         bind=True,
     )(run)
+
+
+def _run_in_thread(watchdog: Watchdog, task: Any, spec: CommandSpec, executor: Executor,
+                   limit_s: float, envelope: dict[str, Any]) -> dict[str, Any]:
+    """Execute the task in this pool thread under the watchdog's limits and cancel."""
+    task_id = task.request.id
+    backend = task.backend
+
+    def timed_out() -> None:
+        # In the watchdog's thread: the command is recorded as timed out, and its own
+        # outcome, should its thread ever return, is dropped (CommandAbandoned below).
+        backend.store_result(task_id, executor.abandon(spec, envelope), states.SUCCESS)
+
+    try:
+        return watchdog.run(task_id, limit_s, HARD_LIMIT_GRACE_S,
+                            lambda: executor.execute(spec, envelope, task_id=task_id),
+                            timed_out)
+    except CommandCancelled:
+        # What prefork's terminate leaves: the task revoked in the result backend.
+        backend.mark_as_revoked(task_id, "terminated", request=task.request)
+        raise Ignore() from None
+    except CommandAbandoned:
+        raise Ignore() from None
