@@ -225,7 +225,8 @@ class Executor:
         )
 
     def _protected_pids(self) -> set[int]:
-        """Pid 1, the agent's main process, its parent, and its pool processes."""
+        """Pid 1, the agent's main process, its parent, and its children (prefork pool
+        processes, the programs of running commands)."""
         pids = {1, os.getpid(), self.agent_pid}
         try:
             main = psutil.Process(self.agent_pid)

@@ -159,10 +159,17 @@ class Watchdog:
                 log.error("%s did not stop within its hard time limit: recorded as timed out; "
                           "its thread %s is abandoned", watched.command_id, watched.thread_id)
                 stop_processes_of(watched.thread_id)
-                try:
-                    watched.on_hard_limit()
-                except Exception:
-                    log.exception("could not record the timeout of %s", watched.command_id)
+                # Recording waits out a Redis restart: in a thread of its own, so the limits
+                # of the other commands are kept meanwhile.
+                threading.Thread(target=self._record_timeout, args=(watched,),
+                                 name="lr-watchdog-record", daemon=True).start()
+
+    @staticmethod
+    def _record_timeout(watched: _Watched) -> None:
+        try:
+            watched.on_hard_limit()
+        except Exception:
+            log.exception("could not record the timeout of %s", watched.command_id)
 
     def _due(self) -> tuple[list[_Watched], list[_Watched]]:
         """Wait until a limit passes; the commands past their soft limit (an exception raised
