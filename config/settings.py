@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
@@ -62,8 +63,12 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = 5.0
     #: A device whose last heartbeat is older than this is shown offline.
     device_offline_after_s: float = 20.0
-    #: Agent worker processes (prefork pool size).
-    agent_concurrency: int = 2
+    #: Commands an agent runs at once (threads of its one process, or prefork pool processes).
+    agent_concurrency: int = Field(default=2, ge=1)
+    #: How an agent runs commands: `threads` (one process; time limits and cancel enforced by
+    #: the agent's watchdog, a thread stuck in a system call is abandoned, not killed) or
+    #: `prefork` (a process per command slot, killed at the hard time limit: more memory).
+    agent_pool: Literal["threads", "prefork"] = "threads"
     #: Seconds between broker polls of an idle agent (Redis transport).
     agent_polling_interval_s: float = 0.5
 

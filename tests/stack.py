@@ -143,7 +143,7 @@ def _agent_env(settings: dict[str, Any]) -> dict[str, Any]:
              "runscript_timeout_s", "getfile_max_bytes", "transfer_chunk_bytes",
              "transfer_window_chunks", "transfer_stall_timeout_s",
              "quarantine_dir", "remediate_deny_paths", "persistence_root", "system_root",
-             "ledger_dir", "envelope_max_lifetime_s")
+             "ledger_dir", "envelope_max_lifetime_s", "agent_pool")
     # Lists travel as JSON, the form pydantic-settings reads them in.
     return {f"LR_{n.upper()}": json.dumps(settings[n]) if isinstance(settings[n], list)
             else settings[n] for n in names if n in settings}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import psutil
@@ -62,7 +62,8 @@ class Executor:
     client: redis.Redis
     keys: Keys
     registry: Registry
-    handlers: dict[str, Handler]
+    #: Command name → handler (a HandlerTable on a running agent: imported on first use).
+    handlers: Mapping[str, Handler]
     output_max_bytes: int
     #: The agent's main process pid, fixed when the agent starts.
     agent_pid: int
@@ -126,6 +127,21 @@ class Executor:
             err = CommandFailedError(f"{spec.name} failed on the agent with an internal error",
                                      hint="the agent's log has the details")
             return self._finish(envelope, CommandStatus.FAILED, started, error=err)
+
+    def abandon(self, spec: CommandSpec, raw: object) -> dict[str, object]:
+        """The outcome of a command still running at its hard time limit, its end recorded:
+        failed as timed out (the agent's watchdog calls this from its own thread)."""
+        err = CommandTimeoutError(
+            f"{spec.name} ran past its time limit and did not stop; the agent abandoned it",
+            hint="it was stuck in a system call; the agent's log names it (an agent run with "
+                 "LR_AGENT_POOL=prefork kills such a command instead)")
+        try:
+            envelope = CommandEnvelope.model_validate(raw)
+        except ValidationError:
+            command_id = clip(raw.get("command_id", "") if isinstance(raw, dict) else "")
+            return self._outcome_raw(spec, command_id, CommandStatus.FAILED, err.code,
+                                     err.message)
+        return self._finish(envelope, CommandStatus.FAILED, None, error=err)
 
     def _refuse(
         self, spec: CommandSpec, env: CommandEnvelope, task_id: str | None
@@ -209,7 +225,8 @@ class Executor:
         )
 
     def _protected_pids(self) -> set[int]:
-        """Pid 1, the agent's main process, its parent, and its pool processes."""
+        """Pid 1, the agent's main process, its parent, and its children (prefork pool
+        processes, the programs of running commands)."""
         pids = {1, os.getpid(), self.agent_pid}
         try:
             main = psutil.Process(self.agent_pid)
@@ -223,7 +240,7 @@ class Executor:
         self,
         env: CommandEnvelope,
         status: CommandStatus,
-        started: float,
+        started: float | None,
         *,
         result: dict[str, object] | None = None,
         truncated: bool = False,

@@ -1,87 +1,110 @@
-"""The agent's explicit map from command name to the handler that runs it."""
+"""The agent's explicit map from command name to the handler that runs it, imported lazily."""
 
 from __future__ import annotations
 
+import importlib
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from tasks.commands.base import CommandResult
 from tasks.registry import CommandSpec
-from worker_agent.accounts import run_sessions, run_users
-from worker_agent.acquisition import run_getfile
-from worker_agent.collect import run_collect
-from worker_agent.content import run_cat, run_head, run_hexdump, run_strings, run_tail
 from worker_agent.context import CommandContext
-from worker_agent.filesystem import run_cd, run_dir, run_fileinfo, run_findfile, run_getfilehash
-from worker_agent.interfaces import run_interfaces
-from worker_agent.isolation import run_isolate, run_release
-from worker_agent.library_files import run_put
-from worker_agent.logs import run_logs
-from worker_agent.memdump import run_memdump
-from worker_agent.network import run_netstat
-from worker_agent.persistence import run_persistence
-from worker_agent.processes import run_kill, run_processes
-from worker_agent.remediation import run_remediate, run_undo
-from worker_agent.scripts import run_runscript
-from worker_agent.services import run_services
-from worker_agent.system_state import run_modules, run_mounts
-from worker_agent.user_traces import run_env, run_history
 
 # Each handler takes its own argument model (DirArgs, KillArgs, ...), which a
-# Callable[[CommandArgs, ...]] cannot express; check_handlers compares the annotations with
-# the registry's models instead, once, when the agent starts.
+# Callable[[CommandArgs, ...]] cannot express; check_signature compares the annotations with
+# the registry's models instead, when the handler is first imported.
 Handler = Callable[[Any, CommandContext], CommandResult]
+#: Where a handler lives, "module:function", or the handler itself.
+HandlerRef = str | Handler
 
-#: Command name → handler. Add a line here when a command is added to the registry.
-HANDLERS: dict[str, Handler] = {
-    "dir": run_dir,
-    "cd": run_cd,
-    "fileinfo": run_fileinfo,
-    "findfile": run_findfile,
-    "getfilehash": run_getfilehash,
-    "getfile": run_getfile,
-    "processes": run_processes,
-    "netstat": run_netstat,
-    "persistence": run_persistence,
-    "services": run_services,
-    "cat": run_cat,
-    "head": run_head,
-    "tail": run_tail,
-    "strings": run_strings,
-    "hexdump": run_hexdump,
-    "logs": run_logs,
-    "users": run_users,
-    "sessions": run_sessions,
-    "kill": run_kill,
-    "remediate": run_remediate,
-    "undo": run_undo,
-    "put": run_put,
-    "runscript": run_runscript,
-    "modules": run_modules,
-    "mounts": run_mounts,
-    "interfaces": run_interfaces,
-    "env": run_env,
-    "history": run_history,
-    "memdump": run_memdump,
-    "collect": run_collect,
-    "isolate": run_isolate,
-    "release": run_release,
+#: Command name → its handler, imported when the command first runs: an agent holds in memory
+#: only the command families it was asked for. Add a line here when a command is added to the
+#: registry.
+HANDLERS: dict[str, HandlerRef] = {
+    "dir": "worker_agent.filesystem:run_dir",
+    "cd": "worker_agent.filesystem:run_cd",
+    "fileinfo": "worker_agent.filesystem:run_fileinfo",
+    "findfile": "worker_agent.filesystem:run_findfile",
+    "getfilehash": "worker_agent.filesystem:run_getfilehash",
+    "getfile": "worker_agent.acquisition:run_getfile",
+    "processes": "worker_agent.processes:run_processes",
+    "netstat": "worker_agent.network:run_netstat",
+    "persistence": "worker_agent.persistence:run_persistence",
+    "services": "worker_agent.services:run_services",
+    "cat": "worker_agent.content:run_cat",
+    "head": "worker_agent.content:run_head",
+    "tail": "worker_agent.content:run_tail",
+    "strings": "worker_agent.content:run_strings",
+    "hexdump": "worker_agent.content:run_hexdump",
+    "logs": "worker_agent.logs:run_logs",
+    "users": "worker_agent.accounts:run_users",
+    "sessions": "worker_agent.accounts:run_sessions",
+    "kill": "worker_agent.processes:run_kill",
+    "remediate": "worker_agent.remediation:run_remediate",
+    "undo": "worker_agent.remediation:run_undo",
+    "put": "worker_agent.library_files:run_put",
+    "runscript": "worker_agent.scripts:run_runscript",
+    "modules": "worker_agent.system_state:run_modules",
+    "mounts": "worker_agent.system_state:run_mounts",
+    "interfaces": "worker_agent.interfaces:run_interfaces",
+    "env": "worker_agent.user_traces:run_env",
+    "history": "worker_agent.user_traces:run_history",
+    "memdump": "worker_agent.memdump:run_memdump",
+    "collect": "worker_agent.collect:run_collect",
+    "isolate": "worker_agent.isolation:run_isolate",
+    "release": "worker_agent.isolation:run_release",
 }
 
 
-def check_handlers(
-    registry: Mapping[str, CommandSpec], handlers: Mapping[str, Handler] = HANDLERS
-) -> None:
-    """Raise ValueError unless commands and handlers match one to one, models included."""
-    missing = sorted(set(registry) - set(handlers))
+class HandlerTable(Mapping[str, Handler]):
+    """The handlers of a registry's commands, each imported and checked against the
+    registry's models the first time it is looked up."""
+
+    def __init__(self, registry: Mapping[str, CommandSpec],
+                 refs: Mapping[str, HandlerRef] = HANDLERS) -> None:
+        check_handlers(registry, refs, load=False)
+        self._registry = registry
+        self._refs = dict(refs)
+        self._loaded: dict[str, Handler] = {}
+
+    def __getitem__(self, name: str) -> Handler:
+        handler = self._loaded.get(name)
+        if handler is None:
+            handler = load_handler(self._refs[name])
+            check_signature(self._registry[name], handler)
+            self._loaded[name] = handler
+        return handler
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
+def load_handler(ref: HandlerRef) -> Handler:
+    """The handler `ref` names ("module:function"), imported now; `ref` if it is one."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, name = ref.partition(":")
+    handler: Handler = getattr(importlib.import_module(module), name)
+    return handler
+
+
+def check_handlers(registry: Mapping[str, CommandSpec],
+                   refs: Mapping[str, HandlerRef] = HANDLERS, *, load: bool = True) -> None:
+    """Raise ValueError unless commands and handlers match one to one; with `load`, each
+    handler is imported and its models compared with the registry's too."""
+    missing = sorted(set(registry) - set(refs))
     if missing:
         raise ValueError(f"commands without a handler on the agent: {missing}")
-    unknown = sorted(set(handlers) - set(registry))
+    unknown = sorted(set(refs) - set(registry))
     if unknown:
         raise ValueError(f"handlers for commands the registry does not know: {unknown}")
-    for name, spec in registry.items():
-        check_signature(spec, handlers[name])
+    if load:
+        for name, spec in registry.items():
+            check_signature(spec, load_handler(refs[name]))
 
 
 def check_signature(spec: CommandSpec, handler: Handler) -> None:

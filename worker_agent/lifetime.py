@@ -1,9 +1,11 @@
-"""Each pool process of the agent dies with the agent's main process, however that dies.
+"""Each pool process of a prefork agent dies with the agent's main process, however that dies.
 
 Celery's prefork children notice their parent is gone only between tasks: one busy with a
 `runscript` ran it to its end after the agent was SIGKILLed. Tied by the kernel
 (`PR_SET_PDEATHSIG`), the pool process is killed at once, and its script's guard
-(`script_guard.py`) then ends the script's whole tree.
+(`script_guard.py`) then ends the script's whole tree. The threads pool has no pool process:
+its commands die with the agent's one process, and a script's guard is tied to the pool
+thread that started it, which lives as long as that process.
 """
 
 from __future__ import annotations

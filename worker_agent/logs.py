@@ -20,6 +20,7 @@ from tasks.commands.logs import LogEntry, LogsArgs, LogSource, LogsResult
 from tasks.errors import CommandFailedError, PathNotFoundError, UnsupportedOnEndpointError
 from tasks.times import parse_point_in_time
 from worker_agent.account_files import user_names
+from worker_agent.command_processes import stopped_with_command
 from worker_agent.context import CommandContext
 from worker_agent.filesystem import oserrors_mapped
 from worker_agent.log_lines import parse_journal_line, parse_syslog_line
@@ -129,6 +130,14 @@ def read_journal(root: Path, since: float | None) -> Iterator[tuple[str, LogEntr
         raise UnsupportedOnEndpointError(f"journalctl could not be run: {exc}",
                                          hint="try --source syslog or --source auth") from None
     deadline = time.monotonic() + JOURNALCTL_TIMEOUT_S
+    assert proc.stdout is not None
+    # A cancel or the command's time limit kills journalctl, ending a read that waits on it.
+    with stopped_with_command(proc.kill):
+        yield from _journal_entries(proc, deadline)
+
+
+def _journal_entries(proc: subprocess.Popen[bytes], deadline: float
+                     ) -> Iterator[tuple[str, LogEntry]]:
     assert proc.stdout is not None
     try:
         for raw in proc.stdout:

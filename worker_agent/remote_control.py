@@ -114,7 +114,13 @@ def _terminate(state: Any, command_id: str) -> bool:
     # A request not started yet is skipped when its turn comes, as with a revoke.
     worker_state.revoked.add(command_id)
     log.info("terminating %s on the orchestrator's signed cancel", command_id)
-    request.terminate(state.consumer.pool, signal=signal.SIGTERM)
+    watchdog = runtime_of(state.app).watchdog
+    if watchdog is not None:
+        # Threads pool: CommandCancelled in the command's thread, its processes stopped; one
+        # about to start is cancelled as it starts (Celery's pool cannot terminate a thread).
+        watchdog.cancel(command_id)
+    else:
+        request.terminate(state.consumer.pool, signal=signal.SIGTERM)
     return True
 
 

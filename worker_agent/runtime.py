@@ -10,6 +10,7 @@ import redis
 from tasks.keys import Keys
 from tasks.signing import Verifier
 from worker_agent.refusals import AgentAudit
+from worker_agent.watchdog import Watchdog
 
 
 @dataclass
@@ -26,6 +27,9 @@ class AgentRuntime:
     audit: AgentAudit
     #: Longest life accepted in a signed record (see Settings.envelope_max_lifetime_s).
     max_lifetime_s: float
+    #: Stops commands run in threads (their time limits, the signed cancel); None when the
+    #: agent runs the prefork pool, which kills a command's process instead.
+    watchdog: Watchdog | None = None
 
 
 def runtime_of(app: Any) -> AgentRuntime:

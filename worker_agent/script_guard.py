@@ -4,8 +4,9 @@ the agent, however the agent dies.
 Run as a file (`python -I script_guard.py PROGRAM [ARGS...]`, standard library and psutil
 only: the script's clean environment has no PYTHONPATH). It is a child subreaper (Linux), so
 every orphan of the program's tree, double-forked daemons included, is reparented to it and
-stays findable; the kernel sends it SIGTERM when the agent's pool process dies
-(`PR_SET_PDEATHSIG`, armed by the pool before exec). When the program ends, or that signal
+stays findable; the kernel sends it SIGTERM when the agent thread that started it ends: the
+agent's process dies, or the prefork pool process running the command (`PR_SET_PDEATHSIG`,
+armed before exec). When the program ends, or that signal
 or SIGINT arrives, it kills every descendant it has and reaps them, then exits as the program
 did (the same code, or the same signal).
 """

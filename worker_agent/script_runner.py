@@ -24,6 +24,7 @@ from typing import IO, Any
 import psutil
 
 from config.parent_death import die_with_parent, supported
+from worker_agent.command_processes import stopped_with_command
 
 #: Bytes read from a pipe at a time.
 READ_BYTES = 64 * 1024
@@ -107,16 +108,18 @@ def run_bounded(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeo
     try:
         for reader in readers:
             reader.start()
-        while exit_code is None:
-            _remember_descendants(proc.pid, seen)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            try:
-                exit_code = proc.wait(timeout=min(WATCH_INTERVAL_S, remaining))
-            except subprocess.TimeoutExpired:
-                pass
+        # A cancel or the command's time limit stops the tree from the agent's watchdog too.
+        with stopped_with_command(lambda: stop_tree(proc, list(seen.values()))):
+            while exit_code is None:
+                _remember_descendants(proc.pid, seen)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                try:
+                    exit_code = proc.wait(timeout=min(WATCH_INTERVAL_S, remaining))
+                except subprocess.TimeoutExpired:
+                    pass
     finally:
         # Also when the agent's own time limit interrupts us: nothing outlives the run.
         stop_tree(proc, seen.values())
@@ -166,8 +169,9 @@ def _guarded(argv: Sequence[str]) -> list[str]:
 
 def _own_group() -> dict[str, Any]:
     if os.name == "posix" and supported():
-        # The guard is told (SIGTERM) when the thread starting it ends: this process, whose
-        # handlers run in its main thread. It then ends the program's whole tree.
+        # The guard is told (SIGTERM) when the thread starting it ends: a pool process's main
+        # thread (prefork), or one of the agent's pool threads, which live as long as the
+        # agent (threads). It then ends the program's whole tree.
         return {"start_new_session": True, "preexec_fn": die_with_parent(signal.SIGTERM)}
     if os.name == "posix":
         return {"start_new_session": True}

@@ -19,6 +19,7 @@ from tasks.errors import FileTooLargeError, LiveResponseError, TransferStalledEr
 from tasks.transfer import begin_fields, chunk_fields, end_fields
 from worker_agent.context import CommandContext
 from worker_agent.stream_sender import StreamSender
+from worker_agent.watchdog import CommandCancelled
 
 
 class StreamedFile:
@@ -104,6 +105,9 @@ def failures_told(sender: StreamSender, command: str) -> Iterator[None]:
         raise
     except SoftTimeLimitExceeded:
         sender.fail("timeout", f"{command} ran past its time limit and was stopped")
+        raise
+    except CommandCancelled:
+        sender.fail("cancelled", f"{command} was cancelled on the orchestrator's order")
         raise
     except Exception:
         sender.fail("agent_error", f"{command} failed on the agent with an internal error")

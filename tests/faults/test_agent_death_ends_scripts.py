@@ -1,6 +1,7 @@
-"""A `runscript` does not outlive its agent: SIGKILL of the agent's main process, or of the
-pool process running the script, ends the script and everything it started, double-forked
-daemons in sessions of their own included."""
+"""A `runscript` does not outlive its agent: SIGKILL of the agent's process (threads pool, the
+default), or of a prefork agent's main process or of the pool process running the script,
+ends the script and everything it started, double-forked daemons in sessions of their own
+included."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def _start_script(st: Stack, device: str, tmp_path: Path) -> list[int]:
 
 
 def _pool_process_of(script_pid: int, agent_pid: int) -> psutil.Process:
+    """The agent's child the script runs under: a prefork pool process (the script's guard in
+    the threads pool, whose commands run in the agent's own process)."""
     proc = psutil.Process(script_pid)
     while proc.ppid() != agent_pid:
         parent = proc.parent()
@@ -68,17 +71,22 @@ def _pool_process_of(script_pid: int, agent_pid: int) -> psutil.Process:
     return proc
 
 
-@pytest.mark.parametrize("victim", ["agent main process", "pool process"])
+@pytest.mark.parametrize(("agent_pool", "victim"), [
+    ("threads", "agent main process"), ("prefork", "agent main process"),
+    ("prefork", "pool process")])
 def test_killing_the_agent_ends_the_script_and_all_it_started(
-        stack_factory, tmp_path: Path, victim: str) -> None:  # type: ignore[no-untyped-def]
+        stack_factory, tmp_path: Path, agent_pool: str,  # type: ignore[no-untyped-def]
+        victim: str) -> None:
     device = new_device_id("orphan")
     tree: list[int] = []
     pool: psutil.Process | None = None
-    with stack_factory([device], runscript_timeout_s=50.0) as st:
+    with stack_factory([device], runscript_timeout_s=50.0, agent_pool=agent_pool) as st:
         agent_pid = st.agents[device].pid
         try:
             tree = _start_script(st, device, tmp_path)
             pool = _pool_process_of(tree[0], agent_pid)
+            if agent_pool == "threads":
+                assert pool.cmdline()[1:2] == ["-I"], "the script runs under its guard"
             os.kill(agent_pid if victim == "agent main process" else pool.pid, signal.SIGKILL)
             deadline = time.monotonic() + GONE_WITHIN_S
             while any(_alive(p) for p in tree) and time.monotonic() < deadline:
@@ -86,6 +94,10 @@ def test_killing_the_agent_ends_the_script_and_all_it_started(
             left = [p for p in tree if _alive(p)]
             assert not left, f"still running after the {victim} was killed: {left}"
             if victim == "agent main process":
+                # A pool process is killed with the agent; a guard (threads pool) ends after
+                # the tree it kills.
+                while _alive(pool.pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 assert not _alive(pool.pid), "the pool process outlived the agent"
         finally:
             for pid in [*tree, *([pool.pid] if pool is not None else [])]:

@@ -1,12 +1,13 @@
 """Commands that would never end or would answer without end: the agent stops them at their
-limit, says so, audits it, and goes on serving.
+limit, says so, audits it, and goes on serving; with either pool (threads, the default, whose
+limits the agent's watchdog enforces, and prefork, whose limits Celery enforces).
 
 - A handler past the command's time limit (hashing a 1 TiB sparse file) fails as
   `timeout`; a script that sleeps forever is stopped at the script limit with
   everything it started.
-- A script printing 100 MB is read to its end in constant memory (the pool process's peak
-  resident size, VmHWM, barely moves), kept truncated with a marker; the result in the backend
-  stays within the limit and its digest is audited.
+- A script printing 100 MB is read to its end in constant memory (the peak resident size,
+  VmHWM, of the agent's processes barely moves), kept truncated with a marker; the result in
+  the backend stays within the limit and its digest is audited.
 """
 
 from __future__ import annotations
@@ -36,17 +37,17 @@ SCRIPT_LIMIT_S = 4.0
 OUTPUT_MAX_BYTES = 32 * 1024
 #: What the flooding script writes.
 FLOOD_BYTES = 100 * 1024 * 1024
-#: How much the peak resident size of a pool process may grow while 100 MB flow through it.
+#: How much the peak resident size of an agent process may grow while 100 MB flow through it.
 PEAK_GROWTH_MAX_BYTES = 24 * 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory, signing_keys: KeyPair
-          ) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["threads", "prefork"])
+def stack(request: pytest.FixtureRequest, redis_url: str,
+          tmp_path_factory: pytest.TempPathFactory, signing_keys: KeyPair) -> Iterator[Stack]:
     with own_prefix_stack(redis_url, [f"lim-{uuid.uuid4().hex[:8]}"],
                           tmp_path_factory.mktemp("limits"), signing=signing_keys,
                           command_time_limit_s=TIME_LIMIT_S, runscript_timeout_s=SCRIPT_LIMIT_S,
-                          output_max_bytes=OUTPUT_MAX_BYTES) as st:
+                          output_max_bytes=OUTPUT_MAX_BYTES, agent_pool=request.param) as st:
         yield st
 
 
@@ -84,8 +85,10 @@ def _outcomes(stack: Stack, command_id: str) -> list[Any]:
             if e.action.startswith("command.") and e.action != "command.requested"]
 
 
-def _pool_processes(stack: Stack) -> list[psutil.Process]:
-    return psutil.Process(stack.agents[_device(stack)].pid).children()
+def _agent_processes(stack: Stack) -> list[psutil.Process]:
+    """The agent's main process and its pool processes (none in the threads pool)."""
+    main = psutil.Process(stack.agents[_device(stack)].pid)
+    return [main, *main.children()]
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -131,17 +134,19 @@ def test_a_handler_past_its_time_limit_and_a_script_that_never_ends_are_stopped_
     (entry,) = _outcomes(stack, hashing)
     assert entry.action == "command.failed" and entry.details["error"] == "timeout"
 
-    # The agent goes on serving, with the same pool processes (none was killed).
-    pool = {p.pid for p in _pool_processes(stack)}
+    # The agent goes on serving, with the same processes (none was killed): one in the
+    # threads pool, the main one and two pool processes in prefork.
+    pool = {p.pid for p in _agent_processes(stack)}
+    assert len(pool) == (1 if stack.agent_env["LR_AGENT_POOL"] == "threads" else 3), pool
     assert stack.run(session, f"dir {tmp_path}")["status"] == "completed"
-    assert {p.pid for p in _pool_processes(stack)} == pool
+    assert {p.pid for p in _agent_processes(stack)} == pool
 
 
 def test_a_100_mb_output_is_cut_with_a_marker_in_constant_memory_and_audited_with_its_digest(
         stack: Stack, tmp_path: Path) -> None:
     session = stack.open_session(_device(stack))
     flood = _script(stack, f"head -c {FLOOD_BYTES} /dev/zero | tr '\\0' x\necho done >&2\n")
-    pool = _pool_processes(stack)
+    pool = _agent_processes(stack)
     before = {}
     for proc in pool:  # reset each pool process's peak resident size to its size now
         Path(f"/proc/{proc.pid}/clear_refs").write_text("5")

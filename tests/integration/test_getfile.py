@@ -155,7 +155,8 @@ class PeakRss:
 def _measured_transfer(st: Stack, session: str, path: Path) -> tuple[int, int]:
     """(agent's, orchestrator's) peak RSS growth while `path` is collected."""
     agent = psutil.Process(st.agents[_device(st)].pid)
-    pool = [child.pid for child in agent.children(recursive=True)]
+    # The agent's one process (threads pool), or its pool processes (prefork).
+    pool = [child.pid for child in agent.children(recursive=True)] or [agent.pid]
     with PeakRss(pool) as on_agent, PeakRss([os.getpid()]) as on_orchestrator:
         body = st.run(session, f"getfile {path}")
     assert body["status"] == "completed", body
@@ -168,7 +169,7 @@ def test_memory_on_both_sides_does_not_grow_with_the_file_size(
     session = stack.open_session(_device(stack))
     warm_up = tmp_path / "warm-up.bin"
     warm_up.write_bytes(os.urandom(4 * MIB))
-    for _ in range(2):  # both pool processes and the receiver reach their steady state
+    for _ in range(2):  # the pool threads (or processes) and the receiver reach steady state
         assert stack.run(session, f"getfile {warm_up}")["status"] == "completed"
     agent_20, orchestrator_20 = _measured_transfer(stack, session, big_files[20])
     agent_200, orchestrator_200 = _measured_transfer(stack, session, big_files[200])

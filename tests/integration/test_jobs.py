@@ -7,14 +7,17 @@ import os
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from celery.result import AsyncResult
 
 from orchestrator.commands.jobs import MAX_RUNNING_JOBS
+from orchestrator.files.library import library_of
 from tests.stack import Stack, purge_device_queue, register_offline
 
 #: A sparse file this large takes the agent far longer to hash than any test waits.
@@ -97,6 +100,53 @@ def test_cancel_stops_a_running_job_on_the_agent(stack: Stack, session_a: str,
     assert small["status"] == "completed"
     assert small["result"]["sha256"] == hashlib.sha256(
         Path("/etc/hostname").read_bytes()).hexdigest()
+
+
+def test_a_long_command_and_a_short_one_run_side_by_side(stack: Stack, session_a: str,
+                                                        huge_file: Path) -> None:
+    # Two commands at once (the agent's default concurrency): a short one is not held up
+    # behind a long one.
+    long = _start(stack, session_a, f"getfilehash {huge_file} &")
+    _wait_until(stack, session_a, long["job"], {"running"})
+    began = time.monotonic()
+    short = stack.run(session_a, "getfilehash /etc/hostname")
+    assert short["status"] == "completed"
+    assert time.monotonic() - began < 10
+    assert _job(stack, session_a, long["job"])["status"] == "running"
+    with stack.client() as http:
+        resp = http.post(f"/sessions/{session_a}/jobs/{long['job']}/cancel")
+    assert resp.status_code == 200, resp.text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_cancel_of_a_running_script_ends_it_and_all_it_started(stack: Stack, session_a: str,
+                                                               tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    name = f"t-{uuid.uuid4().hex[:8]}.sh"
+    library_of(stack.plane).add(
+        name, f"echo $$ > {pids}\nsleep 1000 &\necho $! >> {pids}\nwait\n".encode(), "admin")
+    started = _start(stack, session_a, f"runscript {name} &")
+    deadline = time.monotonic() + 20
+    while len(pids.read_text().split() if pids.exists() else []) < 2:
+        assert time.monotonic() < deadline, "the script never started"
+        time.sleep(0.05)
+    script, child = (int(p) for p in pids.read_text().split())
+    with stack.client() as http:
+        resp = http.post(f"/sessions/{session_a}/jobs/{started['job']}/cancel")
+    assert resp.status_code == 200, resp.text
+    result = AsyncResult(started["command_id"], app=stack.plane.celery)
+    deadline = time.monotonic() + 20
+    while (result.state != "REVOKED" or _alive(script) or _alive(child)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert result.state == "REVOKED"
+    assert not _alive(script) and not _alive(child)
 
 
 def test_cancel_of_an_ended_job_is_a_clear_error(stack: Stack, session_a: str) -> None:

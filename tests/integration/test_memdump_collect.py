@@ -106,9 +106,11 @@ def test_memdump_stores_the_memory_holding_the_marker_with_a_matching_sha256(
 def test_memdump_refuses_the_agent_its_pool_its_threads_and_pid_1(
         stack: Stack, session: str) -> None:
     agent_pid = next(iter(stack.agents.values())).pid
+    assert stack.run(session, "dir /")["status"] == "completed"  # the pool's thread is up
+    # Pool processes with LR_AGENT_POOL=prefork; none in the default threads pool.
     pool = [child.pid for child in psutil.Process(agent_pid).children(recursive=True)]
     threads = [int(t) for t in os.listdir(f"/proc/{agent_pid}/task") if int(t) != agent_pid]
-    assert pool, "the agent runs a prefork pool"
+    assert pool or threads, "the agent runs commands in pool processes or threads"
     for pid in (agent_pid, *pool, *threads[:1], 1):
         body = stack.run(session, f"memdump {pid}")
         assert body["status"] == "failed", body

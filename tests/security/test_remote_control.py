@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from celery.result import AsyncResult
 
@@ -65,6 +66,16 @@ def device(st: Stack) -> str:
 @pytest.fixture
 def running(st: Stack, device: str, tmp_path: Path) -> Iterator[CommandEnvelope]:
     """A signed `getfilehash` of a huge sparse file, started on the agent (and stopped after)."""
+    env = _start_long_command(st, device, tmp_path)
+    try:
+        yield env
+    finally:
+        _cancel(st, device, st.plane.signer.sign(
+            cancel_order(env.command_id, device, clock.now())))
+
+
+def _start_long_command(st: Stack, device: str, tmp_path: Path) -> CommandEnvelope:
+    """Send a signed `getfilehash` of a huge sparse file and wait until it runs."""
     huge = tmp_path / "huge.img"
     with open(huge, "wb") as f:
         f.truncate(HUGE_BYTES)
@@ -74,11 +85,7 @@ def running(st: Stack, device: str, tmp_path: Path) -> Iterator[CommandEnvelope]
                               task_id=env.command_id, argsrepr=f"<getfilehash {env.command_id}>")
     wait_for(lambda: st.plane.states.state(env.command_id) is CommandStatus.RUNNING,
              "the command to start")
-    try:
-        yield env
-    finally:
-        _cancel(st, device, st.plane.signer.sign(
-            cancel_order(env.command_id, device, clock.now())))
+    return env
 
 
 def _celery_control(url: str, command: str, args: list[str], node: str) -> subprocess.Popen:
@@ -198,3 +205,26 @@ def test_a_forged_cancel_is_refused_and_audited_and_a_signed_one_stops_the_comma
     session = st.open_session(device)
     assert st.run(session, "dir /")["status"] == "completed"
     assert st.plane.audit.verify().ok
+
+
+def test_with_the_prefork_pool_a_signed_cancel_terminates_the_commands_pool_process(
+        stack_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    device = new_device_id("rcp")
+    with stack_factory([device], agent_pool="prefork") as pst:
+        agent = psutil.Process(pst.agents[device].pid)
+        wait_for(lambda: len(agent.children()) == 2, "the two pool processes")
+        pool = {child.pid for child in agent.children()}
+        env = _start_long_command(pst, device, tmp_path)
+        reply = _cancel(pst, device, pst.plane.signer.sign(
+            cancel_order(env.command_id, device, clock.now())))
+        assert reply == {"ok": f"{env.command_id}: terminated"}
+        result = AsyncResult(env.command_id, app=pst.plane.celery)
+        wait_for(lambda: result.state == "REVOKED", "the task to be terminated")
+        (done,) = [e for e in agent_entries(pst, device, action="agent.cancelled")
+                   if e.details["command_id"] == env.command_id]
+        assert done.details["terminated"] is True
+        # The pool process that ran it was killed and replaced; the agent serves on.
+        wait_for(lambda: len({c.pid for c in agent.children()} - pool) == 1,
+                 "the pool process to be replaced")
+        session = pst.open_session(device)
+        assert pst.run(session, "dir /")["status"] == "completed"

@@ -1,10 +1,12 @@
-"""The agent's once-only ledger on disk: insert-or-fail, durable across reopen and fork, pruned."""
+"""The agent's once-only ledger on disk: insert-or-fail, durable across reopen and fork, safe
+across threads, pruned."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -76,6 +78,24 @@ def test_pool_processes_share_the_ledger_each_with_its_own_connection(
     assert proc.exitcode == 0
     assert out.get(timeout=5) == (False, True)
     assert not ledger.claim("child", NOW + 30, NOW)
+
+
+def test_threads_racing_for_the_same_ids_claim_each_exactly_once(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "d.sqlite3")
+    ids = [f"c{i}" for i in range(200)]
+    wins: list[list[str]] = [[] for _ in range(4)]
+    go = threading.Barrier(4)
+
+    def claimer(won: list[str]) -> None:
+        go.wait()
+        won.extend(c for c in ids if ledger.claim(c, NOW + 30, NOW))
+
+    threads = [threading.Thread(target=claimer, args=(won,)) for won in wins]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(c for won in wins for c in won) == sorted(ids)
 
 
 def test_an_unwritable_ledger_is_an_error_not_a_silent_run(tmp_path: Path) -> None:
