@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import redis
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from tasks import clock
 from tasks.auditscripts import APPEND_LUA, APPEND_RUN_LUA
@@ -94,6 +94,10 @@ class AuditEntry(BaseModel):
     sig: str | None = None
 
 
+#: Parses a JSON array of entries in one call.
+_ENTRIES = TypeAdapter(list[AuditEntry])
+
+
 def digest(data: bytes | str) -> str:
     """`sha256:<hex>` of `data`: what goes into the stream instead of results or secrets."""
     raw = data.encode() if isinstance(data, str) else data
@@ -107,7 +111,12 @@ def to_canonical_json(value: Any) -> str:
 
 def compute_hash(prev: str, body: Mapping[str, Any]) -> str:
     """sha256(prev ‖ canonical JSON of the entry without its hash), as hex."""
-    return hashlib.sha256(prev.encode() + to_canonical_json(dict(body)).encode()).hexdigest()
+    return text_hash(prev, to_canonical_json(dict(body)))
+
+
+def text_hash(prev: str, body_text: str) -> str:
+    """`compute_hash` of the entry whose body's canonical JSON is `body_text`."""
+    return hashlib.sha256((prev + body_text).encode()).hexdigest()
 
 
 def stored_entry_hash(fields: Mapping[str, str]) -> str:
@@ -118,19 +127,20 @@ def stored_entry_hash(fields: Mapping[str, str]) -> str:
     string is JSON-encoded here, `ts` holds none of `,":}` and `prev` is compared on its own),
     so stored text that hashes the same as what was signed is that text.
     """
-    return text_hash(fields["prev"], fields["ts"], fields["actor"], fields["action"],
-                     fields["target"], fields["decision"], fields["details"])
+    prev = fields["prev"]
+    return text_hash(prev, stored_body_text(prev, fields["ts"], fields["actor"],
+                                            fields["action"], fields["target"],
+                                            fields["decision"], fields["details"]))
 
 
-def text_hash(prev: str, ts: str, actor: str, action: str, target: str, decision: str,
-              details: str) -> str:
-    """`stored_entry_hash` of the entry whose stored fields are these."""
-    canonical = (
+def stored_body_text(prev: str, ts: str, actor: str, action: str, target: str, decision: str,
+                     details: str) -> str:
+    """The canonical JSON of an entry without its hash, from its stored fields' text."""
+    return (
         f'{{"action":{_json_str(action)},"actor":{_json_str(actor)},'
         f'"decision":{_json_str(decision)},"details":{details},'
         f'"prev":{_json_str(prev)},"target":{_json_str(target)},"ts":{ts}}}'
     )
-    return hashlib.sha256((prev + canonical).encode()).hexdigest()
 
 
 def entry_signed_bytes(entry_hash: str) -> bytes:
@@ -215,15 +225,35 @@ def _pack_values(values: list[str]) -> bytes:
     return b"".join(struct.pack(">I", len(raw)) + raw for raw in (v.encode() for v in values))
 
 
+def _entry_json(body_text: str, entry_id: str, entry_hash: str, sig_json: str) -> str:
+    """An appended entry as JSON: its body's canonical JSON (what was hashed), its id, its hash
+    and its `sig` (as JSON)."""
+    return f'{body_text[:-1]},"id":"{entry_id}","hash":"{entry_hash}","sig":{sig_json}}}'
+
+
+def _parse_entries(entries_json: str) -> list[AuditEntry]:
+    """The entries of a JSON array of `_entry_json`s, in one parse."""
+    try:
+        return _ENTRIES.validate_json(entries_json)
+    except ValidationError:
+        # pydantic's JSON parser refuses a lone surrogate's \u escape, which details may hold.
+        return [AuditEntry.model_validate(entry) for entry in json.loads(entries_json)]
+
+
 @dataclass(frozen=True)
 class _Attempt:
     """One try at appending an entry after a given prev: its content, hash, signature, argv."""
 
-    body: dict[str, Any]
+    body_text: str
     hash: str
     sig: str | None
     guard: tuple[str, str]
     argv: list[str]
+
+    def entry(self, entry_id: str) -> AuditEntry:
+        """The entry as appended under `entry_id`."""
+        sig = _json_str(self.sig) if self.sig is not None else "null"
+        return _parse_entries(f"[{_entry_json(self.body_text, entry_id, self.hash, sig)}]")[0]
 
 
 class _Draft(NamedTuple):
@@ -235,33 +265,23 @@ class _Draft(NamedTuple):
     decision: str
     details_json: str
 
-    def fields(self, prev: str) -> tuple[dict[str, Any], str, list[str]]:
-        """(body, hash, field/value pairs) of this entry chained after `prev`."""
+    def fields(self, prev: str) -> tuple[str, str, list[str]]:
+        """(body's canonical JSON, hash, field/value pairs) of this entry chained after `prev`."""
         # The time is taken per attempt so a retried entry is not stamped before its prev.
-        ts = float(clock.now())
-        ts_text = repr(ts)
-        # `compute_hash(prev, body)`, from the stored text: no second JSON encoding.
-        entry_hash = text_hash(prev, ts_text, self.actor, self.action, self.target,
-                               self.decision, self.details_json)
-        stored = (ts_text, self.actor, self.action, self.target, self.decision,
-                  self.details_json, prev, entry_hash)
+        ts = repr(float(clock.now()))
+        body_text = stored_body_text(prev, ts, *self)
+        entry_hash = text_hash(prev, body_text)
+        stored = (ts, *self, prev, entry_hash)
         pairs = [text for pair in zip(ENTRY_FIELDS, stored, strict=True) for text in pair]
-        return self.body(ts, prev), entry_hash, pairs
-
-    def body(self, ts: float, prev: str) -> dict[str, Any]:
-        """The entry's content as `AuditEntry` holds it, stamped `ts` and chained after `prev`."""
-        return {"ts": ts, "actor": self.actor, "action": self.action, "target": self.target,
-                "decision": self.decision, "details": json.loads(self.details_json),
-                "prev": prev}
+        return body_text, entry_hash, pairs
 
 
 @dataclass(frozen=True)
 class _Run:
-    """One call of the run script: drafts chained after `prev`, and what the call sends."""
+    """One call of the run script: entries chained one onto the next, and what it sends."""
 
-    drafts: Sequence[_Draft]
-    prev: str
-    stamps: list[float]
+    #: Each entry's body as canonical JSON (what its hash covers), and its hash.
+    body_texts: list[str]
     hashes: list[str]
     #: `sig` of the run's last entry, and of the others (None in an agent's chain).
     sig: str | None
@@ -271,17 +291,14 @@ class _Run:
     def entries(self, first_id: str) -> list[AuditEntry]:
         """The run's entries, appended from `first_id` on (ids `ms-seq`, `ms-seq+1`, ...)."""
         ms, _, seq = first_id.partition("-")
-        first, last = int(seq), len(self.drafts) - 1
-        prevs = [self.prev, *self.hashes[:-1]]
-        # Every entry's details in one parse: most of a parse per entry was the call's own.
-        details = json.loads(f"[{','.join(draft.details_json for draft in self.drafts)}]")
-        return [
-            AuditEntry(id=f"{ms}-{first + i}", ts=ts, actor=draft.actor, action=draft.action,
-                       target=draft.target, decision=draft.decision, details=detail,
-                       prev=prev, hash=entry_hash, sig=self.member_sig if i < last else self.sig)
-            for i, (draft, ts, detail, prev, entry_hash) in enumerate(
-                zip(self.drafts, self.stamps, details, prevs, self.hashes, strict=True))
-        ]
+        first, last = int(seq), len(self.hashes) - 1
+        sig, member = (_json_str(s) if s is not None else "null"
+                       for s in (self.sig, self.member_sig))
+        return _parse_entries("[" + ",".join([
+            _entry_json(body_text, f"{ms}-{first + i}", entry_hash, member if i < last else sig)
+            for i, (body_text, entry_hash)
+            in enumerate(zip(self.body_texts, self.hashes, strict=True))
+        ]) + "]")
 
 
 class AuditChain:
@@ -380,23 +397,23 @@ class AuditChain:
         self._require_signer()
         # One signature for the run, by its last entry; the others are its members.
         member = f"{self.signer.key_id}:{RUN_MEMBER}" if self.signer is not None else None
-        stamps: list[float] = []
+        body_texts: list[str] = []
         hashes: list[str] = []
         values: list[str] = []
         entry_hash, last, sig, now = prev, len(drafts) - 1, member, clock.now
         for i, (actor, action, target, decision, details) in enumerate(drafts):
-            ts = float(now())
-            ts_text = repr(ts)
-            entry_hash = text_hash(entry_hash, ts_text, actor, action, target, decision, details)
-            stamps.append(ts)
+            ts = repr(float(now()))
+            body_text = stored_body_text(entry_hash, ts, actor, action, target, decision, details)
+            entry_hash = text_hash(entry_hash, body_text)
+            body_texts.append(body_text)
             hashes.append(entry_hash)
-            values += (ts_text, actor, action, target, decision, details, entry_hash)
+            values += (ts, actor, action, target, decision, details, entry_hash)
             if member is not None:
                 sig = member if i < last else self._signature(entry_hash, last + 1)
                 values += (sig, self._mac(entry_hash, sig))
         argv: list[str | bytes] = [prev, entry_hash, *guard, _pack_values(values),
                                    "" if member is None else "1"]
-        return _Run(drafts, prev, stamps, hashes, sig, member, argv)
+        return _Run(body_texts, hashes, sig, member, argv)
 
     def _ran(self, out: list[AuditEntry], guard: tuple[str, str], held: bool) -> None:
         """After runs were appended: one head hint and one witness move for all of them."""
@@ -465,12 +482,12 @@ class AuditChain:
     def _attempt(self, draft: _Draft, prev: str, guard: tuple[str, str]) -> _Attempt:
         """One try at appending `draft` after `prev`, signed on its own."""
         self._require_signer()
-        body, entry_hash, pairs = draft.fields(prev)
+        body_text, entry_hash, pairs = draft.fields(prev)
         sig = None
         if self.signer is not None:
             sig = self._signature(entry_hash, 1)
             pairs += [SIG_FIELD, sig, MAC_FIELD, self._mac(entry_hash, sig)]
-        return _Attempt(body, entry_hash, sig, guard, [prev, entry_hash, *guard, *pairs])
+        return _Attempt(body_text, entry_hash, sig, guard, [prev, entry_hash, *guard, *pairs])
 
     def _commit(self, draft: _Draft, prev: str, guard: tuple[str, str]) -> AuditEntry:
         for _ in range(MAX_APPEND_ATTEMPTS):
@@ -489,9 +506,7 @@ class AuditChain:
         """The entry when the script appended it, None on a head conflict; raises if no head."""
         if reply[0] == 1:
             self._head_hint = attempt.hash
-            entry = AuditEntry(
-                id=as_text(reply[1]), **attempt.body, hash=attempt.hash, sig=attempt.sig
-            )
+            entry = attempt.entry(as_text(reply[1]))
             self._appended(entry, attempt.guard, held=int(reply[2]) == 1)
             return entry
         self._refuse_lost_head(reply)

@@ -267,6 +267,14 @@ def test_a_secret_key_name_inside_a_value_is_not_a_secret_key(audit: AuditLog) -
     assert written.details == {"note": '{"token": 1}', "tokens": ["password"], "by_token": "x"}
 
 
+def test_an_appended_entry_is_returned_as_it_reads_back(audit: AuditLog) -> None:
+    for details in ({"command_id": "c1", "ratio": 0.1, "n": [1, None, True]},
+                    {"name": "\ud800 lone surrogate", "é": "😀"}, {}):
+        written = audit.append("ålice", "command.requested", "dev\n1", "allowed", **details)
+        assert written == audit.read(limit=1)[0]
+        assert written.details == details
+
+
 def test_details_must_be_json(audit: AuditLog) -> None:
     with pytest.raises(ValueError, match="plain JSON"):
         audit.append("alice", "x", "y", "allowed", blob=b"bytes")

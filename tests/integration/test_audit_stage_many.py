@@ -70,7 +70,8 @@ def test_a_writer_that_gets_there_first_costs_a_retry_not_an_entry(
      ("alice", "command.requested", "dev3", "allowed", {})],
     [("alice", "command.requested", "dev4", "allowed", {"line": "x" * 5000}),
      ("alice", "command.requested", "dev5", "allowed", {"args": {"path": "/srv"}})],
-], ids=["plain", "not-ascii", "long-value"])
+    [("alice", "command.requested", "dev6", "allowed", {"name": "\ud800x"})],
+], ids=["plain", "not-ascii", "long-value", "lone-surrogate"])
 def test_a_run_stores_its_entries_as_single_appends_are_stored_and_returns_them(
         audit: AuditLog, redis_client: redis.Redis, keys: Keys, signing_keys: KeyPair,
         entries_of_run: list[tuple[str, str, str, str, dict[str, object]]]) -> None:
