@@ -317,7 +317,7 @@ class AuditChain:
         self.signer = signer
         self._mac_key = mac_key_of(signer) if signer is not None else b""
         # Keyed once: each entry's MAC starts from a copy.
-        self._mac_base = hmac.new(self._mac_key, digestmod="sha256")
+        self._mac_base = hmac.new(self._mac_key, digestmod="sha256") if signer else None
         self._append = client.register_script(APPEND_LUA)
         self._append_run = client.register_script(APPEND_RUN_LUA)
         # Last head this process wrote or saw: a hint that saves a GET per append. The Lua
@@ -474,7 +474,7 @@ class AuditChain:
 
     def _mac(self, entry_hash: str, sig: str) -> str:
         """The `mac` field of an entry: `entry_mac` under this chain's MAC key."""
-        assert self.signer is not None
+        assert self.signer is not None and self._mac_base is not None
         mac = self._mac_base.copy()
         mac.update(entry_mac_message(entry_hash, sig))
         return f"{self.signer.key_id}:{mac.hexdigest()}"
