@@ -12,15 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import redis
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from tasks import clock
+from tasks.auditentry import AuditEntry, entry_json, parse_entries
+from tasks.auditrun import AppendedEntries, Run, pack_values
 from tasks.auditscripts import APPEND_LUA, APPEND_RUN_LUA
 from tasks.errors import LiveResponseError
 from tasks.keys import Keys
@@ -71,31 +71,6 @@ _CANONICAL = json.JSONEncoder(
 #: How a forbidden detail key reads in canonical JSON, lowercased; or any key may, when the
 #: text holds a \u escape (of a character not in ASCII, whose lowercase may be).
 _SECRET_KEY_TEXTS = ("\\u", *(f'"{key}":' for key in sorted(FORBIDDEN_DETAIL_KEYS)))
-#: A value's length as the run script reads it (4 bytes, big-endian), as Latin-1 text, for the
-#: lengths most values have.
-_LENGTH_TEXT = [struct.pack(">I", n).decode("latin-1") for n in range(4096)]
-
-
-class AuditEntry(BaseModel):
-    """One audit record as stored: who did what to which target, the decision, and its links."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    ts: float
-    actor: str
-    action: str
-    target: str
-    decision: str
-    details: dict[str, Any]
-    prev: str
-    hash: str
-    #: `<key id>:<signature>` when the orchestrator wrote it; None for an agent's entry.
-    sig: str | None = None
-
-
-#: Parses a JSON array of entries in one call.
-_ENTRIES = TypeAdapter(list[AuditEntry])
 
 
 def digest(data: bytes | str) -> str:
@@ -210,36 +185,6 @@ def _refuse_secret_keys(value: Any, where: str) -> None:
             _refuse_secret_keys(item, f"{where}[{i}]")
 
 
-def _pack_values(values: list[str]) -> bytes:
-    """`values` as the run script reads them: each its length (4 bytes, big-endian), then its
-    UTF-8 bytes."""
-    if "".join(values).isascii():
-        try:
-            packed = [""] * (2 * len(values))
-            packed[0::2] = map(_LENGTH_TEXT.__getitem__, map(len, values))
-            packed[1::2] = values
-            # ASCII values between lengths written as Latin-1: one encoding makes the bytes.
-            return "".join(packed).encode("latin-1")
-        except IndexError:
-            pass  # a value of 4096 characters or more
-    return b"".join(struct.pack(">I", len(raw)) + raw for raw in (v.encode() for v in values))
-
-
-def _entry_json(body_text: str, entry_id: str, entry_hash: str, sig_json: str) -> str:
-    """An appended entry as JSON: its body's canonical JSON (what was hashed), its id, its hash
-    and its `sig` (as JSON)."""
-    return f'{body_text[:-1]},"id":"{entry_id}","hash":"{entry_hash}","sig":{sig_json}}}'
-
-
-def _parse_entries(entries_json: str) -> list[AuditEntry]:
-    """The entries of a JSON array of `_entry_json`s, in one parse."""
-    try:
-        return _ENTRIES.validate_json(entries_json)
-    except ValidationError:
-        # pydantic's JSON parser refuses a lone surrogate's \u escape, which details may hold.
-        return [AuditEntry.model_validate(entry) for entry in json.loads(entries_json)]
-
-
 @dataclass(frozen=True)
 class _Attempt:
     """One try at appending an entry after a given prev: its content, hash, signature, argv."""
@@ -252,8 +197,8 @@ class _Attempt:
 
     def entry(self, entry_id: str) -> AuditEntry:
         """The entry as appended under `entry_id`."""
-        sig = _json_str(self.sig) if self.sig is not None else "null"
-        return _parse_entries(f"[{_entry_json(self.body_text, entry_id, self.hash, sig)}]")[0]
+        return parse_entries(
+            f"[{entry_json(self.body_text, entry_id, self.hash, json.dumps(self.sig))}]")[0]
 
 
 class _Draft(NamedTuple):
@@ -274,31 +219,6 @@ class _Draft(NamedTuple):
         stored = (ts, *self, prev, entry_hash)
         pairs = [text for pair in zip(ENTRY_FIELDS, stored, strict=True) for text in pair]
         return body_text, entry_hash, pairs
-
-
-@dataclass(frozen=True)
-class _Run:
-    """One call of the run script: entries chained one onto the next, and what it sends."""
-
-    #: Each entry's body as canonical JSON (what its hash covers), and its hash.
-    body_texts: list[str]
-    hashes: list[str]
-    #: `sig` of the run's last entry, and of the others (None in an agent's chain).
-    sig: str | None
-    member_sig: str | None
-    argv: list[str | bytes]
-
-    def entries(self, first_id: str) -> list[AuditEntry]:
-        """The run's entries, appended from `first_id` on (ids `ms-seq`, `ms-seq+1`, ...)."""
-        ms, _, seq = first_id.partition("-")
-        first, last = int(seq), len(self.hashes) - 1
-        sig, member = (_json_str(s) if s is not None else "null"
-                       for s in (self.sig, self.member_sig))
-        return _parse_entries("[" + ",".join([
-            _entry_json(body_text, f"{ms}-{first + i}", entry_hash, member if i < last else sig)
-            for i, (body_text, entry_hash)
-            in enumerate(zip(self.body_texts, self.hashes, strict=True))
-        ]) + "]")
 
 
 class AuditChain:
@@ -352,21 +272,22 @@ class AuditChain:
 
     def stage_many(
         self, pipe: Any, entries: Sequence[tuple[str, str, str, str, dict[str, Any]]]
-    ) -> Callable[[Sequence[Any]], list[AuditEntry]]:
+    ) -> Callable[[Sequence[Any]], Sequence[AuditEntry]]:
         """Queue many appends on `pipe`, each chained onto the one before it (a fleet's
         commands: one round trip for all of them). `entries` are (actor, action, target,
         decision, details). They go in runs of up to `RUN_ENTRIES` per script call, each run
         appended whole or not at all and signed once, by its last entry.
 
         Returns `finish(replies)`: give it these calls' replies, in order (the pipeline's
-        replies from its length before this call to its length after). Runs from the first
-        that lost the head to another writer on are drafted again onto the new head and
-        appended run by run, so the chain never forks and nothing is dropped.
+        replies from its length before this call to its length after); it returns the
+        entries (read as models when first used). Runs from the first that lost the head to
+        another writer on are drafted again onto the new head and appended run by run, so the
+        chain never forks and nothing is dropped.
         """
         drafts = [_Draft(a, act, t, d, check_details(det)) for a, act, t, d, det in entries]
         guard = self._guard()
         prev = self._head_hint or self._read_head()
-        runs: list[_Run] = []
+        runs: list[Run] = []
         for start in range(0, len(drafts), RUN_ENTRIES):
             # Only the first run checks the witnessed entry: the rest chain onto it.
             run = self._run(drafts[start:start + RUN_ENTRIES], prev,
@@ -376,20 +297,21 @@ class AuditChain:
             runs.append(run)
             prev = run.hashes[-1]
 
-        def finish(replies: Sequence[Any]) -> list[AuditEntry]:
-            out: list[AuditEntry] = []
+        def finish(replies: Sequence[Any]) -> AppendedEntries:
+            out = AppendedEntries()
             for i, (reply, run) in enumerate(zip(replies, runs, strict=True)):
                 if reply[0] != 1:
                     self._refuse_lost_head(reply)
                     self._ran(out, guard, held=i == 0 or int(replies[0][2]) == 1)
-                    return out + self._commit_runs(drafts[i * RUN_ENTRIES:], as_text(reply[1]))
-                out += run.entries(as_text(reply[1]))
+                    out.extend(self._commit_runs(drafts[i * RUN_ENTRIES:], as_text(reply[1])))
+                    return out
+                out.add(run, as_text(reply[1]))
             self._ran(out, guard, held=bool(replies) and int(replies[0][2]) == 1)
             return out
 
         return finish
 
-    def _run(self, drafts: Sequence[_Draft], prev: str, guard: tuple[str, str]) -> _Run:
+    def _run(self, drafts: Sequence[_Draft], prev: str, guard: tuple[str, str]) -> Run:
         """`drafts` chained after `prev` as one run, and the run script's arguments: per
         entry its stored values but `prev` (the script links each to the one before), all
         in one argument (redis-py's encoding of an argument costs more than a value's
@@ -411,30 +333,32 @@ class AuditChain:
             if member is not None:
                 sig = member if i < last else self._signature(entry_hash, last + 1)
                 values += (sig, self._mac(entry_hash, sig))
-        argv: list[str | bytes] = [prev, entry_hash, *guard, _pack_values(values),
+        argv: list[str | bytes] = [prev, entry_hash, *guard, pack_values(values),
                                    "" if member is None else "1"]
-        return _Run(body_texts, hashes, sig, member, argv)
+        return Run(body_texts, hashes, sig, member, argv)
 
-    def _ran(self, out: list[AuditEntry], guard: tuple[str, str], held: bool) -> None:
+    def _ran(self, appended: AppendedEntries, guard: tuple[str, str], held: bool) -> None:
         """After runs were appended: one head hint and one witness move for all of them."""
-        if out:
-            self._head_hint = out[-1].hash
-            self._appended(out[-1], guard, held=held)
+        if appended:
+            last = appended.last()
+            self._head_hint = last.hash
+            self._appended(last, guard, held=held)
 
-    def _commit_runs(self, drafts: Sequence[_Draft], prev: str) -> list[AuditEntry]:
+    def _commit_runs(self, drafts: Sequence[_Draft], prev: str) -> AppendedEntries:
         """Append `drafts` after `prev` run by run, drafting a run again after a conflict."""
-        out: list[AuditEntry] = []
+        out = AppendedEntries()
         start = conflicts = 0
         while start < len(drafts):
             guard = self._guard()
             run = self._run(drafts[start:start + RUN_ENTRIES], prev, guard)
             reply = self._append_run(keys=[self.keys.audit, self.keys.audit_head], args=run.argv)
             if reply[0] == 1:
-                entries = run.entries(as_text(reply[1]))
-                self._ran(entries, guard, held=int(reply[2]) == 1)
-                out += entries
-                start += len(entries)
-                prev = entries[-1].hash
+                appended = AppendedEntries()
+                appended.add(run, as_text(reply[1]))
+                self._ran(appended, guard, held=int(reply[2]) == 1)
+                out.extend(appended)
+                start += len(run.hashes)
+                prev = run.hashes[-1]
                 continue
             self._refuse_lost_head(reply)
             conflicts += 1

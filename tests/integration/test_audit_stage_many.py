@@ -61,6 +61,7 @@ def test_a_writer_that_gets_there_first_costs_a_retry_not_an_entry(
     actions = [(e.actor, e.details.get("command_id")) for e in audit.read()]
     assert actions[:2] == [("alice", None), ("bob", None)]
     assert actions[2:] == [("alice", f"c{i}") for i in range(20)]
+    assert list(written) == audit.read()[2:]
     assert audit.verify(Verifier.from_file(signing_keys.public_path)).ok
 
 
@@ -82,7 +83,7 @@ def test_a_run_stores_its_entries_as_single_appends_are_stored_and_returns_them(
     stored = cast(list[tuple[bytes, dict[bytes, bytes]]], redis_client.xrange(keys.audit))
     # The same fields in the same order as an entry appended on its own.
     assert [list(fields) for _, fields in stored[1:]] == [list(stored[0][1])] * len(written)
-    assert written == audit.read()[1:]
+    assert list(written) == audit.read()[1:]
     assert [(e.actor, e.target, e.details) for e in written] == [
         (actor, target, details) for actor, _, target, _, details in entries_of_run]
     assert audit.verify(Verifier.from_file(signing_keys.public_path)).ok
@@ -94,7 +95,7 @@ def test_a_long_run_goes_in_several_script_calls_each_under_one_millisecond(
     finish = audit.stage_many(pipe, entries(RUN_ENTRIES + 3))
     assert len(pipe) == 2
     written = finish(pipe.execute())
-    assert written == audit.read()
+    assert list(written) == audit.read()
     for run in (written[:RUN_ENTRIES], written[RUN_ENTRIES:]):
         first_ms, first_seq = id_order(run[0].id)
         assert [id_order(e.id) for e in run] == [
@@ -113,5 +114,5 @@ def test_an_agents_run_is_chained_without_signature_or_mac(
     stored = cast(list[tuple[bytes, dict[bytes, bytes]]], redis_client.xrange(keys.audit))
     assert [list(fields) for _, fields in stored] == [[f.encode() for f in ENTRY_FIELDS]] * 3
     reader = AuditLog(redis_client, keys)
-    assert written == reader.read()
+    assert list(written) == reader.read()
     assert reader.verify().ok
