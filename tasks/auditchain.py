@@ -284,13 +284,15 @@ class AuditChain:
         another writer on are drafted again onto the new head and appended run by run, so the
         chain never forks and nothing is dropped.
         """
-        drafts = [_Draft(a, act, t, d, check_details(det)) for a, act, t, d, det in entries]
+        # Every entry's details are checked before anything is queued.
+        details = [check_details(entry[4]) for entry in entries]
         guard = self._guard()
         prev = self._head_hint or self._read_head()
         runs: list[Run] = []
-        for start in range(0, len(drafts), RUN_ENTRIES):
+        for start in range(0, len(entries), RUN_ENTRIES):
             # Only the first run checks the witnessed entry: the rest chain onto it.
-            run = self._run(drafts[start:start + RUN_ENTRIES], prev,
+            end = start + RUN_ENTRIES
+            run = self._run(entries[start:end], details[start:end], prev,
                             guard if not runs else NO_GUARD)
             queue_script(pipe, self._append_run, [self.keys.audit, self.keys.audit_head],
                          run.argv)
@@ -303,7 +305,8 @@ class AuditChain:
                 if reply[0] != 1:
                     self._refuse_lost_head(reply)
                     self._ran(out, guard, held=i == 0 or int(replies[0][2]) == 1)
-                    out.extend(self._commit_runs(drafts[i * RUN_ENTRIES:], as_text(reply[1])))
+                    out.extend(self._commit_runs(entries[i * RUN_ENTRIES:],
+                                                 details[i * RUN_ENTRIES:], as_text(reply[1])))
                     return out
                 out.add(run, as_text(reply[1]))
             self._ran(out, guard, held=bool(replies) and int(replies[0][2]) == 1)
@@ -311,25 +314,28 @@ class AuditChain:
 
         return finish
 
-    def _run(self, drafts: Sequence[_Draft], prev: str, guard: tuple[str, str]) -> Run:
-        """`drafts` chained after `prev` as one run, and the run script's arguments: per
-        entry its stored values but `prev` (the script links each to the one before), all
-        in one argument (redis-py's encoding of an argument costs more than a value's
-        packing)."""
+    def _run(self, entries: Sequence[tuple[str, str, str, str, Any]], details: Sequence[str],
+             prev: str, guard: tuple[str, str]) -> Run:
+        """`entries` (with their checked `details`) chained after `prev` as one run, and the
+        run script's arguments: per entry its stored values but `prev` (the script links each
+        to the one before), all in one argument (redis-py's encoding of an argument costs
+        more than a value's packing)."""
         self._require_signer()
         # One signature for the run, by its last entry; the others are its members.
         member = f"{self.signer.key_id}:{RUN_MEMBER}" if self.signer is not None else None
         body_texts: list[str] = []
         hashes: list[str] = []
         values: list[str] = []
-        entry_hash, last, sig, now = prev, len(drafts) - 1, member, clock.now
-        for i, (actor, action, target, decision, details) in enumerate(drafts):
+        entry_hash, last, sig, now = prev, len(entries) - 1, member, clock.now
+        for i, ((actor, action, target, decision, _), details_json) in enumerate(
+                zip(entries, details, strict=True)):
             ts = repr(float(now()))
-            body_text = stored_body_text(entry_hash, ts, actor, action, target, decision, details)
+            body_text = stored_body_text(entry_hash, ts, actor, action, target, decision,
+                                         details_json)
             entry_hash = text_hash(entry_hash, body_text)
             body_texts.append(body_text)
             hashes.append(entry_hash)
-            values += (ts, actor, action, target, decision, details, entry_hash)
+            values += (ts, actor, action, target, decision, details_json, entry_hash)
             if member is not None:
                 sig = member if i < last else self._signature(entry_hash, last + 1)
                 values += (sig, self._mac(entry_hash, sig))
@@ -344,13 +350,15 @@ class AuditChain:
             self._head_hint = last.hash
             self._appended(last, guard, held=held)
 
-    def _commit_runs(self, drafts: Sequence[_Draft], prev: str) -> AppendedEntries:
-        """Append `drafts` after `prev` run by run, drafting a run again after a conflict."""
+    def _commit_runs(self, entries: Sequence[tuple[str, str, str, str, Any]],
+                     details: Sequence[str], prev: str) -> AppendedEntries:
+        """Append `entries` after `prev` run by run, drafting a run again after a conflict."""
         out = AppendedEntries()
         start = conflicts = 0
-        while start < len(drafts):
+        while start < len(entries):
             guard = self._guard()
-            run = self._run(drafts[start:start + RUN_ENTRIES], prev, guard)
+            end = start + RUN_ENTRIES
+            run = self._run(entries[start:end], details[start:end], prev, guard)
             reply = self._append_run(keys=[self.keys.audit, self.keys.audit_head], args=run.argv)
             if reply[0] == 1:
                 appended = AppendedEntries()
