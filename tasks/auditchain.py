@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 import redis
 
 from tasks import clock
-from tasks.auditentry import AuditEntry, entry_json, parse_entries
+from tasks.auditentry import AuditEntry, entry_json, parse_entry
 from tasks.auditrun import AppendedEntries, Run, pack_values
 from tasks.auditscripts import APPEND_LUA, APPEND_RUN_LUA
 from tasks.errors import LiveResponseError
@@ -197,8 +197,7 @@ class _Attempt:
 
     def entry(self, entry_id: str) -> AuditEntry:
         """The entry as appended under `entry_id`."""
-        return parse_entries(
-            f"[{entry_json(self.body_text, entry_id, self.hash, json.dumps(self.sig))}]")[0]
+        return parse_entry(entry_json(self.body_text, entry_id, self.hash, json.dumps(self.sig)))
 
 
 class _Draft(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -26,20 +27,31 @@ class AuditEntry(BaseModel):
     sig: str | None = None
 
 
-#: Reads a JSON array of entries in one call.
-_ENTRIES = TypeAdapter(list[AuditEntry])
-
-
 def entry_json(body_text: str, entry_id: str, entry_hash: str, sig_json: str) -> str:
     """An appended entry as JSON: its body's canonical JSON (what its hash covers), its id,
     its hash and its `sig` (as JSON)."""
     return f'{body_text[:-1]},"id":"{entry_id}","hash":"{entry_hash}","sig":{sig_json}}}'
 
 
+def parse_entry(text: str) -> AuditEntry:
+    """The entry of an `entry_json`."""
+    try:
+        return AuditEntry.model_validate_json(text)
+    except ValidationError:
+        # pydantic's JSON parser refuses a lone surrogate's \u escape, which details may hold.
+        return AuditEntry.model_validate(json.loads(text))
+
+
 def parse_entries(entries_json: str) -> list[AuditEntry]:
     """The entries of a JSON array of `entry_json`s, in one parse."""
     try:
-        return _ENTRIES.validate_json(entries_json)
+        return _entries_adapter().validate_json(entries_json)
     except ValidationError:
-        # pydantic's JSON parser refuses a lone surrogate's \u escape, which details may hold.
+        # As in `parse_entry`.
         return [AuditEntry.model_validate(entry) for entry in json.loads(entries_json)]
+
+
+@functools.cache
+def _entries_adapter() -> TypeAdapter[list[AuditEntry]]:
+    """Reads a JSON array of entries in one call (built on first use: agents need none)."""
+    return TypeAdapter(list[AuditEntry])

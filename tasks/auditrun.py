@@ -3,6 +3,7 @@ appended, read as models only when a caller reads them."""
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from collections.abc import Iterator, Sequence
@@ -11,10 +12,6 @@ from typing import overload
 
 from tasks.auditentry import AuditEntry, entry_json, parse_entries
 
-#: A value's length as the run script reads it (4 bytes, big-endian), as Latin-1 text, for the
-#: lengths most values have.
-_LENGTH_TEXT = [struct.pack(">I", n).decode("latin-1") for n in range(4096)]
-
 
 def pack_values(values: list[str]) -> bytes:
     """`values` as the run script reads them: each its length (4 bytes, big-endian), then its
@@ -22,13 +19,20 @@ def pack_values(values: list[str]) -> bytes:
     if "".join(values).isascii():
         try:
             packed = [""] * (2 * len(values))
-            packed[0::2] = map(_LENGTH_TEXT.__getitem__, map(len, values))
+            packed[0::2] = map(_length_texts().__getitem__, map(len, values))
             packed[1::2] = values
             # ASCII values between lengths written as Latin-1: one encoding makes the bytes.
             return "".join(packed).encode("latin-1")
         except IndexError:
             pass  # a value of 4096 characters or more
     return b"".join(struct.pack(">I", len(raw)) + raw for raw in (v.encode() for v in values))
+
+
+@functools.cache
+def _length_texts() -> list[str]:
+    """A value's length as the run script reads it (4 bytes, big-endian), as Latin-1 text, for
+    the lengths most values have (built on first use: agents stage no runs)."""
+    return [struct.pack(">I", n).decode("latin-1") for n in range(4096)]
 
 
 @dataclass(frozen=True)
