@@ -14,12 +14,13 @@ import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import redis
-from pydantic import BaseModel, ConfigDict
 
 from tasks import clock
+from tasks.auditentry import AuditEntry, entry_json, parse_entry
+from tasks.auditrun import AppendedEntries, Run, pack_values
 from tasks.auditscripts import APPEND_LUA, APPEND_RUN_LUA
 from tasks.errors import LiveResponseError
 from tasks.keys import Keys
@@ -61,26 +62,15 @@ _json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 NO_GUARD = ("", "")
 
 #: Entries appended by one call of the run script (a longer run is several calls, chained):
-#: bounds how long one call holds Redis (about a millisecond per 500 entries here).
+#: bounds how long one call holds Redis (about 2 ms per 500 entries here).
 RUN_ENTRIES = 500
-
-
-class AuditEntry(BaseModel):
-    """One audit record as stored: who did what to which target, the decision, and its links."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    ts: float
-    actor: str
-    action: str
-    target: str
-    decision: str
-    details: dict[str, Any]
-    prev: str
-    hash: str
-    #: `<key id>:<signature>` when the orchestrator wrote it; None for an agent's entry.
-    sig: str | None = None
+#: The canonical JSON encoder, built once (`json.dumps` with options builds one per call).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+#: How a forbidden detail key reads in canonical JSON, lowercased; or any key may, when the
+#: text holds a \u escape (of a character not in ASCII, whose lowercase may be).
+_SECRET_KEY_TEXTS = ("\\u", *(f'"{key}":' for key in sorted(FORBIDDEN_DETAIL_KEYS)))
 
 
 def digest(data: bytes | str) -> str:
@@ -91,14 +81,17 @@ def digest(data: bytes | str) -> str:
 
 def to_canonical_json(value: Any) -> str:
     """Sorted, compact, ASCII-only JSON: one byte string per value, so hashes are stable."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
+    return _CANONICAL.encode(value)
 
 
 def compute_hash(prev: str, body: Mapping[str, Any]) -> str:
     """sha256(prev ‖ canonical JSON of the entry without its hash), as hex."""
-    return hashlib.sha256(prev.encode() + to_canonical_json(dict(body)).encode()).hexdigest()
+    return text_hash(prev, to_canonical_json(dict(body)))
+
+
+def text_hash(prev: str, body_text: str) -> str:
+    """`compute_hash` of the entry whose body's canonical JSON is `body_text`."""
+    return hashlib.sha256((prev + body_text).encode()).hexdigest()
 
 
 def stored_entry_hash(fields: Mapping[str, str]) -> str:
@@ -110,13 +103,19 @@ def stored_entry_hash(fields: Mapping[str, str]) -> str:
     so stored text that hashes the same as what was signed is that text.
     """
     prev = fields["prev"]
-    canonical = (
-        f'{{"action":{_json_str(fields["action"])},"actor":{_json_str(fields["actor"])},'
-        f'"decision":{_json_str(fields["decision"])},"details":{fields["details"]},'
-        f'"prev":{_json_str(prev)},"target":{_json_str(fields["target"])},'
-        f'"ts":{fields["ts"]}}}'
+    return text_hash(prev, stored_body_text(prev, fields["ts"], fields["actor"],
+                                            fields["action"], fields["target"],
+                                            fields["decision"], fields["details"]))
+
+
+def stored_body_text(prev: str, ts: str, actor: str, action: str, target: str, decision: str,
+                     details: str) -> str:
+    """The canonical JSON of an entry without its hash, from its stored fields' text."""
+    return (
+        f'{{"action":{_json_str(action)},"actor":{_json_str(actor)},'
+        f'"decision":{_json_str(decision)},"details":{details},'
+        f'"prev":{_json_str(prev)},"target":{_json_str(target)},"ts":{ts}}}'
     )
-    return hashlib.sha256((prev + canonical).encode()).hexdigest()
 
 
 def entry_signed_bytes(entry_hash: str) -> bytes:
@@ -147,17 +146,29 @@ def mac_key_of(signer: Signer) -> bytes:
 def entry_mac(mac_key: bytes, entry_hash: str, sig: str) -> str:
     """Hex HMAC-SHA256, under `mac_key`, of the entry whose hash is `entry_hash` and of its
     `sig` field: an entry whose MAC holds carries the very signature its signer wrote."""
-    message = ENTRY_MAC_CONTEXT + entry_hash.encode() + b" " + sig.encode()
-    return hmac.digest(mac_key, message, "sha256").hex()
+    return hmac.digest(mac_key, entry_mac_message(entry_hash, sig), "sha256").hex()
+
+
+def entry_mac_message(entry_hash: str, sig: str) -> bytes:
+    """What an entry's MAC covers."""
+    return ENTRY_MAC_CONTEXT + entry_hash.encode() + b" " + sig.encode()
 
 
 def check_details(details: Mapping[str, Any]) -> str:
     """Return `details` as canonical JSON; ValueError if it holds a secret key or is not JSON."""
-    _refuse_secret_keys(details, "details")
     try:
-        return to_canonical_json(details)
+        text = to_canonical_json(details)
     except (TypeError, ValueError) as exc:
+        _refuse_secret_keys(details, "details")
         raise ValueError(f"audit details must be plain JSON values: {exc}") from exc
+    # Every key is in the text as JSON writes it: a secret's name shows there as `"token":`
+    # in some case, or behind a \u escape. Only then is the value walked, which names the key.
+    lowered = text.lower()
+    for key in _SECRET_KEY_TEXTS:
+        if key in lowered:
+            _refuse_secret_keys(details, "details")
+            break
+    return text
 
 
 def _refuse_secret_keys(value: Any, where: str) -> None:
@@ -178,15 +189,18 @@ def _refuse_secret_keys(value: Any, where: str) -> None:
 class _Attempt:
     """One try at appending an entry after a given prev: its content, hash, signature, argv."""
 
-    body: dict[str, Any]
+    body_text: str
     hash: str
     sig: str | None
     guard: tuple[str, str]
     argv: list[str]
 
+    def entry(self, entry_id: str) -> AuditEntry:
+        """The entry as appended under `entry_id`."""
+        return parse_entry(entry_json(self.body_text, entry_id, self.hash, json.dumps(self.sig)))
 
-@dataclass(frozen=True)
-class _Draft:
+
+class _Draft(NamedTuple):
     """An entry's content before it is chained: what every append attempt hashes."""
 
     actor: str
@@ -195,26 +209,15 @@ class _Draft:
     decision: str
     details_json: str
 
-    def fields(self, prev: str) -> tuple[dict[str, Any], str, list[str]]:
-        """(body, hash, field/value pairs) of this entry chained after `prev`."""
+    def fields(self, prev: str) -> tuple[str, str, list[str]]:
+        """(body's canonical JSON, hash, field/value pairs) of this entry chained after `prev`."""
         # The time is taken per attempt so a retried entry is not stamped before its prev.
-        ts = float(clock.now())
-        body = {
-            "ts": ts,
-            "actor": self.actor,
-            "action": self.action,
-            "target": self.target,
-            "decision": self.decision,
-            "details": json.loads(self.details_json),
-            "prev": prev,
-        }
-        stored = {**body, "ts": repr(ts), "details": self.details_json}
-        # `compute_hash(prev, body)`, from the stored text: no second JSON encoding.
-        entry_hash = stored["hash"] = stored_entry_hash(stored)
-        pairs: list[str] = []
-        for name in ENTRY_FIELDS:
-            pairs += [name, stored[name]]
-        return body, entry_hash, pairs
+        ts = repr(float(clock.now()))
+        body_text = stored_body_text(prev, ts, *self)
+        entry_hash = text_hash(prev, body_text)
+        stored = (ts, *self, prev, entry_hash)
+        pairs = [text for pair in zip(ENTRY_FIELDS, stored, strict=True) for text in pair]
+        return body_text, entry_hash, pairs
 
 
 class AuditChain:
@@ -232,6 +235,8 @@ class AuditChain:
         self.keys = keys
         self.signer = signer
         self._mac_key = mac_key_of(signer) if signer is not None else b""
+        # Keyed once: each entry's MAC starts from a copy.
+        self._mac_base = hmac.new(self._mac_key, digestmod="sha256") if signer else None
         self._append = client.register_script(APPEND_LUA)
         self._append_run = client.register_script(APPEND_RUN_LUA)
         # Last head this process wrote or saw: a hint that saves a GET per append. The Lua
@@ -266,84 +271,103 @@ class AuditChain:
 
     def stage_many(
         self, pipe: Any, entries: Sequence[tuple[str, str, str, str, dict[str, Any]]]
-    ) -> Callable[[Sequence[Any]], list[AuditEntry]]:
+    ) -> Callable[[Sequence[Any]], Sequence[AuditEntry]]:
         """Queue many appends on `pipe`, each chained onto the one before it (a fleet's
         commands: one round trip for all of them). `entries` are (actor, action, target,
         decision, details). They go in runs of up to `RUN_ENTRIES` per script call, each run
         appended whole or not at all and signed once, by its last entry.
 
         Returns `finish(replies)`: give it these calls' replies, in order (the pipeline's
-        replies from its length before this call to its length after). Runs from the first
-        that lost the head to another writer on are drafted again onto the new head and
-        appended run by run, so the chain never forks and nothing is dropped.
+        replies from its length before this call to its length after); it returns the
+        entries (read as models when first used). Runs from the first that lost the head to
+        another writer on are drafted again onto the new head and appended run by run, so the
+        chain never forks and nothing is dropped.
         """
-        drafts = [_Draft(a, act, t, d, check_details(det)) for a, act, t, d, det in entries]
+        # Every entry's details are checked before anything is queued.
+        details = [check_details(entry[4]) for entry in entries]
         guard = self._guard()
         prev = self._head_hint or self._read_head()
-        runs: list[list[_Attempt]] = []
-        for start in range(0, len(drafts), RUN_ENTRIES):
+        runs: list[Run] = []
+        for start in range(0, len(entries), RUN_ENTRIES):
             # Only the first run checks the witnessed entry: the rest chain onto it.
-            run, argv = self._run(drafts[start:start + RUN_ENTRIES], prev,
-                                  guard if not runs else NO_GUARD)
-            queue_script(pipe, self._append_run, [self.keys.audit, self.keys.audit_head], argv)
+            end = start + RUN_ENTRIES
+            run = self._run(entries[start:end], details[start:end], prev,
+                            guard if not runs else NO_GUARD)
+            queue_script(pipe, self._append_run, [self.keys.audit, self.keys.audit_head],
+                         run.argv)
             runs.append(run)
-            prev = run[-1].hash
+            prev = run.hashes[-1]
 
-        def finish(replies: Sequence[Any]) -> list[AuditEntry]:
-            out: list[AuditEntry] = []
+        def finish(replies: Sequence[Any]) -> AppendedEntries:
+            out = AppendedEntries()
             for i, (reply, run) in enumerate(zip(replies, runs, strict=True)):
                 if reply[0] != 1:
-                    self._settle(reply, run[0])  # raises when the head is gone
+                    self._refuse_lost_head(reply)
                     self._ran(out, guard, held=i == 0 or int(replies[0][2]) == 1)
-                    return out + self._commit_runs(drafts[i * RUN_ENTRIES:], as_text(reply[1]))
-                out += self._run_entries(reply, run)
+                    out.extend(self._commit_runs(entries[i * RUN_ENTRIES:],
+                                                 details[i * RUN_ENTRIES:], as_text(reply[1])))
+                    return out
+                out.add(run, as_text(reply[1]))
             self._ran(out, guard, held=bool(replies) and int(replies[0][2]) == 1)
             return out
 
         return finish
 
-    def _run(
-        self, drafts: Sequence[_Draft], prev: str, guard: tuple[str, str]
-    ) -> tuple[list[_Attempt], list[str]]:
-        """The attempts of one run chained after `prev`, and the run script's arguments."""
-        attempts: list[_Attempt] = []
-        for i, draft in enumerate(drafts):
-            # One signature for the run, by its last entry (an agent's chain signs none).
-            kind = 0 if len(drafts) == 1 else (len(drafts) if i == len(drafts) - 1 else -1)
-            attempts.append(self._attempt(draft, attempts[-1].hash if attempts else prev,
-                                          NO_GUARD, kind))
-        argv: list[str] = [prev, attempts[-1].hash, *guard]
-        # One argument per entry (its field/value pairs as a JSON array, decoded by the
-        # script): redis-py's encoding of each argument cost more than the rest of an entry.
-        argv += [json.dumps(attempt.argv[4:]) for attempt in attempts]
-        return attempts, argv
+    def _run(self, entries: Sequence[tuple[str, str, str, str, Any]], details: Sequence[str],
+             prev: str, guard: tuple[str, str]) -> Run:
+        """`entries` (with their checked `details`) chained after `prev` as one run, and the
+        run script's arguments: per entry its stored values but `prev` (the script links each
+        to the one before), all in one argument (redis-py's encoding of an argument costs
+        more than a value's packing)."""
+        self._require_signer()
+        # One signature for the run, by its last entry; the others are its members.
+        member = f"{self.signer.key_id}:{RUN_MEMBER}" if self.signer is not None else None
+        body_texts: list[str] = []
+        hashes: list[str] = []
+        values: list[str] = []
+        entry_hash, last, sig, now = prev, len(entries) - 1, member, clock.now
+        for i, ((actor, action, target, decision, _), details_json) in enumerate(
+                zip(entries, details, strict=True)):
+            ts = repr(float(now()))
+            body_text = stored_body_text(entry_hash, ts, actor, action, target, decision,
+                                         details_json)
+            entry_hash = text_hash(entry_hash, body_text)
+            body_texts.append(body_text)
+            hashes.append(entry_hash)
+            values += (ts, actor, action, target, decision, details_json, entry_hash)
+            if member is not None:
+                sig = member if i < last else self._signature(entry_hash, last + 1)
+                values += (sig, self._mac(entry_hash, sig))
+        argv: list[str | bytes] = [prev, entry_hash, *guard, pack_values(values),
+                                   "" if member is None else "1"]
+        return Run(body_texts, hashes, sig, member, argv)
 
-    def _run_entries(self, reply: Any, run: list[_Attempt]) -> list[AuditEntry]:
-        return [AuditEntry(id=as_text(entry_id), **a.body, hash=a.hash, sig=a.sig)
-                for entry_id, a in zip(reply[1], run, strict=True)]
-
-    def _ran(self, out: list[AuditEntry], guard: tuple[str, str], held: bool) -> None:
+    def _ran(self, appended: AppendedEntries, guard: tuple[str, str], held: bool) -> None:
         """After runs were appended: one head hint and one witness move for all of them."""
-        if out:
-            self._head_hint = out[-1].hash
-            self._appended(out[-1], guard, held=held)
+        if appended:
+            last = appended.last()
+            self._head_hint = last.hash
+            self._appended(last, guard, held=held)
 
-    def _commit_runs(self, drafts: Sequence[_Draft], prev: str) -> list[AuditEntry]:
-        """Append `drafts` after `prev` run by run, drafting a run again after a conflict."""
-        out: list[AuditEntry] = []
+    def _commit_runs(self, entries: Sequence[tuple[str, str, str, str, Any]],
+                     details: Sequence[str], prev: str) -> AppendedEntries:
+        """Append `entries` after `prev` run by run, drafting a run again after a conflict."""
+        out = AppendedEntries()
         start = conflicts = 0
-        while start < len(drafts):
+        while start < len(entries):
             guard = self._guard()
-            run, argv = self._run(drafts[start:start + RUN_ENTRIES], prev, guard)
-            reply = self._append_run(keys=[self.keys.audit, self.keys.audit_head], args=argv)
+            end = start + RUN_ENTRIES
+            run = self._run(entries[start:end], details[start:end], prev, guard)
+            reply = self._append_run(keys=[self.keys.audit, self.keys.audit_head], args=run.argv)
             if reply[0] == 1:
-                entries = self._run_entries(reply, run)
-                self._ran(entries, guard, held=int(reply[2]) == 1)
-                out += entries
-                start += len(run)
-                prev = entries[-1].hash
+                appended = AppendedEntries()
+                appended.add(run, as_text(reply[1]))
+                self._ran(appended, guard, held=int(reply[2]) == 1)
+                out.extend(appended)
+                start += len(run.hashes)
+                prev = run.hashes[-1]
                 continue
-            self._settle(reply, run[0])  # raises when the head is gone
+            self._refuse_lost_head(reply)
             conflicts += 1
             if conflicts >= MAX_APPEND_ATTEMPTS:
                 raise LiveResponseError(
@@ -363,30 +387,38 @@ class AuditChain:
     def _read_head(self) -> str:
         return as_text(self.client.get(self.keys.audit_head)) or GENESIS
 
-    def _attempt(
-        self, draft: _Draft, prev: str, guard: tuple[str, str], run: int = 0
-    ) -> _Attempt:
-        """One try at appending `draft` after `prev`. `run`: 0 for an entry signed on its own,
-        -1 for an entry of a run (its last entry signs for it), n ≥ 2 for the last entry of a
-        run of n."""
+    def _require_signer(self) -> None:
         if self.signer is None and self.signed_only:
             raise LiveResponseError(
                 "the orchestrator appends only signed audit entries, and has no signing key",
                 hint="build the audit log with the orchestrator's Signer",
             )
-        body, entry_hash, pairs = draft.fields(prev)
+
+    def _signature(self, entry_hash: str, length: int) -> str:
+        """The `sig` field of an entry signed on its own (`length` 1) or of the last entry of
+        a run of `length` (the run's other entries carry `<key id>:~`)."""
+        assert self.signer is not None
+        if length == 1:
+            return sign_entry(self.signer, entry_hash)
+        signature = self.signer.sign_bytes(run_signed_bytes(entry_hash, length))
+        return f"{self.signer.key_id}:{signature}:{length}"
+
+    def _mac(self, entry_hash: str, sig: str) -> str:
+        """The `mac` field of an entry: `entry_mac` under this chain's MAC key."""
+        assert self.signer is not None and self._mac_base is not None
+        mac = self._mac_base.copy()
+        mac.update(entry_mac_message(entry_hash, sig))
+        return f"{self.signer.key_id}:{mac.hexdigest()}"
+
+    def _attempt(self, draft: _Draft, prev: str, guard: tuple[str, str]) -> _Attempt:
+        """One try at appending `draft` after `prev`, signed on its own."""
+        self._require_signer()
+        body_text, entry_hash, pairs = draft.fields(prev)
         sig = None
         if self.signer is not None:
-            if run == 0:
-                sig = sign_entry(self.signer, entry_hash)
-            elif run < 0:
-                sig = f"{self.signer.key_id}:{RUN_MEMBER}"
-            else:
-                signature = self.signer.sign_bytes(run_signed_bytes(entry_hash, run))
-                sig = f"{self.signer.key_id}:{signature}:{run}"
-            mac = f"{self.signer.key_id}:{entry_mac(self._mac_key, entry_hash, sig)}"
-            pairs += [SIG_FIELD, sig, MAC_FIELD, mac]
-        return _Attempt(body, entry_hash, sig, guard, [prev, entry_hash, *guard, *pairs])
+            sig = self._signature(entry_hash, 1)
+            pairs += [SIG_FIELD, sig, MAC_FIELD, self._mac(entry_hash, sig)]
+        return _Attempt(body_text, entry_hash, sig, guard, [prev, entry_hash, *guard, *pairs])
 
     def _commit(self, draft: _Draft, prev: str, guard: tuple[str, str]) -> AuditEntry:
         for _ in range(MAX_APPEND_ATTEMPTS):
@@ -403,17 +435,18 @@ class AuditChain:
 
     def _settle(self, reply: Any, attempt: _Attempt) -> AuditEntry | None:
         """The entry when the script appended it, None on a head conflict; raises if no head."""
-        status, value = reply[0], reply[1]
-        if status == 1:
+        if reply[0] == 1:
             self._head_hint = attempt.hash
-            entry = AuditEntry(
-                id=as_text(value), **attempt.body, hash=attempt.hash, sig=attempt.sig
-            )
+            entry = attempt.entry(as_text(reply[1]))
             self._appended(entry, attempt.guard, held=int(reply[2]) == 1)
             return entry
-        if status == -1:
+        self._refuse_lost_head(reply)
+        return None
+
+    def _refuse_lost_head(self, reply: Any) -> None:
+        """Raise when an append script found the head gone while the stream has entries."""
+        if reply[0] == -1:
             raise LiveResponseError(
                 f"audit head {self.keys.audit_head} is missing while the stream has entries",
                 hint="run `lr audit verify`; the audit chain may have been tampered with",
             )
-        return None

@@ -41,22 +41,39 @@ return {1, id, held}
 
 # The same check, then a run of entries in one call, all or none: KEYS as above; ARGV[1] =
 # expected prev of the first, ARGV[2] = hash of the last, ARGV[3], ARGV[4] = witness as above;
-# then per entry one JSON array of its field/value pairs. Returns {1, ids, held},
-# or {0, head} / {-1, ''} as above (nothing appended). The run's entries share the first one's
-# millisecond (ids ms-seq, ms-seq+1, ...), so a verify that cuts the chain at millisecond
-# boundaries never cuts a run.
+# ARGV[5] = the entries' values, each as its length (4 bytes, big-endian) then its bytes:
+# per entry ts, actor, action, target, decision, details, hash, and, when ARGV[6] is '1', sig
+# and mac. Each entry's prev is the hash of the one before (ARGV[1] for the first). One
+# `struct.unpack` and one XADD per entry: the stored entry is as `APPEND_LUA` writes it.
+# Returns {1, id of the first entry, held}, or {0, head} / {-1, ''} as above (nothing
+# appended). The run's entries share the first one's millisecond (ids ms-seq, ms-seq+1, ...),
+# so a verify that cuts the chain at millisecond boundaries never cuts a run.
 APPEND_RUN_LUA = _HEAD_CHECK_LUA + """
-local ids = {}
-local ms, seq
-for i = 5, #ARGV do
-  local id = '*'
-  if ms then id = ms .. '-' .. string.format('%d', seq + #ids) end
-  ids[#ids + 1] = redis.call('XADD', KEYS[1], id, unpack(cjson.decode(ARGV[i])))
-  if not ms then
-    ms, seq = string.match(ids[1], '^(%d+)-(%d+)$')
+local packed, signed = ARGV[5], ARGV[6] == '1'
+local read = struct.unpack
+local format = '>' .. string.rep('I4c0', signed and 9 or 7)
+local at, count, prev, id = 1, 0, ARGV[1], '*'
+local first, ms, seq, ts, actor, action, target, decision, details, hash, sig, mac
+while at <= #packed do
+  if signed then
+    ts, actor, action, target, decision, details, hash, sig, mac, at = read(format, packed, at)
+    id = redis.call('XADD', KEYS[1], id, 'ts', ts, 'actor', actor, 'action', action,
+      'target', target, 'decision', decision, 'details', details, 'prev', prev, 'hash', hash,
+      'sig', sig, 'mac', mac)
+  else
+    ts, actor, action, target, decision, details, hash, at = read(format, packed, at)
+    id = redis.call('XADD', KEYS[1], id, 'ts', ts, 'actor', actor, 'action', action,
+      'target', target, 'decision', decision, 'details', details, 'prev', prev, 'hash', hash)
+  end
+  if count == 0 then
+    first = id
+    ms, seq = string.match(id, '^(%d+)-(%d+)$')
     seq = tonumber(seq)
   end
+  count = count + 1
+  prev = hash
+  id = ms .. '-' .. string.format('%d', seq + count)
 end
 redis.call('SET', KEYS[2], ARGV[2])
-return {1, ids, held}
+return {1, first, held}
 """

@@ -251,11 +251,28 @@ def test_secret_detail_keys_are_refused_and_nothing_is_written(
         {"Password": "x"},
         {"args": {"secret": "x"}},
         {"items": [{"token": "x"}]},
+        {"a": [{"b": ({"SeCrEt": 1},)}]},
+        {"to\u212aen": "x"},  # KELVIN SIGN: lowercase "token"
+        {"token": b"not JSON either"},
     ):
         with pytest.raises(ValueError, match="secrets never enter the audit stream"):
             audit.append("alice", "login", "api", "allowed", **details)
     assert redis_client.xlen(keys.audit) == 0
     assert redis_client.get(keys.audit_head) is None
+
+
+def test_a_secret_key_name_inside_a_value_is_not_a_secret_key(audit: AuditLog) -> None:
+    written = audit.append("alice", "login", "api", "allowed", note='{"token": 1}',
+                           tokens=["password"], by_token="x")
+    assert written.details == {"note": '{"token": 1}', "tokens": ["password"], "by_token": "x"}
+
+
+def test_an_appended_entry_is_returned_as_it_reads_back(audit: AuditLog) -> None:
+    for details in ({"command_id": "c1", "ratio": 0.1, "n": [1, None, True]},
+                    {"name": "\ud800 lone surrogate", "é": "😀"}, {}):
+        written = audit.append("ålice", "command.requested", "dev\n1", "allowed", **details)
+        assert written == audit.read(limit=1)[0]
+        assert written.details == details
 
 
 def test_details_must_be_json(audit: AuditLog) -> None:
