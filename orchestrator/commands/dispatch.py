@@ -247,7 +247,8 @@ class Dispatcher:
         return cancelled
 
     def cancel(self, user: User, command_id: str, session_id: str, reason: str) -> bool:
-        """Cancel one unfinished command; a running one is stopped on its agent (SIGTERM to
+        """Cancel one unfinished command; a running one is stopped on its agent (its thread
+        told to stop and the processes it started killed; with the prefork pool, SIGTERM to
         the pool process running it). False when it had already ended."""
         p = self.plane
         moved, before = p.states.transition(
