@@ -1,8 +1,10 @@
 """Round-trip benchmark: liveresponse's pipeline next to bare Celery, one run.
 
 Prints p50/p99 of 500 sequential `getfilehash` commands through API → pipeline → agent → result
-and of 500 bare `send_task` round trips of a task hashing the same file. The dispatch rate is
-`bench/dispatch.py`. Every key the run created is deleted at the end (results and bindings too).
+and of 500 bare `send_task` round trips of a task hashing the same file, to a bare worker with
+the agent's pool (`LR_AGENT_POOL`, default threads), and the CPU each process spends per round
+trip. The dispatch rate is `bench/dispatch.py`. Every key the run created is deleted at the
+end (results and bindings too).
 """
 
 from __future__ import annotations
@@ -75,15 +77,15 @@ def bench_ours(plane: ControlPlane, url: str, token: str, agent: LocalAgent, sub
         return measured(n, one, agent.pid, plane.client)
 
 
-def bench_bare(redis_url: str, subject: Path, n: int, log: Path,
-               task_ids: list[str], queues: list[str]) -> tuple[list[float], dict[str, float]]:
+def bench_bare(redis_url: str, subject: Path, n: int, log: Path, task_ids: list[str],
+               queues: list[str], pool: str) -> tuple[list[float], dict[str, float]]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     env = {**os.environ, "LR_REDIS_URL": redis_url,
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     queue = f"bare.{uuid.uuid4().hex[:6]}"
     queues.append(queue)
     argv = [sys.executable, "-m", "celery", "-A", "bench.bare_worker", "worker", "-Q", queue,
-            "--pool", "prefork", "--concurrency", "2", "--without-gossip", "--without-mingle",
+            "--pool", pool, "--concurrency", "2", "--without-gossip", "--without-mingle",
             "--loglevel", "WARNING"]
     with open(log, "ab") as out:
         worker = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -136,8 +138,9 @@ def main() -> None:
         describe_machine(redis_url, where)
         ours, ours_cpu = bench_ours(plane, server.url, token, agent, subject, opts.n, task_ids)
         bare, bare_cpu = bench_bare(redis_url, subject, opts.n, tmpdir / "bare.log", task_ids,
-                                    queues)
-        print(f"round trip, {opts.n} sequential getfilehash of a 4 KiB file (ms):")
+                                    queues, settings.agent_pool)
+        print(f"round trip, {opts.n} sequential getfilehash of a 4 KiB file (ms); the agent "
+              f"and the bare worker run the {settings.agent_pool} pool, concurrency 2:")
         print(f"  {'':28} {'p50':>8} {'p99':>8}")
         for name, vals in (("liveresponse (HTTP API)", ours), ("bare Celery send_task", bare)):
             print(f"  {name:28} {percentile(vals, 50):8.2f} {percentile(vals, 99):8.2f}")
