@@ -109,12 +109,18 @@ def stored_entry_hash(fields: Mapping[str, str]) -> str:
     string is JSON-encoded here, `ts` holds none of `,":}` and `prev` is compared on its own),
     so stored text that hashes the same as what was signed is that text.
     """
-    prev = fields["prev"]
+    return hash_of_stored(fields["ts"], fields["actor"], fields["action"], fields["target"],
+                          fields["decision"], fields["details"], fields["prev"])
+
+
+def hash_of_stored(
+    ts: str, actor: str, action: str, target: str, decision: str, details: str, prev: str
+) -> str:
+    """`stored_entry_hash` of the stored fields given one by one (a verify reads them so)."""
     canonical = (
-        f'{{"action":{_json_str(fields["action"])},"actor":{_json_str(fields["actor"])},'
-        f'"decision":{_json_str(fields["decision"])},"details":{fields["details"]},'
-        f'"prev":{_json_str(prev)},"target":{_json_str(fields["target"])},'
-        f'"ts":{fields["ts"]}}}'
+        f'{{"action":{_json_str(action)},"actor":{_json_str(actor)},'
+        f'"decision":{_json_str(decision)},"details":{details},'
+        f'"prev":{_json_str(prev)},"target":{_json_str(target)},"ts":{ts}}}'
     )
     return hashlib.sha256((prev + canonical).encode()).hexdigest()
 
@@ -147,8 +153,12 @@ def mac_key_of(signer: Signer) -> bytes:
 def entry_mac(mac_key: bytes, entry_hash: str, sig: str) -> str:
     """Hex HMAC-SHA256, under `mac_key`, of the entry whose hash is `entry_hash` and of its
     `sig` field: an entry whose MAC holds carries the very signature its signer wrote."""
-    message = ENTRY_MAC_CONTEXT + entry_hash.encode() + b" " + sig.encode()
-    return hmac.digest(mac_key, message, "sha256").hex()
+    return hmac.digest(mac_key, entry_mac_message(entry_hash, sig), "sha256").hex()
+
+
+def entry_mac_message(entry_hash: str, sig: str) -> bytes:
+    """What the MAC of the entry whose hash is `entry_hash` and `sig` field is `sig` covers."""
+    return ENTRY_MAC_CONTEXT + entry_hash.encode() + b" " + sig.encode()
 
 
 def check_details(details: Mapping[str, Any]) -> str:
