@@ -296,16 +296,31 @@ def read_batches(
     client: redis.Redis, stream: str, after_id: str | None, upto_id: str
 ) -> Iterator[list[tuple[str, list[str]]]]:
     """The entries of `read_raw` in XRANGE's own batches, each entry as (id, [name, value,
-    ...]) in stored order: what `ChainWalk.step_many` takes."""
-    cursor = "(" + after_id if after_id else "-"
-    while True:
-        batch = client.execute_command("XRANGE", stream, cursor, upto_id, "COUNT", READ_BATCH)
-        if batch and isinstance(batch[0][0], bytes):  # a client that does not decode
-            batch = [(_text(entry_id), [_text(x) for x in flat]) for entry_id, flat in batch]
-        yield batch
-        if len(batch) < READ_BATCH:
-            return
-        cursor = "(" + batch[-1][0]
+    ...]) in stored order: what `ChainWalk.step_many` takes.
+
+    The next batch is asked for before a batch is handed on, so Redis prepares it while the
+    caller works on this one (on a connection of its own, for as long as the reading lasts)."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    asked = False
+    try:
+        conn.send_command("XRANGE", stream, "(" + after_id if after_id else "-", upto_id,
+                          "COUNT", READ_BATCH)
+        asked = True
+        while asked:
+            batch = conn.read_response()
+            asked = False
+            if batch and isinstance(batch[0][0], bytes):  # a client that does not decode
+                batch = [(_text(entry_id), [_text(x) for x in flat]) for entry_id, flat in batch]
+            if len(batch) == READ_BATCH:
+                conn.send_command("XRANGE", stream, "(" + batch[-1][0], upto_id,
+                                  "COUNT", READ_BATCH)
+                asked = True
+            yield batch
+    finally:
+        if asked:  # left before the answer was read: the connection cannot be reused
+            conn.disconnect()
+        pool.release(conn)
 
 
 def _text(value: bytes | str) -> str:
