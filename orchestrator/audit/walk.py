@@ -4,7 +4,8 @@ The live stream (`AuditLog.verify`), an export (`audit.export_file.verify_file`)
 all feed their entries, oldest first, to one `ChainWalk`; it keeps a few fields, never the
 entries, so a walk takes constant memory. A walk can also check one segment of the chain on its own
 (`ChainWalk.segment`): `audit.segments` checks a long chain in segments, in parallel, and joins
-them at their ends.
+them at their ends. The live stream is fed in raw `XRANGE` batches (`ChainWalk.step_many`),
+whose common entries are checked inline; the checks of one entry alone are `audit.entry`'s.
 """
 
 from __future__ import annotations
