@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -130,6 +131,26 @@ def run_cli(env: dict[str, str], *args: str) -> tuple[float, str]:
     return took, done.stdout
 
 
+def cpu_seconds(client: redis.Redis) -> tuple[float, float, float]:
+    """CPU seconds used so far by this process (the orchestrator serving the chain), by its
+    finished children (`lr`, and the verify's worker processes) and by the Redis server (all
+    its clients: on a shared server, others' commands too)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    info = cast(dict[str, float], client.info("cpu"))
+    return (own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime,
+            float(info["used_cpu_user"]) + float(info["used_cpu_sys"]))
+
+
+def cpu_line(client: redis.Redis, before: tuple[float, float, float], count: int,
+             children_are: str) -> str:
+    """Where the CPU went since `before`, in µs per entry."""
+    own, children, server = (
+        (b - a) / count * 1e6 for a, b in zip(before, cpu_seconds(client), strict=True))
+    return (f"           CPU µs per entry: orchestrator {own:.1f}, {children_are} "
+            f"{children:.1f}, Redis {server:.1f}")
+
+
 def chain_figures(opts: argparse.Namespace, url: str, tmp: Path, stack: ExitStack) -> None:
     """Part 2: fill a chain, then verify and export it through the CLI, beside bare loops."""
     prefix = f"lrbench-{uuid.uuid4().hex[:8]}"
@@ -150,12 +171,14 @@ def chain_figures(opts: argparse.Namespace, url: str, tmp: Path, stack: ExitStac
     print(f"  append, pipelined stage path ({opts.batch} per pipeline): {rate:,.0f} entries/s")
 
     count, bare_s = bare_scan(client, plane.keys.audit)
+    before = cpu_seconds(client)
     took, out = run_cli(env, "--json", "audit", "verify")
     verdict = json.loads(out)
     assert verdict["ok"], verdict
     print(f"  verify   lr audit verify       {verdict['entries'] / took:>10,.0f} entries/s "
           f"({took:.1f} s)   bare XRANGE loop {count / bare_s:>10,.0f} entries/s "
           f"({bare_s:.1f} s)")
+    print(cpu_line(client, before, verdict["entries"], "lr and workers"))
 
     if opts.sequential:
         start = time.perf_counter()
@@ -167,11 +190,13 @@ def chain_figures(opts: argparse.Namespace, url: str, tmp: Path, stack: ExitStac
 
     lines, dump_s = bare_dump(client, plane.keys.audit, tmp / "bare.jsonl")
     (tmp / "bare.jsonl").unlink()
+    before = cpu_seconds(client)
     took, _ = run_cli(env, "audit", "export", "--jsonl", str(tmp / "export.jsonl"))
     exported = sum(1 for _ in (tmp / "export.jsonl").open()) - 1
     print(f"  export   lr audit export       {exported / took:>10,.0f} lines/s   "
           f"({took:.1f} s)   bare line dump   {lines / dump_s:>10,.0f} lines/s "
           f"({dump_s:.1f} s)")
+    print(cpu_line(client, before, exported, "lr"))
     if opts.file_verify:
         took, out = run_cli(env, "--json", "audit", "verify", "--file",
                             str(tmp / "export.jsonl"), "--public-key", str(signing.public_path))

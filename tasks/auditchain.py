@@ -102,10 +102,15 @@ def stored_entry_hash(fields: Mapping[str, str]) -> str:
     string is JSON-encoded here, `ts` holds none of `,":}` and `prev` is compared on its own),
     so stored text that hashes the same as what was signed is that text.
     """
-    prev = fields["prev"]
-    return text_hash(prev, stored_body_text(prev, fields["ts"], fields["actor"],
-                                            fields["action"], fields["target"],
-                                            fields["decision"], fields["details"]))
+    return hash_of_stored(fields["ts"], fields["actor"], fields["action"], fields["target"],
+                          fields["decision"], fields["details"], fields["prev"])
+
+
+def hash_of_stored(
+    ts: str, actor: str, action: str, target: str, decision: str, details: str, prev: str
+) -> str:
+    """`stored_entry_hash` of the stored fields given one by one (a verify reads them so)."""
+    return text_hash(prev, stored_body_text(prev, ts, actor, action, target, decision, details))
 
 
 def stored_body_text(prev: str, ts: str, actor: str, action: str, target: str, decision: str,
@@ -150,7 +155,7 @@ def entry_mac(mac_key: bytes, entry_hash: str, sig: str) -> str:
 
 
 def entry_mac_message(entry_hash: str, sig: str) -> bytes:
-    """What an entry's MAC covers."""
+    """What the MAC of the entry whose hash is `entry_hash` and `sig` field is `sig` covers."""
     return ENTRY_MAC_CONTEXT + entry_hash.encode() + b" " + sig.encode()
 
 

@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 from orchestrator.audit.checkpoint import Checkpoint, checkpoint_problem, parse_checkpoint
 from orchestrator.audit.keys import TrustedKeys
 from orchestrator.audit.log import GENESIS, AuditLog, AuditVerdict, ChainSnapshot, ChainWalk
+from orchestrator.audit.walk import SIGNED_LAYOUT, UNSIGNED_LAYOUT
 from orchestrator.audit.witness import STREAM_ID, WitnessMark, parse_mark
 from tasks import clock
 from tasks.auditchain import to_canonical_json
@@ -32,15 +33,13 @@ UNSIGNED_FORMAT = "liveresponse-audit/1"
 MAX_LINE_BYTES = 16 * 1024 * 1024
 #: Keys of a line that are not stored fields of the entry.
 LINE_KEYS = ("type", "id")
-#: Entry lines sent as one chunk of an export (one write, one hop to the event loop).
-LINES_PER_CHUNK = 1000
 #: JSON string encoding, ASCII only (what `_line` writes for each str).
 _json_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
 def export_lines(log: AuditLog, snap: ChainSnapshot) -> Iterator[str]:
     """The export of the chain as `snap` saw it: a signed header, then each entry, one per line,
-    in chunks of up to `LINES_PER_CHUNK` lines (each chunk whole lines).
+    in chunks of whole lines, one chunk per XRANGE batch (`audit.segments.READ_BATCH`).
 
     `log` must hold the orchestrator's signer: the header is signed before any line is sent.
     """
@@ -63,14 +62,8 @@ def export_lines(log: AuditLog, snap: ChainSnapshot) -> Iterator[str]:
     if snap.newest_id is None:
         return
     # Fields exactly as stored (ts and details as text), so hashes are recomputed byte for byte.
-    chunk: list[str] = []
-    for entry_id, fields in log.scan(upto=snap.newest_id):
-        chunk.append(entry_line(entry_id, fields))
-        if len(chunk) >= LINES_PER_CHUNK:
-            yield "".join(chunk)
-            chunk = []
-    if chunk:
-        yield "".join(chunk)
+    for batch in log.scan_batches(upto=snap.newest_id):
+        yield "".join([_flat_line(entry_id, flat) for entry_id, flat in batch])
 
 
 def entry_line(entry_id: str, fields: dict[str, str]) -> str:
@@ -80,6 +73,27 @@ def entry_line(entry_id: str, fields: dict[str, str]) -> str:
         parts += [",", _json_str(name), ":", _json_str(value)]
     parts.append("}\n")
     return "".join(parts)
+
+
+def _flat_line(entry_id: str, flat: list[str]) -> str:
+    """`entry_line` of an entry as XRANGE returns it (id, [name, value, ...])."""
+    names = flat[0::2]
+    if names == _LAYOUTS.get(len(flat)):
+        return _LINE_OF_LAYOUT[len(flat)] % (_json_str(entry_id), *map(_json_str, flat[1::2]))
+    it = iter(flat)
+    return entry_line(entry_id, dict(zip(it, it, strict=True)))
+
+
+def _line_template(names: list[str]) -> str:
+    """`entry_line` of an entry whose fields are `names`, in order, with each value (the
+    id's first) left as a %s to fill with its JSON string."""
+    return '{"type":"entry","id":%s' + "".join(f",{_json_str(n)}:%s" for n in names) + "}\n"
+
+
+#: The layouts an appender writes (an orchestrator's entry, an agent's) by the length of an
+#: entry's [name, value, ...] list, and the template of their lines (`_line_template`).
+_LAYOUTS = {len(names) * 2: names for names in (SIGNED_LAYOUT, UNSIGNED_LAYOUT)}
+_LINE_OF_LAYOUT = {size: _line_template(names) for size, names in _LAYOUTS.items()}
 
 
 def header_signed_bytes(header: dict[str, Any]) -> bytes:

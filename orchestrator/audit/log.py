@@ -23,6 +23,7 @@ from orchestrator.audit.segments import (
     default_workers,
     portable,
     raw_reader,
+    read_batches,
     read_raw,
     walk_segments,
 )
@@ -277,15 +278,15 @@ class AuditLog(AuditChain):
         if snap.newest_id is not None and workers > 1 and portable(self.client):
             problem, entry_id = walk_segments(
                 self.client, self.keys.audit, walk, snap.newest_id,
-                lambda after, upto: self.scan(after=after, upto=upto), workers=workers,
+                lambda after, upto: self.scan_batches(after=after, upto=upto), workers=workers,
             )
             if problem:
                 return fail(problem, entry_id)
         elif snap.newest_id is not None:
-            for entry_id, fields in self.scan(upto=snap.newest_id):
-                problem = walk.step(entry_id, fields)
-                if problem:
-                    return fail(problem, entry_id)
+            for batch in self.scan_batches(upto=snap.newest_id):
+                found = walk.step_many(batch)
+                if found:
+                    return fail(*found)
         problem = walk.head_problem(snap.head)
         if problem:
             return fail(problem, walk.last_id)
@@ -371,6 +372,12 @@ class AuditLog(AuditChain):
         """Entries oldest first after the id `after` (exclusive; None: from the first) up to
         the id `upto` (inclusive), as (id, decoded fields)."""
         return read_raw(self._raw_reader(), self.keys.audit, after, upto)
+
+    def scan_batches(
+        self, *, after: str | None = None, upto: str = "+"
+    ) -> Iterator[list[tuple[str, list[str]]]]:
+        """The entries of `scan` as XRANGE returns them, in its batches (`read_batches`)."""
+        return read_batches(self._raw_reader(), self.keys.audit, after, upto)
 
     def _raw_reader(self) -> redis.Redis:
         if self._raw is None:

@@ -13,6 +13,7 @@ state, so the verdict (problem, entry, count) is the one a single sequential pas
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib
 import json
 import os
@@ -119,7 +120,8 @@ def walk_segments(
     """Check the chain up to `newest_id` in parallel segments and join them onto `walk`;
     (problem, entry id) of the first problem in chain order, (None, None) when sound.
 
-    `scan(after_id, upto_id)` yields a segment's (id, fields) for a re-walk in this process.
+    `scan(after_id, upto_id)` yields a segment's entries in batches (`read_batches`) for a
+    re-walk in this process.
     """
     bounds = plan_segments(client, stream, None, newest_id, workers * SEGMENTS_PER_WORKER)
     connection_class, kwargs = connection_of(client)
@@ -139,10 +141,10 @@ def walk_segments(
     for task, result in zip(tasks, run_workers(tasks, workers), strict=True):
         if (result.entries == 0 and not result.failed) or _joins(walk, result):
             continue
-        for entry_id, fields in scan(task.after_id, task.upto_id):
-            problem = walk.step(entry_id, fields)
-            if problem:
-                return problem, entry_id
+        for batch in scan(task.after_id, task.upto_id):
+            found = walk.step_many(batch)
+            if found:
+                return found
     return None, None
 
 
@@ -208,16 +210,14 @@ def check_segment(task: SegmentTask) -> SegmentResult:
         walk = ChainWalk.segment(keys, task.after_id, mac_keys)
         witness_order = id_order(task.witness[0]) if task.witness else None
         seen: bool | None = None
-        last_hash: str | None = None
         failed = False
-        for entry_id, fields in read_raw(client, task.stream, task.after_id, task.upto_id):
-            if walk.step(entry_id, fields):
+        for batch in read_batches(client, task.stream, task.after_id, task.upto_id):
+            if walk.step_many(batch):
                 failed = True
                 break
-            last_hash = fields["hash"]
-            if seen is None and witness_order is not None and task.witness is not None \
-                    and id_order(entry_id) >= witness_order:
-                seen = (entry_id, last_hash) == task.witness
+            if seen is None and witness_order is not None and task.witness is not None:
+                seen = _witness_seen(batch, witness_order, task.witness)
+        last_hash = walk.expected_prev if walk.entries else None
         return SegmentResult(
             entries=walk.entries, first_id=walk.first_id, first_prev=walk.first_prev,
             last_id=walk.last_id, last_hash=last_hash,
@@ -230,6 +230,18 @@ def check_segment(task: SegmentTask) -> SegmentResult:
         return SegmentResult(0, None, None, None, None, True, [], None)
     finally:
         client.close()
+
+
+def _witness_seen(
+    batch: list[tuple[str, list[str]]], witness_order: tuple[int, int], witness: tuple[str, str]
+) -> bool | None:
+    """Whether the first entry of `batch` at or after the witnessed id is the witnessed entry
+    with its hash; None when the batch has no such entry."""
+    for entry_id, flat in batch:
+        if id_order(entry_id) >= witness_order:
+            it = iter(flat)
+            return (entry_id, dict(zip(it, it, strict=True))["hash"]) == witness
+    return None
 
 
 def raw_client(connection_class: type, connection_kwargs: dict[str, Any]) -> redis.Redis:
@@ -274,18 +286,41 @@ def read_raw(
     (redis-py's reply parsing into dicts costs more than the check itself).
 
     `client` must return XRANGE replies unparsed (`raw_client`)."""
-    cursor = "(" + after_id if after_id else "-"
-    while True:
-        batch = client.execute_command("XRANGE", stream, cursor, upto_id, "COUNT", READ_BATCH)
+    for batch in read_batches(client, stream, after_id, upto_id):
         for entry_id, flat in batch:
             it = iter(flat)
-            if isinstance(entry_id, bytes):  # a client that does not decode (not portable)
-                yield entry_id.decode(), {_text(k): _text(v) for k, v in zip(it, it, strict=True)}
-            else:
-                yield entry_id, dict(zip(it, it, strict=True))
-        if len(batch) < READ_BATCH:
-            return
-        cursor = "(" + _text(batch[-1][0])
+            yield entry_id, dict(zip(it, it, strict=True))
+
+
+def read_batches(
+    client: redis.Redis, stream: str, after_id: str | None, upto_id: str
+) -> Iterator[list[tuple[str, list[str]]]]:
+    """The entries of `read_raw` in XRANGE's own batches, each entry as (id, [name, value,
+    ...]) in stored order: what `ChainWalk.step_many` takes.
+
+    The next batch is asked for before a batch is handed on, so Redis prepares it while the
+    caller works on this one (on a connection of its own, for as long as the reading lasts)."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    asked = False
+    try:
+        conn.send_command("XRANGE", stream, "(" + after_id if after_id else "-", upto_id,
+                          "COUNT", READ_BATCH)
+        asked = True
+        while asked:
+            batch = conn.read_response()
+            asked = False
+            if batch and isinstance(batch[0][0], bytes):  # a client that does not decode
+                batch = [(_text(entry_id), [_text(x) for x in flat]) for entry_id, flat in batch]
+            if len(batch) == READ_BATCH:
+                conn.send_command("XRANGE", stream, "(" + batch[-1][0], upto_id,
+                                  "COUNT", READ_BATCH)
+                asked = True
+            yield batch
+    finally:
+        if asked:  # left before the answer was read: the connection cannot be reused
+            conn.disconnect()
+        pool.release(conn)
 
 
 def _text(value: bytes | str) -> str:
@@ -294,6 +329,9 @@ def _text(value: bytes | str) -> str:
 
 def main() -> None:
     """A worker: check the segments given as JSON on stdin, answer their results on stdout."""
+    # A worker's objects are freed by reference counting (a batch at a time, no cycles):
+    # the collector's passes over the replies' lists would cost a tenth of its time.
+    gc.disable()
     given = json.loads(sys.stdin.buffer.read())
     results = [check_segment(SegmentTask(**{**t, "witness": tuple(t["witness"])
                                             if t["witness"] else None})) for t in given]

@@ -4,17 +4,22 @@ The live stream (`AuditLog.verify`), an export (`audit.export_file.verify_file`)
 all feed their entries, oldest first, to one `ChainWalk`; it keeps a few fields, never the
 entries, so a walk takes constant memory. A walk can also check one segment of the chain on its own
 (`ChainWalk.segment`): `audit.segments` checks a long chain in segments, in parallel, and joins
-them at their ends.
+them at their ends. The live stream is fed in raw `XRANGE` batches (`ChainWalk.step_many`),
+whose common entries are checked inline; the checks of one entry alone are `audit.entry`'s.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
-import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from orchestrator.audit.entry import (
+    canonical_details,
+    canonical_problem,
+    check_entry,
+    order_of,
+)
 from orchestrator.audit.keys import TrustedKeys
 from orchestrator.audit.witness import id_order
 from tasks.auditchain import (
@@ -25,10 +30,10 @@ from tasks.auditchain import (
     RUN_MEMBER,
     SIG_FIELD,
     entry_mac,
+    entry_mac_message,
     entry_signed_bytes,
+    hash_of_stored,
     run_signed_bytes,
-    stored_entry_hash,
-    to_canonical_json,
 )
 
 if TYPE_CHECKING:
@@ -36,10 +41,10 @@ if TYPE_CHECKING:
     from orchestrator.audit.witness import WitnessMark
     from tasks.signing import Verifier
 
-#: Every field a stored entry may have.
-KNOWN_FIELDS = frozenset((*ENTRY_FIELDS, SIG_FIELD, MAC_FIELD))
-#: Every field a stored entry must have.
-REQUIRED_FIELDS = frozenset(ENTRY_FIELDS)
+#: Field names of an orchestrator's entry, in the order it stores them (XRANGE returns them so).
+SIGNED_LAYOUT = [*ENTRY_FIELDS, SIG_FIELD, MAC_FIELD]
+#: Field names of an agent's entry, in the order it stores them.
+UNSIGNED_LAYOUT = list(ENTRY_FIELDS)
 
 
 class ChainWalk:
@@ -61,6 +66,9 @@ class ChainWalk:
     ) -> None:
         self.keys = TrustedKeys.of(keys)
         self.mac_keys = dict(mac_keys or {})
+        # HMAC state after each MAC key: a copy of it checks one entry's MAC.
+        self._macs = {key_id: hmac.new(key, digestmod="sha256")
+                      for key_id, key in self.mac_keys.items()}
         self.checkpoint = checkpoint
         self.witness = witness
         self.start = checkpoint.anchor if checkpoint else GENESIS
@@ -175,15 +183,15 @@ class ChainWalk:
     def step(self, entry_id: str, fields: Mapping[str, str]) -> str | None:
         """The problem with the next entry, or None (then it becomes the one to link to)."""
         self.entries += 1
-        order = _order_of(entry_id)
-        problem = self._order_problem(entry_id, order) or _check_entry(
+        order = order_of(entry_id)
+        problem = self._order_problem(entry_id, order) or check_entry(
             entry_id, fields, self.expected_prev, first=self.last_id is None
         )
         if problem is None:
             problem = self._signature_problem(entry_id, fields)
             # Checked in this order before: a details edit is named as one, whatever follows.
             if problem is not None:
-                problem = _canonical_problem(entry_id, fields) or problem
+                problem = canonical_problem(entry_id, fields) or problem
         if problem is None and not self._witness_found:
             problem = self._witness_problem(entry_id, fields)
         if problem is None:
@@ -193,6 +201,106 @@ class ChainWalk:
             self.last_id = entry_id
             self._last_order = order  # type: ignore[assignment]  # None only with a problem
         return problem
+
+    def step_many(
+        self, entries: Iterable[tuple[str, Sequence[str]]]
+    ) -> tuple[str, str] | None:
+        """`step` through entries as XRANGE returns them, (id, [name, value, ...]); (problem,
+        entry id) of the first with a problem, else None.
+
+        The common entry (the orchestrator's, MAC'd by the key in force; an agent's) is
+        checked by `_step_common`; any other, and any that fails there, goes through `step`,
+        which names its problem."""
+        for entry_id, flat in entries:
+            if self._step_common(entry_id, flat):
+                continue
+            it = iter(flat)
+            problem = self.step(entry_id, dict(zip(it, it, strict=True)))
+            if problem:
+                return problem, entry_id
+        return None
+
+    def _step_common(self, entry_id: str, flat: Sequence[str]) -> bool:
+        """Step a common entry that passes every check `step` makes of it; False (and nothing
+        changed) for any other entry.
+
+        Common: fields exactly as an appender lays them out, the id after the last, the prev
+        the hash expected, `ts` canonical, the hash of the stored text; then either the key in
+        force's signature field with a valid MAC under its key (a run's member, or an entry
+        closing exactly the run before it), or an agent's canonical entry outside any run.
+        The first entry of a walk, a key that takes over and the witnessed entry's place go
+        through `step`. The key in force passed `step` (or a joined segment's same check)."""
+        expected_prev = self.expected_prev
+        if expected_prev is None or self.first_id is None:
+            return False
+        ms, _, seq = entry_id.partition("-")
+        if not (ms.isdigit() and seq.isdigit() and entry_id.isascii()):
+            return False
+        order = (int(ms), int(seq))
+        if order <= self._last_order or (
+            not self._witness_found and order >= self._witness_order
+        ):
+            return False
+        names = flat[0::2]
+        sig: str | None
+        mac: str | None
+        if names == SIGNED_LAYOUT:
+            ts, actor, action, target, decision, details, prev, entry_hash, sig, mac = flat[1::2]
+        elif names == UNSIGNED_LAYOUT:
+            ts, actor, action, target, decision, details, prev, entry_hash = flat[1::2]
+            sig = mac = None
+        else:
+            return False
+        if prev != expected_prev:
+            return False
+        try:
+            # `canonical_ts` inline: a finite float's repr ends in a digit, inf and nan do not.
+            if repr(float(ts)) != ts or not ts[-1].isdigit():
+                return False
+        except ValueError:
+            return False
+        if sig is None:
+            if self.pending or self._open_start or not actor.startswith(AGENT_ACTOR_PREFIX):
+                return False
+            if not canonical_details(details):
+                return False
+        if hash_of_stored(ts, actor, action, target, decision, details, prev) != entry_hash:
+            return False
+        if sig is not None:
+            key_id = self._key_in_force
+            sig_key, _, signature = sig.partition(":")
+            prepared = self._macs.get(sig_key)
+            mac_key_id, colon, mac_hex = mac.partition(":")  # type: ignore[union-attr]
+            if sig_key != key_id or prepared is None or mac_key_id != key_id or not colon:
+                return False
+            signature, _, length_text = signature.partition(":")
+            member = signature == RUN_MEMBER and not length_text
+            if member:
+                if self.pending and self._pending_key != key_id:
+                    return False
+            else:
+                if length_text and not (length_text.isascii() and length_text.isdigit()):
+                    return False
+                covered = int(length_text) - 1 if length_text else 0
+                if (length_text and covered < 1) or self._open_start or self.pending != covered \
+                        or (self.pending and self._pending_key != key_id):
+                    return False
+            mac_check = prepared.copy()
+            mac_check.update(entry_mac_message(entry_hash, sig))
+            if not hmac.compare_digest(mac_hex, mac_check.hexdigest()):
+                return False
+            if not member:
+                self.pending = 0
+            elif not self.pending:
+                self._pending_from, self._pending_key = entry_id, key_id
+                self.pending = 1
+            else:
+                self.pending += 1
+        self.entries += 1
+        self.expected_prev = entry_hash
+        self.last_id = entry_id
+        self._last_order = order
+        return True
 
     def head_problem(self, head: str | None) -> str | None:
         """The problem with `head` as the newest hash, or with the witnessed entry not found,
@@ -337,68 +445,3 @@ class ChainWalk:
             f"entry {w.id} ({w.hash[:16]}…), which this orchestrator wrote, is missing before "
             f"entry {entry_id} (deleted)"
         )
-
-
-def _order_of(entry_id: str) -> tuple[int, int] | None:
-    """`id_order` of a stream id; None when `entry_id` is not one."""
-    ms, dash, seq = entry_id.partition("-")
-    if not (dash and ms.isdigit() and seq.isdigit() and ms.isascii() and seq.isascii()):
-        return None
-    return int(ms), int(seq)
-
-
-def _check_entry(
-    entry_id: str, fields: Mapping[str, str], expected_prev: str | None, *, first: bool
-) -> str | None:
-    """The problem with one stored entry given the hash before it (None: a segment's first
-    entry, linked at the join), or None when it is sound."""
-    names = fields.keys()
-    if not REQUIRED_FIELDS <= names or not names <= KNOWN_FIELDS:
-        missing = [name for name in ENTRY_FIELDS if name not in fields]
-        extra = sorted(set(fields) - KNOWN_FIELDS)
-        return f"entry {entry_id}: fields missing {missing} or unexpected {extra} (altered)"
-    # An unsigned entry is checked in full; a signed one's details are what was signed when
-    # its hash matches them as stored and its signature holds (else this runs after all).
-    if SIG_FIELD not in fields or not _canonical_ts(fields["ts"]):
-        problem = _canonical_problem(entry_id, fields)
-        if problem:
-            return problem
-    if stored_entry_hash(fields) != fields["hash"]:
-        return _canonical_problem(entry_id, fields) or (
-            f"entry {entry_id}: hash does not match its content (altered)"
-        )
-    if expected_prev is not None and fields["prev"] != expected_prev:
-        if first:
-            return (
-                f"entry {entry_id}: prev mismatch: the oldest entry does not start the "
-                "chain (entries before it deleted)"
-            )
-        return (
-            f"entry {entry_id}: prev mismatch: prev is not the hash of the entry before "
-            "it (an entry deleted or reordered)"
-        )
-    return None
-
-
-def _canonical_ts(ts: str) -> bool:
-    try:
-        value = float(ts)
-    except ValueError:
-        return False
-    return math.isfinite(value) and repr(value) == ts
-
-
-def _canonical_problem(entry_id: str, fields: Mapping[str, str]) -> str | None:
-    """The problem when `ts` or `details` are not as the appender stores them, else None."""
-    try:
-        details = json.loads(fields["details"])
-        canonical = (
-            _canonical_ts(fields["ts"])
-            and isinstance(details, dict)
-            and to_canonical_json(details) == fields["details"]
-        )
-    except ValueError:
-        canonical = False
-    if not canonical:
-        return f"entry {entry_id}: ts or details are not in canonical form (altered)"
-    return None

@@ -207,22 +207,31 @@ def export(cli: CliContext, target: str, force: bool) -> None:
 
 
 def _copy_export(cli: CliContext, out: IO[str]) -> dict[str, Any]:
-    """Stream the export into `out`, with progress on stderr; check every entry arrived."""
-    with cli.client.audit_export() as lines:
-        first = next(lines, "")
-        header = _export_header(first)
-        out.write(first + "\n")
-        count, announced = 0, int(header["entries"])
-        shown = time.monotonic()
-        for line in lines:
-            if not line:
-                continue
-            out.write(line + "\n")
-            count += 1
+    """Stream the export into `out`, with progress on stderr; check every entry arrived.
+
+    The text is written as it arrives, chunk by chunk; its lines are counted, not split."""
+    header: dict[str, Any] | None = None
+    start = ""
+    count = announced = 0
+    shown = time.monotonic()
+    with cli.client.audit_export() as chunks:
+        for chunk in chunks:
+            if header is None:
+                start += chunk
+                first, newline, chunk = start.partition("\n")
+                if not newline:
+                    continue
+                header = _export_header(first)
+                announced = int(header["entries"])
+                out.write(first + "\n")
+            out.write(chunk)
+            count += chunk.count("\n")
             if time.monotonic() - shown >= PROGRESS_EVERY_S:
                 click.echo(f"exported {count} of {announced} entries…", err=True)
                 shown = time.monotonic()
-    if count != announced:
+    if header is None:
+        header = _export_header(start)
+    if count != announced or (chunk and not chunk.endswith("\n")):
         raise LiveResponseError(
             f"the export stopped after {count} of the {announced} entries it announced",
             hint="entries were trimmed during the export, or the connection dropped; run it again",

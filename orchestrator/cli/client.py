@@ -165,13 +165,13 @@ class ApiClient:
 
     @contextmanager
     def audit_export(self) -> Iterator[Iterator[str]]:
-        """The whole audit chain as export lines (header first), streamed as they arrive."""
+        """The whole audit export as text (header line first), in chunks as they arrive."""
         with self._reaching(None), self._http.stream("GET", "/audit/export") as resp:
             if not resp.is_success:
                 resp.read()
                 self._answer(resp, "/audit/export")
             try:
-                yield resp.iter_lines()
+                yield resp.iter_text()
             except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
                 raise OrchestratorUnreachableError(
                     f"the export from {self.base_url} broke off ({type(exc).__name__})",

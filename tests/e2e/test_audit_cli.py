@@ -196,3 +196,42 @@ def test_trim_of_a_tampered_stream_exits_12_and_removes_nothing(lr: Lr, filled: 
     assert client.get(keys.audit_checkpoint) is None
     (refusal,) = filled.plane.audit.read(actor="admin", limit=1)
     assert (refusal.action, refusal.decision) == ("audit.trim.denied", "denied")
+
+
+def serve_export_as(monkeypatch: pytest.MonkeyPatch,
+                    reshape: Callable[[str], Iterator[str]]) -> None:
+    """The API sends its export reshaped by `reshape` (given the whole text)."""
+    from orchestrator.api import audit as routes
+
+    real = routes.export_lines
+    monkeypatch.setattr(routes, "export_lines",
+                        lambda log, snap: reshape("".join(real(log, snap))))
+
+
+def test_an_export_arriving_in_pieces_cut_anywhere_is_written_whole(
+    lr: Lr, filled: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[str] = []
+
+    def pieces(text: str) -> Iterator[str]:
+        sent.append(text)
+        return (text[i:i + 7] for i in range(0, len(text), 7))  # the header split too
+
+    serve_export_as(monkeypatch, pieces)
+    path = tmp_path / "pieces.jsonl"
+    out = ok(lr("audit", "export", "--jsonl", str(path))).stdout
+    assert "exported 5 audit entries" in out
+    assert path.read_text(encoding="utf-8") == sent[0]
+    ok(lr("audit", "verify", "--file", str(path), "--public-key",
+          str(filled.signing.public_path)))
+
+
+def test_an_export_cut_off_mid_line_fails_and_leaves_no_file(
+    lr: Lr, filled: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serve_export_as(monkeypatch, lambda text: iter([text[:-40]]))
+    path = tmp_path / "cut.jsonl"
+    result = lr("audit", "export", "--jsonl", str(path))
+    assert result.exit_code != 0
+    assert "the export stopped after 4 of the 5 entries it announced" in result.stderr
+    assert not path.exists() and list(tmp_path.glob(".cut.jsonl.*")) == []
