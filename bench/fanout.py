@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.target import bench_redis, describe_machine  # noqa: E402
 from config import Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
-from orchestrator.local.cleanup import delete_matching  # noqa: E402
+from orchestrator.local.cleanup import delete_device_queues, delete_matching  # noqa: E402
 from orchestrator.plane import ControlPlane  # noqa: E402
 from orchestrator.state.identity import create_user, issue_token  # noqa: E402
 from tasks.queues import queue_for  # noqa: E402
@@ -51,10 +51,9 @@ def register(plane: ControlPlane, devices: list[str]) -> None:
 
 
 def purge(plane: ControlPlane, devices: list[str]) -> None:
-    pipe = plane.client.pipeline(transaction=False)
-    for device in devices:
-        pipe.delete(queue_for(device))
-    pipe.execute()
+    """Delete the devices' queues (what waits in them) and the binding sets the bare senders
+    declared."""
+    delete_device_queues(plane.client, devices)
     delete_matching(plane.client, "celery-task-meta-*bench*")
 
 

@@ -31,7 +31,11 @@ from bench.target import bench_redis  # noqa: E402
 from config import Settings  # noqa: E402
 from orchestrator.api.server import ServerThread  # noqa: E402
 from orchestrator.local.agents import LocalAgent  # noqa: E402
-from orchestrator.local.cleanup import delete_matching  # noqa: E402
+from orchestrator.local.cleanup import (  # noqa: E402
+    delete_device_queues,
+    delete_matching,
+    delete_results,
+)
 from orchestrator.plane import ControlPlane  # noqa: E402
 from orchestrator.state.identity import create_user, issue_token  # noqa: E402
 from tasks.signing import generate_keypair  # noqa: E402
@@ -39,6 +43,8 @@ from tasks.signing import generate_keypair  # noqa: E402
 MIB = 1024 * 1024
 CHUNK = MIB
 WINDOW = 8
+#: The device id the benchmark's agent runs as.
+DEVICE = "bench-host"
 
 
 def make_subject(path: Path, size_mb: int) -> str:
@@ -97,6 +103,10 @@ def main() -> None:
         redis_url, _ = bench_redis(stack, tmpdir / "redis")
         prefix = f"lrbench-{uuid.uuid4().hex[:6]}"
         stack.callback(lambda: delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*"))
+        # After the agent stopped: its queue's bindings and the command's result.
+        task_ids: list[str] = []
+        stack.callback(lambda: (delete_device_queues(redis.Redis.from_url(redis_url), [DEVICE]),
+                                delete_results(redis.Redis.from_url(redis_url), task_ids)))
         signing = generate_keypair(tmpdir / "keys")
         settings = Settings(redis_url=redis_url, key_prefix=prefix,
                             signing_key_file=signing.private_path,
@@ -108,7 +118,7 @@ def main() -> None:
         user = create_user(plane.client, plane.keys, "bench", ["admin"])
         token = issue_token(plane.client, plane.keys, user)
         agent = stack.enter_context(LocalAgent(
-            "bench-host", redis_url, key_prefix=prefix, public_key_file=signing.public_path,
+            DEVICE, redis_url, key_prefix=prefix, public_key_file=signing.public_path,
             log_path=tmpdir / "agent.log", env={"LR_LEDGER_DIR": str(tmpdir / "ledger")}))
         subject = tmpdir / "subject.bin"
         expected = make_subject(subject, opts.mb)
@@ -116,7 +126,7 @@ def main() -> None:
         bare_s = bare_copy(redis.Redis.from_url(redis_url), subject, tmpdir / "bare.out")
         with httpx.Client(base_url=server.url, timeout=600,
                           headers={"Authorization": f"Bearer {token}"}) as http:
-            session = http.post("/sessions", json={"device_id": "bench-host"}).json()["id"]
+            session = http.post("/sessions", json={"device_id": DEVICE}).json()["id"]
             agent_procs = [psutil.Process(agent.pid), *psutil.Process(agent.pid).children(True)]
             before = sum(p.memory_info().rss for p in agent_procs)
             peak = [before]
@@ -133,6 +143,7 @@ def main() -> None:
             record = http.post(f"/sessions/{session}/commands",
                                json={"line": f"getfile {subject}"}).json()
             ours_s = time.perf_counter() - start
+            task_ids.append(record["command_id"])
             stop.set()
             sampler.join()
         assert record["status"] == "completed", record

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
+
+from tests.throwaway_redis import ThrowawayRedis
 
 pytestmark = pytest.mark.integration
 
@@ -36,3 +39,28 @@ def test_a_small_run_on_the_embedded_redis_prints_its_figure_and_cleans_up_clean
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert figure in proc.stdout, proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+#: kombu's own table of expiring bindings, one per Redis, kept by every kombu client.
+KOMBU_GLOBAL_KEYS = {"_kombu.binding_deadlines"}
+
+
+@pytest.mark.parametrize(("script", "args", "figure"),
+                         [run for run in SMALL_RUNS if run[0] != "audit.py"],
+                         ids=[run[0] for run in SMALL_RUNS if run[0] != "audit.py"])
+def test_a_run_on_a_redis_it_was_given_leaves_no_key_behind(
+        script: str, args: list[str], figure: str, tmp_path: Path) -> None:
+    """Queues, kombu binding sets, task results, records: a benchmark pointed at a shared
+    Redis (LR_REDIS_URL) deletes everything it created there."""
+    server = ThrowawayRedis(tmp_path / "redis")
+    server.start()
+    try:
+        proc = subprocess.run([sys.executable, str(BENCH / script), *args],
+                              env={**os.environ, "LR_REDIS_URL": server.url},
+                              capture_output=True, text=True, timeout=110)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert figure in proc.stdout, proc.stdout
+        left = {key.decode() for key in redis.Redis.from_url(server.url).keys("*")}
+        assert left <= KOMBU_GLOBAL_KEYS, sorted(left)[:20]
+    finally:
+        server.stop()
