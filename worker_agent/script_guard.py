@@ -6,9 +6,9 @@ only: the script's clean environment has no PYTHONPATH). It is a child subreaper
 every orphan of the program's tree, double-forked daemons included, is reparented to it and
 stays findable; the kernel sends it SIGTERM when the agent thread that started it ends: the
 agent's process dies, or the prefork pool process running the command (`PR_SET_PDEATHSIG`,
-armed before exec). When the program ends, or that signal
-or SIGINT arrives, it kills every descendant it has and reaps them, then exits as the program
-did (the same code, or the same signal).
+armed before exec; it comes once more for each thread of a dying agent the guard is handed to).
+When the program ends, or the first such signal or SIGINT arrives, it kills every descendant
+it has and reaps them, then exits as the program did (the same code, or the same signal).
 """
 
 from __future__ import annotations
@@ -34,7 +34,18 @@ class _Stop(BaseException):  # noqa: N818 - not an error: unwinds the wait on a 
     """Raised by the stop signals' handler so the wait for the program ends."""
 
 
+#: Whether a stop signal arrived: the clean-up it starts must not be cut short by the next one.
+_stopping = False
+
+
 def _on_stop(_signum: int, _frame: object) -> None:
+    # Raised once only. The kernel may send several: the parent-death signal comes again each
+    # time the guard is handed to the next thread of a dying multi-threaded agent, and a
+    # second _Stop raised inside the clean-up would abandon it with the program still running.
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
     raise _Stop
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from orchestrator.files.library import library_of
 from tests.stack import Stack, new_device_id
+from worker_agent.script_runner import GUARD
 
 #: How long the script's tree has to be gone after the kill.
 GONE_WITHIN_S = 5.0
@@ -103,3 +106,43 @@ def test_killing_the_agent_ends_the_script_and_all_it_started(
             for pid in [*tree, *([pool.pid] if pool is not None else [])]:
                 if _alive(pid):
                     os.kill(pid, signal.SIGKILL)
+
+
+def test_the_guard_ends_the_tree_when_stop_signals_arrive_in_a_burst(tmp_path: Path) -> None:
+    """The parent-death signal comes again each time the guard is handed to the next thread
+    of a dying multi-threaded agent: a burst of SIGTERMs microseconds apart must not cut the
+    guard's clean-up short (a second stop inside it once left the whole tree running)."""
+    pids, ready = tmp_path / "pids", tmp_path / "ready"
+    script = tmp_path / "tree.sh"
+    script.write_bytes(_script(pids, ready))
+    for _ in range(10):
+        pids.unlink(missing_ok=True)
+        ready.unlink(missing_ok=True)
+        guard = subprocess.Popen([sys.executable, "-I", str(GUARD), "/bin/sh", str(script)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        try:
+            deadline = time.monotonic() + STARTED_WITHIN_S
+            while not ready.exists():
+                assert time.monotonic() < deadline, "the script did not start"
+                time.sleep(0.02)
+            tree = [int(p) for p in pids.read_text().split()]
+            for _ in range(20):  # as threads exit one after another, about 20 µs apart
+                os.kill(guard.pid, signal.SIGTERM)
+                until = time.perf_counter() + 20e-6
+                while time.perf_counter() < until:
+                    pass
+            guard.wait(timeout=GONE_WITHIN_S)
+            deadline = time.monotonic() + GONE_WITHIN_S
+            while any(_alive(p) for p in tree) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            left = [p for p in tree if _alive(p)]
+            assert not left, f"still running after a burst of SIGTERMs to the guard: {left}"
+        finally:
+            started = [int(p) for p in pids.read_text().split()] if pids.exists() else []
+            for pid in [*started, guard.pid]:
+                try:
+                    psutil.Process(pid).kill()
+                except psutil.Error:
+                    pass
+            guard.wait()
