@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.local.cleanup import delete_matching
+from orchestrator.local.cleanup import delete_matching, delete_queues
 from orchestrator.playbooks.orders import orchestrator_queue
 from tests.stack import Stack
 
@@ -68,3 +68,4 @@ class RunWorkerProcess:
         self.stop()
         queue = orchestrator_queue(self.stack.plane.keys.prefix)
         delete_matching(self.stack.plane.client, f"{queue}*")
+        delete_queues(self.stack.plane.client, [queue])  # its kombu binding sets too
