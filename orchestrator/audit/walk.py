@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from orchestrator.audit.entry import (
     canonical_details,
     canonical_problem,
+    canonical_ts,
     check_entry,
     order_of,
 )
@@ -233,11 +234,8 @@ class ChainWalk:
         expected_prev = self.expected_prev
         if expected_prev is None or self.first_id is None:
             return False
-        ms, _, seq = entry_id.partition("-")
-        if not (ms.isdigit() and seq.isdigit() and entry_id.isascii()):
-            return False
-        order = (int(ms), int(seq))
-        if order <= self._last_order or (
+        order = order_of(entry_id)
+        if order is None or order <= self._last_order or (
             not self._witness_found and order >= self._witness_order
         ):
             return False
@@ -253,11 +251,7 @@ class ChainWalk:
             return False
         if prev != expected_prev:
             return False
-        try:
-            # `canonical_ts` inline: a finite float's repr ends in a digit, inf and nan do not.
-            if repr(float(ts)) != ts or not ts[-1].isdigit():
-                return False
-        except ValueError:
+        if not canonical_ts(ts):
             return False
         if sig is None:
             if self.pending or self._open_start or not actor.startswith(AGENT_ACTOR_PREFIX):
