@@ -7,7 +7,7 @@ the endpoint's disk (`worker_agent.ledger`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import redis
 
@@ -70,3 +70,10 @@ class CommandStateStore:
         """The command's current state, or None when unknown."""
         cur = self.client.hget(self.keys.command(command_id), "state")
         return CommandStatus(as_text(cur)) if cur else None
+
+    def states(self, command_ids: Sequence[str]) -> list[CommandStatus | None]:
+        """The current state of each command (None when unknown), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for command_id in command_ids:
+            pipe.hget(self.keys.command(command_id), "state")
+        return [CommandStatus(as_text(cur)) if cur else None for cur in pipe.execute()]

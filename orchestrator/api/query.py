@@ -12,15 +12,17 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-#: Route (by identity) → the query parameter names it takes, computed on its first request.
-_TAKES: dict[int, frozenset[str]] = {}
+#: The attribute of a route holding the query parameter names it takes, computed on its first
+#: request (held by the route itself: routes are not hashable, and an id may be reused).
+TAKES_ATTR = "_liveresponse_query_names"
 
 
 def query_names(route: APIRoute) -> frozenset[str]:
     """The query parameter names `route` reads, its dependencies' included."""
-    names = _TAKES.get(id(route))
+    names: frozenset[str] | None = getattr(route, TAKES_ATTR, None)
     if names is None:
-        names = _TAKES[id(route)] = frozenset(_walk(route.dependant))
+        names = frozenset(_walk(route.dependant))
+        setattr(route, TAKES_ATTR, names)
     return names
 
 

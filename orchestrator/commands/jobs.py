@@ -35,7 +35,6 @@ from tasks import clock
 from tasks.envelope import CommandStatus
 from tasks.errors import NotFoundError, UsageError
 from tasks.registry import REGISTRY
-from tasks.replies import as_text
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +124,10 @@ class Jobs:
 
     def _started(self, records: list[CommandRecord]) -> list[CommandRecord]:
         """Those of `records` no longer queued (started, or ended) or past their expiry."""
-        pipe = self.plane.client.pipeline(transaction=False)
-        for record in records:
-            pipe.hget(self.plane.keys.command(record.command_id), "state")
+        states = self.plane.states.states([r.command_id for r in records])
         now = clock.now()
-        return [record for record, state in zip(records, pipe.execute(), strict=True)
-                if as_text(state) != CommandStatus.QUEUED.value
-                or now >= (record.expires_at or now)]
+        return [record for record, state in zip(records, states, strict=True)
+                if state is not CommandStatus.QUEUED or now >= (record.expires_at or now)]
 
     def _collect(self, record: CommandRecord) -> None:
         try:
