@@ -29,15 +29,22 @@ SMALL_RUNS = [
 ]
 
 
+def _run_small(script: str, args: list[str], figure: str,
+               env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `script` small with `env`; it must succeed and print `figure`."""
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], env=env,
+                          capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert figure in proc.stdout, proc.stdout
+    return proc
+
+
 @pytest.mark.parametrize(("script", "args", "figure"), SMALL_RUNS,
                          ids=[run[0] for run in SMALL_RUNS])
 def test_a_small_run_on_the_embedded_redis_prints_its_figure_and_cleans_up_cleanly(
         script: str, args: list[str], figure: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LR_REDIS_URL"}
-    proc = subprocess.run([sys.executable, str(BENCH / script), *args], env=env,
-                          capture_output=True, text=True, timeout=110)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert figure in proc.stdout, proc.stdout
+    proc = _run_small(script, args, figure, env)
     assert "Traceback" not in proc.stderr, proc.stderr
 
 
@@ -55,11 +62,7 @@ def test_a_run_on_a_redis_it_was_given_leaves_no_key_behind(
     server = ThrowawayRedis(tmp_path / "redis")
     server.start()
     try:
-        proc = subprocess.run([sys.executable, str(BENCH / script), *args],
-                              env={**os.environ, "LR_REDIS_URL": server.url},
-                              capture_output=True, text=True, timeout=110)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert figure in proc.stdout, proc.stdout
+        _run_small(script, args, figure, {**os.environ, "LR_REDIS_URL": server.url})
         left = {key.decode() for key in redis.Redis.from_url(server.url).keys("*")}
         assert left <= KOMBU_GLOBAL_KEYS, sorted(left)[:20]
     finally:
