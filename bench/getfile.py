@@ -102,11 +102,12 @@ def main() -> None:
         tmpdir = Path(tmp)
         redis_url, _ = bench_redis(stack, tmpdir / "redis")
         prefix = f"lrbench-{uuid.uuid4().hex[:6]}"
-        stack.callback(lambda: delete_matching(redis.Redis.from_url(redis_url), f"{prefix}:*"))
-        # After the agent stopped: its queue's bindings and the command's result.
+        client = redis.Redis.from_url(redis_url)
+        # Run after the agent stopped: the prefix, the queue's bindings, the command's result.
         task_ids: list[str] = []
-        stack.callback(lambda: (delete_device_queues(redis.Redis.from_url(redis_url), [DEVICE]),
-                                delete_results(redis.Redis.from_url(redis_url), task_ids)))
+        stack.callback(delete_matching, client, f"{prefix}:*")
+        stack.callback(delete_device_queues, client, [DEVICE])
+        stack.callback(delete_results, client, task_ids)
         signing = generate_keypair(tmpdir / "keys")
         settings = Settings(redis_url=redis_url, key_prefix=prefix,
                             signing_key_file=signing.private_path,
@@ -123,7 +124,7 @@ def main() -> None:
         subject = tmpdir / "subject.bin"
         expected = make_subject(subject, opts.mb)
 
-        bare_s = bare_copy(redis.Redis.from_url(redis_url), subject, tmpdir / "bare.out")
+        bare_s = bare_copy(client, subject, tmpdir / "bare.out")
         with httpx.Client(base_url=server.url, timeout=600,
                           headers={"Authorization": f"Bearer {token}"}) as http:
             session = http.post("/sessions", json={"device_id": DEVICE}).json()["id"]
