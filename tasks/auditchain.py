@@ -159,6 +159,20 @@ def entry_mac_message(entry_hash: str, sig: str) -> bytes:
     return ENTRY_MAC_CONTEXT + entry_hash.encode() + b" " + sig.encode()
 
 
+class EntryMac:
+    """`entry_mac` under one key, its HMAC keyed once: each entry's MAC starts from a copy
+    (what appending and verifying many entries do)."""
+
+    def __init__(self, mac_key: bytes) -> None:
+        self._keyed = hmac.new(mac_key, digestmod="sha256")
+
+    def hex(self, entry_hash: str, sig: str) -> str:
+        """`entry_mac(mac_key, entry_hash, sig)`."""
+        mac = self._keyed.copy()
+        mac.update(entry_mac_message(entry_hash, sig))
+        return mac.hexdigest()
+
+
 def check_details(details: Mapping[str, Any]) -> str:
     """Return `details` as canonical JSON; ValueError if it holds a secret key or is not JSON."""
     try:
@@ -240,8 +254,7 @@ class AuditChain:
         self.keys = keys
         self.signer = signer
         self._mac_key = mac_key_of(signer) if signer is not None else b""
-        # Keyed once: each entry's MAC starts from a copy.
-        self._mac_base = hmac.new(self._mac_key, digestmod="sha256") if signer else None
+        self._entry_mac = EntryMac(self._mac_key) if signer else None
         self._append = client.register_script(APPEND_LUA)
         self._append_run = client.register_script(APPEND_RUN_LUA)
         # Last head this process wrote or saw: a hint that saves a GET per append. The Lua
@@ -410,10 +423,8 @@ class AuditChain:
 
     def _mac(self, entry_hash: str, sig: str) -> str:
         """The `mac` field of an entry: `entry_mac` under this chain's MAC key."""
-        assert self.signer is not None and self._mac_base is not None
-        mac = self._mac_base.copy()
-        mac.update(entry_mac_message(entry_hash, sig))
-        return f"{self.signer.key_id}:{mac.hexdigest()}"
+        assert self.signer is not None and self._entry_mac is not None
+        return f"{self.signer.key_id}:{self._entry_mac.hex(entry_hash, sig)}"
 
     def _attempt(self, draft: _Draft, prev: str, guard: tuple[str, str]) -> _Attempt:
         """One try at appending `draft` after `prev`, signed on its own."""

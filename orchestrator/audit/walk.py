@@ -30,8 +30,8 @@ from tasks.auditchain import (
     MAC_FIELD,
     RUN_MEMBER,
     SIG_FIELD,
+    EntryMac,
     entry_mac,
-    entry_mac_message,
     entry_signed_bytes,
     hash_of_stored,
     run_signed_bytes,
@@ -67,9 +67,8 @@ class ChainWalk:
     ) -> None:
         self.keys = TrustedKeys.of(keys)
         self.mac_keys = dict(mac_keys or {})
-        # HMAC state after each MAC key: a copy of it checks one entry's MAC.
-        self._macs = {key_id: hmac.new(key, digestmod="sha256")
-                      for key_id, key in self.mac_keys.items()}
+        # Each MAC key keyed once, for the common entries' checks.
+        self._macs = {key_id: EntryMac(key) for key_id, key in self.mac_keys.items()}
         self.checkpoint = checkpoint
         self.witness = witness
         self.start = checkpoint.anchor if checkpoint else GENESIS
@@ -279,9 +278,7 @@ class ChainWalk:
                 if (length_text and covered < 1) or self._open_start or self.pending != covered \
                         or (self.pending and self._pending_key != key_id):
                     return False
-            mac_check = prepared.copy()
-            mac_check.update(entry_mac_message(entry_hash, sig))
-            if not hmac.compare_digest(mac_hex, mac_check.hexdigest()):
+            if not hmac.compare_digest(mac_hex, prepared.hex(entry_hash, sig)):
                 return False
             if not member:
                 self.pending = 0
